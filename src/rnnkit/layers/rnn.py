@@ -1,0 +1,199 @@
+"""Drop-in ``RNN``, ``LSTM`` and ``GRU``: ``torch.nn``'s constructor, parameters and outputs, plus more.
+
+Each class *is* its ``torch.nn`` counterpart (a subclass), so constructor arguments, parameter
+names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ``weight_hr_l0`` ...), ``state_dict`` keys and
+return values are torch's, and ``load_state_dict`` works both ways. What it adds, all keyword-only:
+
+* ``forward(input, hx=None, lengths=None)`` — ragged batches without packing: outputs past each
+  length are zero and the final state is taken at each sequence's own last step (both directions).
+  A ``PackedSequence`` input is accepted too and answered with one.
+* regularisers: ``input_dropout``, ``output_dropout`` (locked), ``variational_dropout`` (makes the
+  inter-layer ``dropout`` locked), ``recurrent_dropout``, ``weight_drop``, ``zoneout``
+  (see :mod:`rnnkit.layers.recurrent`);
+* init: ``recurrent_init="orthogonal"`` (each gate block of every ``weight_hh``), ``forget_bias``
+  (LSTM: the forget gate's total bias starts at this value);
+* ``implementation="auto"|"fused"|"loop"`` and ``layer.path`` / ``layer.last_path``: the fused
+  kernel runs whenever the options allow it (plain, ``lengths``, dropout variants, weight drop);
+  zoneout and recurrent dropout (in training) run the reference loop over rnnkit's cells, which use
+  these very parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from ..cells import GRUCell, LSTMCell, RNNCell
+from ..cells.base import RECURRENT_INITS
+from .masking import check_lengths
+from .recurrent import RecurrentStack
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+class _DropIn(RecurrentStack):
+    """Forward, state handling, init options and cell binding shared by RNN/LSTM/GRU."""
+
+    @staticmethod
+    def _check_init(owner: str, recurrent_init, forget_bias, is_lstm: bool) -> None:
+        if recurrent_init not in RECURRENT_INITS:
+            raise ValueError(f"{owner}: recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}")
+        if forget_bias is not None and not is_lstm:
+            raise ValueError(f"{owner}: forget_bias applies to LSTM only")
+        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
+            raise ValueError(f"{owner}: forget_bias must be a number or None, got {forget_bias!r}")
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()  # torch's U(-1/sqrt(H), 1/sqrt(H))
+        init = self.__dict__.get("_rk_recurrent_init", "default")
+        forget_bias = self.__dict__.get("_rk_forget_bias")
+        H = self.hidden_size
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if init == "orthogonal" and name.startswith("weight_hh"):
+                    for block in p.chunk(_GATES[self.mode], dim=0):
+                        nn.init.orthogonal_(block)
+                if forget_bias is not None and name.startswith("bias_ih"):
+                    p[H : 2 * H].fill_(float(forget_bias))
+                if forget_bias is not None and name.startswith("bias_hh"):
+                    p[H : 2 * H].zero_()
+
+    # -- the cells that run the loop path, bound to this module's parameters ---------------------
+    def _make_cells(self) -> None:
+        D = 2 if self.bidirectional else 1
+        grid = []
+        for layer in range(self.num_layers):
+            size = self.input_size if layer == 0 else D * (self.proj_size or self.hidden_size)
+            row = []
+            for _ in range(D):
+                if self.mode == "LSTM":
+                    cell = LSTMCell(size, self.hidden_size, self.bias, self.proj_size)
+                elif self.mode == "GRU":
+                    cell = GRUCell(size, self.hidden_size, self.bias)
+                else:
+                    cell = RNNCell(size, self.hidden_size, self.bias, self.nonlinearity)
+                row.append(cell)
+            grid.append(row)
+        # kept out of the module tree: they own no parameters, only references bound in _grid()
+        self.__dict__["_cell_grid"] = grid
+        self._grid()
+
+    def _grid(self):
+        grid = self.__dict__["_cell_grid"]
+        for layer, row in enumerate(grid):
+            for d, cell in enumerate(row):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                for name in list(cell._parameters):
+                    cell._parameters[name] = getattr(self, name + sfx) if cell._parameters[name] is not None else None
+        return grid
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, input, hx=None, lengths=None):  # noqa: A002 - torch's argument name
+        name = type(self).__name__
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError(f"{name}: give either a PackedSequence or lengths, not both")
+            x, lengths = pad_packed_sequence(input, batch_first=True)
+            unbatched = False
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{name}: expected a 2-D (unbatched) or 3-D input, got {input.dim()}-D")
+            unbatched = input.dim() == 2
+            x = input.unsqueeze(0) if unbatched else (input if self.batch_first else input.transpose(0, 1))
+            if unbatched and lengths is not None:
+                raise ValueError(f"{name}: lengths needs a batched (3-D) input")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name}: input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+            )
+        B, T = x.shape[:2]
+        lengths = check_lengths(lengths, B, T, x.device)
+        state = self._state_in(hx, B, x, unbatched)
+        n = len(state[0])
+        out, finals = self._run(x, [tuple(s[i] for s in state) for i in range(n)], lengths)
+        final = tuple(torch.stack([f[k] for f in finals]) for k in range(len(state)))
+        if packed:
+            out = pack_padded_sequence(out, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        elif unbatched:
+            out, final = out.squeeze(0), tuple(s.squeeze(1) for s in final)
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+        return (out, final) if self.mode == "LSTM" else (out, final[0])
+
+    def _state_in(self, hx, B: int, x: Tensor, unbatched: bool) -> tuple[Tensor, ...]:
+        name = type(self).__name__
+        n = self.num_layers * (2 if self.bidirectional else 1)
+        sizes = (self.proj_size or self.hidden_size, self.hidden_size) if self.mode == "LSTM" else (self.hidden_size,)
+        if hx is None:
+            return tuple(x.new_zeros(n, B, s) for s in sizes)
+        state = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        if unbatched:
+            state = tuple(s.unsqueeze(1) for s in state)
+        want = tuple((n, B, s) for s in sizes)
+        got = tuple(tuple(s.shape) for s in state)
+        if got != want:
+            raise ValueError(
+                f"{name}: expected hx of shape(s) {want if len(want) > 1 else want[0]}, got "
+                f"{got if len(got) > 1 else got[0]}"
+            )
+        return state
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        for k in ("input_dropout", "output_dropout", "recurrent_dropout", "weight_drop", "zoneout"):
+            if getattr(self, k):
+                s += f", {k}={getattr(self, k)}"
+        if self.variational_dropout:
+            s += ", variational_dropout=True"
+        if self.__dict__.get("_rk_recurrent_init", "default") != "default":
+            s += f", recurrent_init={self._rk_recurrent_init!r}"
+        if self.__dict__.get("_rk_forget_bias") is not None:
+            s += f", forget_bias={self._rk_forget_bias}"
+        return s
+
+
+def _make_dropin(base: type[nn.RNNBase], doc: str) -> type:
+    is_lstm = base is nn.LSTM
+
+    def __init__(
+        self,
+        *args,
+        input_dropout: float = 0.0,
+        output_dropout: float = 0.0,
+        variational_dropout: bool = False,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
+        zoneout: float = 0.0,
+        recurrent_init: str = "default",
+        forget_bias: float | None = None,
+        implementation: str = "auto",
+        **kwargs,
+    ) -> None:
+        _DropIn._check_init(base.__name__, recurrent_init, forget_bias, is_lstm)
+        # read by reset_parameters, which torch's constructor calls
+        self.__dict__["_rk_recurrent_init"] = recurrent_init
+        self.__dict__["_rk_forget_bias"] = forget_bias
+        base.__init__(self, *args, **kwargs)
+        self._init_options(
+            dropout=self.dropout,
+            variational_dropout=variational_dropout,
+            input_dropout=input_dropout,
+            output_dropout=output_dropout,
+            recurrent_dropout=recurrent_dropout,
+            weight_drop=weight_drop,
+            zoneout=zoneout,
+            implementation=implementation,
+        )
+        self._make_cells()
+        self._check_cells_support_options()
+
+    return type(base.__name__, (_DropIn, base), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+RNN = _make_dropin(nn.RNN, "Drop-in :class:`torch.nn.RNN` (tanh or relu) with ``lengths=`` and the rnnkit extras.")
+LSTM = _make_dropin(
+    nn.LSTM, "Drop-in :class:`torch.nn.LSTM` (``proj_size`` included) with ``lengths=`` and the rnnkit extras."
+)
+GRU = _make_dropin(nn.GRU, "Drop-in :class:`torch.nn.GRU` with ``lengths=`` and the rnnkit extras.")
