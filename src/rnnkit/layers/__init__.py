@@ -1,6 +1,8 @@
 """Whole-sequence layers: the generic loop, drop-in RNN/LSTM/GRU, attention, masking and pooling."""
 
+from .attention import Attention, masked_softmax
 from .masking import last_valid, lengths_to_mask, mask_padded, reverse_padded
+from .pooling import AttentionPooling, Pooling, bidirectional_last, last_pool, max_pool, mean_pool
 from .recurrent import Recurrent, locked_dropout
 from .rnn import GRU, LSTM, RNN
 
@@ -14,4 +16,12 @@ __all__ = [
     "lengths_to_mask",
     "mask_padded",
     "reverse_padded",
+    "Attention",
+    "masked_softmax",
+    "AttentionPooling",
+    "Pooling",
+    "bidirectional_last",
+    "last_pool",
+    "max_pool",
+    "mean_pool",
 ]
