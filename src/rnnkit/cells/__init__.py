@@ -2,5 +2,17 @@
 
 from .base import RecurrentCell, State
 from .classic import GRUCell, LSTMCell, RNNCell
+from .layernorm import LayerNormGRUCell, LayerNormLSTMCell
+from .minimal import MinGRUCell, MinLSTMCell
 
-__all__ = ["RecurrentCell", "State", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = [
+    "RecurrentCell",
+    "State",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "LayerNormLSTMCell",
+    "LayerNormGRUCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+]
