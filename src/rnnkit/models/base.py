@@ -1,0 +1,151 @@
+"""What every rnnkit model shares: a typed config, rebuild-from-config, save/load, and ``summary()``.
+
+A model is an ``nn.Module`` whose constructor takes one typed config (a :class:`~rnnkit.config.StrictModel`
+that rejects unknown keys). ``model.config`` is that object, ``model.get_config()`` its JSON form, and
+``type(model).from_config(d)`` rebuilds an identical architecture — so a checkpoint is the weights
+(safetensors) plus that JSON, and loading never unpickles anything.
+
+Decoders that search (greedy, beam, sampling in :mod:`rnnkit.decoding`) expose
+``step(tokens (B,), state) -> (logits (B, V), state)`` where ``state`` is a nest (tuple/list/dict)
+of tensors with the batch on dim 0, so search can expand and reorder it without knowing the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..config import StrictModel
+from ..fileio import atomic_write_text
+
+MODEL_REGISTRY: dict[str, type[Model]] = {}
+
+
+class Model(nn.Module):
+    """Base class of the topologies (``Classifier``, ``Tagger``, ``LanguageModel``, ``Seq2Seq``, ...)."""
+
+    config_class: ClassVar[type[StrictModel]]
+    #: registry name, e.g. "classifier"; subclasses set it and are registered automatically
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            MODEL_REGISTRY[cls.kind] = cls
+
+    def __init__(self, config: StrictModel | dict | None = None, **overrides: Any) -> None:
+        super().__init__()
+        self.config = self.coerce_config(config, **overrides)
+
+    @classmethod
+    def coerce_config(cls, config: StrictModel | dict | None = None, **overrides: Any) -> StrictModel:
+        """Accept a config object, a dict, or keyword arguments; validate eagerly."""
+        if config is None:
+            return cls.config_class(**overrides)
+        if isinstance(config, dict):
+            return cls.config_class(**{**config, **overrides})
+        if not isinstance(config, cls.config_class):
+            raise TypeError(f"{cls.__name__}: expected a {cls.config_class.__name__}, got {type(config).__name__}")
+        return cls.config_class(**{**config.model_dump(), **overrides}) if overrides else config
+
+    @classmethod
+    def from_config(cls, config: StrictModel | dict) -> Model:
+        return cls(config)
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # -- inspection -----------------------------------------------------------------------------
+    def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
+        """Inputs for :meth:`summary` (positional args, keyword args). Subclasses override."""
+        raise NotImplementedError(f"{type(self).__name__} does not define example_inputs()")
+
+    def summary(self, batch_size: int = 2, length: int = 7) -> str:
+        """A table of every leaf layer with its output shape and parameter count, from one forward pass."""
+        rows: list[tuple[str, str, str, int]] = []
+        hooks = []
+
+        def shape_of(out: Any) -> str:
+            if isinstance(out, Tensor):
+                return str(tuple(out.shape))
+            if isinstance(out, (tuple, list)) and out:
+                return shape_of(out[0])
+            return "-"
+
+        for name, module in self.named_modules():
+            if name and not list(module.children()) or isinstance(module, nn.RNNBase):
+
+                def hook(mod, _inp, out, name=name):
+                    own = sum(p.numel() for p in mod.parameters())
+                    rows.append((name, type(mod).__name__, shape_of(out), own))
+
+                hooks.append(module.register_forward_hook(hook))
+        args, kwargs = self.example_inputs(batch_size, length)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self(*args, **kwargs)
+        finally:
+            self.train(was_training)
+            for h in hooks:
+                h.remove()
+        seen, unique = set(), []
+        for r in rows:
+            if r[0] not in seen and not any(r[0].startswith(s + ".") for s in seen):
+                seen.add(r[0])
+                unique.append(r)
+        w = max([len(r[0]) + len(r[1]) + 3 for r in unique] + [20])
+        lines = [
+            f"{type(self).__name__} (batch {batch_size}, length {length})",
+            f"{'layer':<{w}} {'output shape':<22} {'params':>10}",
+            "-" * (w + 34),
+        ]
+        for name, typ, shape, n in unique:
+            lines.append(f"{name + ' (' + typ + ')':<{w}} {shape:<22} {n:>10,}")
+        lines += [
+            "-" * (w + 34),
+            f"total parameters: {self.num_parameters():,} (trainable {self.num_parameters(True):,})",
+        ]
+        return "\n".join(lines)
+
+
+def build_model(kind: str, config: StrictModel | dict) -> Model:
+    """Build a registered model by name (``"classifier"``, ``"tagger"``, ...) from its config."""
+    if kind not in MODEL_REGISTRY:
+        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[kind].from_config(config)
+
+
+def save_model(model: Model, folder: str | Path) -> None:
+    """``model.safetensors`` + ``model.json`` (kind and config) into ``folder``, each written atomically.
+
+    Tied weights (e.g. a language model's shared embedding and output matrix) are stored once.
+    """
+    import safetensors.torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".model.safetensors.tmp-{os.getpid()}"
+    safetensors.torch.save_model(model, str(tmp))
+    os.replace(tmp, folder / "model.safetensors")
+    atomic_write_text(folder / "model.json", json.dumps({"kind": model.kind, "config": model.get_config()}, indent=2))
+
+
+def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> Model:
+    """Rebuild a model saved by :func:`save_model`; weights via safetensors (no pickle)."""
+    import safetensors.torch
+
+    folder = Path(folder)
+    meta = json.loads((folder / "model.json").read_text())
+    model = build_model(meta["kind"], meta["config"])
+    safetensors.torch.load_model(model, str(folder / "model.safetensors"), device=str(map_location))
+    return model

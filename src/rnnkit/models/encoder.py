@@ -1,0 +1,166 @@
+"""The body every topology shares: token embedding or feature projection -> recurrent stack.
+
+``SequenceEncoder`` takes token ids ``(B, T)`` (when ``vocab_size`` is set) or real-valued
+features ``(B, T, F)`` (when ``input_size`` is set), runs any rnnkit cell over them — the fused
+drop-in ``LSTM/GRU/RNN`` for the classic cells, the generic :class:`~rnnkit.layers.Recurrent` loop for
+the others — and returns every step's output and the final state.
+
+``hidden_size`` may be a list to stack layers of different widths (e.g. ``[64, 32]`` for the
+classic "SimpleRNN(64, return_sequences) -> SimpleRNN(32)" stack); ``num_layers`` then must be 1.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from ..cells import LayerNormGRUCell, LayerNormLSTMCell, MinGRUCell, MinLSTMCell, State
+from ..config import StrictModel
+from ..layers import GRU, LSTM, RNN, Recurrent
+
+CellName = Literal["lstm", "gru", "rnn_tanh", "rnn_relu", "ln_lstm", "ln_gru", "min_gru", "min_lstm"]
+
+#: the cells the generic loop runs (the classic ones go through the fused drop-in layers)
+LOOP_CELLS = {
+    "ln_lstm": LayerNormLSTMCell,
+    "ln_gru": LayerNormGRUCell,
+    "min_gru": MinGRUCell,
+    "min_lstm": MinLSTMCell,
+}
+
+
+class EncoderConfig(StrictModel):
+    """Configuration of :class:`SequenceEncoder` (unknown keys are errors)."""
+
+    vocab_size: int | None = Field(None, gt=0, description="token input: number of ids (0 is padding)")
+    input_size: int | None = Field(None, gt=0, description="real-valued input: features per step")
+    embed_dim: int = Field(128, gt=0, description="embedding size for token input")
+    padding_idx: int = Field(0, ge=0)
+    cell: CellName = "lstm"
+    hidden_size: int | list[int] = Field(128, description="per-layer width; a list stacks layers of different widths")
+    num_layers: int = Field(1, gt=0)
+    bidirectional: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1, description="between recurrent layers")
+    embed_dropout: float = Field(0.0, ge=0, lt=1, description="locked dropout on the embedded/projected input")
+    output_dropout: float = Field(0.0, ge=0, lt=1, description="locked dropout on the encoder's outputs")
+    recurrent_dropout: float = Field(0.0, ge=0, lt=1)
+    weight_drop: float = Field(0.0, ge=0, lt=1)
+    zoneout: float = Field(0.0, ge=0, lt=1)
+    forget_bias: float | None = Field(None, description="LSTM cells: initial forget-gate bias")
+    recurrent_init: Literal["default", "orthogonal"] = "default"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.vocab_size is None) == (self.input_size is None):
+            raise ValueError("set exactly one of vocab_size (token input) and input_size (real-valued input)")
+        if self.vocab_size is not None and self.padding_idx >= self.vocab_size:
+            raise ValueError(f"padding_idx must be < vocab_size ({self.vocab_size}), got {self.padding_idx}")
+        if isinstance(self.hidden_size, list):
+            if not self.hidden_size or any(h <= 0 for h in self.hidden_size):
+                raise ValueError(f"hidden_size list must hold positive ints, got {self.hidden_size}")
+            if self.num_layers != 1:
+                raise ValueError("give either a hidden_size list or num_layers, not both")
+        elif self.hidden_size <= 0:
+            raise ValueError(f"hidden_size must be positive, got {self.hidden_size}")
+        if self.forget_bias is not None and self.cell not in ("lstm", "ln_lstm"):
+            raise ValueError(f"forget_bias applies to LSTM cells, not {self.cell!r}")
+        return self
+
+
+def _make_stack(cfg: EncoderConfig, input_size: int, hidden: int, num_layers: int, first: bool, last: bool):
+    common = dict(
+        num_layers=num_layers,
+        bidirectional=cfg.bidirectional,
+        dropout=cfg.dropout if num_layers > 1 else 0.0,
+        input_dropout=cfg.embed_dropout if first else 0.0,
+        output_dropout=cfg.output_dropout if last else 0.0,
+        recurrent_dropout=cfg.recurrent_dropout,
+        weight_drop=cfg.weight_drop,
+        zoneout=cfg.zoneout,
+    )
+    cell_kw: dict = {"recurrent_init": cfg.recurrent_init} if not cfg.cell.startswith("min") else {}
+    if cfg.forget_bias is not None:
+        cell_kw["forget_bias"] = cfg.forget_bias
+    if cfg.cell in LOOP_CELLS:
+        return Recurrent(LOOP_CELLS[cfg.cell], input_size, hidden, **common, **cell_kw)
+    if cfg.cell == "lstm":
+        return LSTM(input_size, hidden, batch_first=True, **common, **cell_kw)
+    if cfg.cell == "gru":
+        return GRU(input_size, hidden, batch_first=True, **common, **cell_kw)
+    return RNN(input_size, hidden, nonlinearity=cfg.cell[4:], batch_first=True, **common, **cell_kw)
+
+
+class SequenceEncoder(nn.Module):
+    """Embedding (or identity for features) -> one or more recurrent stacks.
+
+    ``forward(x, lengths=None, state=None) -> (outputs (B, T, D*H_last), states)`` where ``states``
+    is a list with one state tuple per stack (each component ``(L*D, B, S)``). Outputs past each
+    length are zero. ``output_size`` is ``D * H_last``.
+    """
+
+    def __init__(self, config: EncoderConfig | dict | None = None, **kwargs) -> None:
+        super().__init__()
+        if config is None:
+            config = EncoderConfig(**kwargs)
+        elif isinstance(config, dict):
+            config = EncoderConfig(**{**config, **kwargs})
+        elif kwargs:
+            config = EncoderConfig(**{**config.model_dump(), **kwargs})
+        self.config = config
+        cfg = config
+        self.embedding = (
+            nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.padding_idx) if cfg.vocab_size else None
+        )
+        size = cfg.embed_dim if cfg.vocab_size else cfg.input_size
+        widths = cfg.hidden_size if isinstance(cfg.hidden_size, list) else [cfg.hidden_size]
+        D = 2 if cfg.bidirectional else 1
+        stacks = []
+        for i, h in enumerate(widths):
+            stacks.append(_make_stack(cfg, size, h, cfg.num_layers, i == 0, i == len(widths) - 1))
+            size = D * (h)
+        self.stacks = nn.ModuleList(stacks)
+        self.output_size = size
+        self.num_directions = D
+
+    @property
+    def token_input(self) -> bool:
+        return self.embedding is not None
+
+    def embed(self, x: Tensor) -> Tensor:
+        if self.embedding is not None:
+            if x.dim() != 2 or x.dtype not in (torch.long, torch.int32, torch.int64):
+                raise ValueError(
+                    f"SequenceEncoder: expected token ids (B, T) of integers, got {x.dtype} {tuple(x.shape)}"
+                )
+            return self.embedding(x)
+        if x.dim() != 3 or x.shape[-1] != self.config.input_size:
+            raise ValueError(
+                f"SequenceEncoder: expected features (B, T, {self.config.input_size}), got {tuple(x.shape)}"
+            )
+        return x
+
+    def forward(
+        self, x: Tensor, lengths: Tensor | None = None, state: list[State] | None = None
+    ) -> tuple[Tensor, list[State]]:
+        h = self.embed(x)
+        finals: list[State] = []
+        for i, stack in enumerate(self.stacks):
+            s0 = None if state is None else state[i]
+            if isinstance(stack, Recurrent):
+                h, s = stack(h, s0, lengths=lengths)
+            else:
+                if s0 is not None and len(s0) == 1:
+                    s0 = s0[0]
+                h, s = stack(h, s0, lengths=lengths)
+                s = s if isinstance(s, tuple) else (s,)
+            finals.append(s)
+        return h, finals
+
+    def top_hidden(self, states: list[State]) -> Tensor:
+        """The last stack's top-layer ``h`` of every direction, concatenated: (B, D*H)."""
+        h = states[-1][0]  # (L*D, B, H)
+        D = self.num_directions
+        return h[-D:].transpose(0, 1).reshape(h.shape[1], -1)

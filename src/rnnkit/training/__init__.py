@@ -1,0 +1,18 @@
+"""One trainer for every task: fit / evaluate / predict, checkpoints, progress, data parallelism."""
+
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .trainer import Callback, FitResult, Task, TrainConfig, Trainer, detach, move, seed_everything
+
+__all__ = [
+    "Callback",
+    "FitResult",
+    "Task",
+    "TrainConfig",
+    "Trainer",
+    "detach",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "move",
+    "save_checkpoint",
+    "seed_everything",
+]

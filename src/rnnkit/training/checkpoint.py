@@ -1,0 +1,193 @@
+"""Checkpoints that resume exactly and load without pickle.
+
+A checkpoint is a folder ``checkpoints/step-<N>/`` holding
+
+* ``model.safetensors`` — the weights (tied tensors stored once);
+* ``optimizer.safetensors`` + the JSON part of the optimizer's state (hyper-parameters, steps);
+* ``rng.safetensors`` — torch's CPU (and CUDA) generator states;
+* ``trainer.json`` — step, epoch, position in the epoch, scheduler state, early-stopping state,
+  Python's and NumPy's RNG states, and the SHA-256 of every ``.safetensors`` file.
+
+It is written into a hidden temporary folder, fsynced, and renamed into place; then
+``checkpoints/latest`` (a one-line text file) is replaced atomically. A process killed at any moment
+leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from ..errors import RnnkitError
+from ..fileio import atomic_write_text, sha256_file
+
+FORMAT_VERSION = 1
+
+
+def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in a nest by a ``{"__tensor__": key}`` marker, collecting it in ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        key = prefix or "t"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {
+            "__dict__": [
+                [_split_tensors(k, "", {}), _split_tensors(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()
+            ]
+        }
+    if isinstance(obj, (list, tuple)):
+        return {
+            "__list__" if isinstance(obj, list) else "__tuple__": [
+                _split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)
+            ]
+        }
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return {"__float__": repr(obj)}
+    return obj
+
+
+def _join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__dict__" in obj:
+            return {_join_tensors(k, tensors): _join_tensors(v, tensors) for k, v in obj["__dict__"]}
+        if "__list__" in obj:
+            return [_join_tensors(v, tensors) for v in obj["__list__"]]
+        if "__tuple__" in obj:
+            return tuple(_join_tensors(v, tensors) for v in obj["__tuple__"])
+        if "__float__" in obj:
+            return float(obj["__float__"])
+    return obj
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    safetensors.torch.save_file(tensors, str(path))
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = s
+    py = random.getstate()
+    np_state = np.random.get_state()
+    info = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    return tensors, info
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    v, st, g = info["python"]
+    random.setstate((v, tuple(st), g))
+    n = info["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+
+
+def save_checkpoint(
+    folder: Path,
+    *,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    trainer_state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
+    """Write ``folder/step-<step>`` atomically and point ``folder/latest`` at it; keep the newest ``keep``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step-{step:08d}"
+    tmp = folder / f".step-{step:08d}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    safetensors.torch.save_model(model, str(tmp / "model.safetensors"))
+    opt_tensors: dict[str, torch.Tensor] = {}
+    opt_json = _split_tensors(optimizer.state_dict(), "opt", opt_tensors)
+    _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
+    rng_tensors, rng_info = rng_state()
+    _save_tensors(rng_tensors, tmp / "rng.safetensors")
+    sched_tensors: dict[str, torch.Tensor] = {}
+    sched_json = _split_tensors(scheduler.state_dict() if scheduler is not None else None, "sched", sched_tensors)
+    if sched_tensors:
+        raise RuntimeError("scheduler state holds tensors; not supported by the checkpoint format")
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "trainer": trainer_state,
+        "optimizer": opt_json,
+        "scheduler": sched_json,
+        "rng": rng_info,
+        "sha256": {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))},
+    }
+    atomic_write_text(tmp / "trainer.json", json.dumps(meta))
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(folder)
+    atomic_write_text(folder / "latest", final.name + "\n")
+    olds = sorted(p for p in folder.glob("step-*") if p.is_dir() and p != final)
+    for old in olds[: max(0, len(olds) - (keep - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint named by ``folder/latest`` (or the newest complete one), or None."""
+    pointer = folder / "latest"
+    if pointer.exists():
+        path = folder / pointer.read_text().strip()
+        if (path / "trainer.json").exists():
+            return path
+    done = sorted(p for p in folder.glob("step-*") if (p / "trainer.json").exists())
+    return done[-1] if done else None
+
+
+def load_checkpoint(
+    path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, scheduler: Any
+) -> dict[str, Any]:
+    """Restore everything saved by :func:`save_checkpoint`; returns the trainer state. Checks SHA-256."""
+    try:
+        meta = json.loads((path / "trainer.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RnnkitError(f"checkpoint {path}: trainer.json is missing or unreadable ({e})") from e
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RnnkitError(f"checkpoint {path}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}")
+    for name, digest in meta["sha256"].items():
+        if not (path / name).exists() or sha256_file(path / name) != digest:
+            raise RnnkitError(f"checkpoint {path}: {name} is missing or does not match its SHA-256 (damaged file)")
+    device = next(model.parameters()).device
+    safetensors.torch.load_model(model, str(path / "model.safetensors"), device=str(device))
+    if optimizer is not None:
+        tensors = safetensors.torch.load_file(str(path / "optimizer.safetensors"))
+        optimizer.load_state_dict(_join_tensors(meta["optimizer"], tensors))
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.load_state_dict(_join_tensors(meta["scheduler"], {}))
+    set_rng_state(safetensors.torch.load_file(str(path / "rng.safetensors")), meta["rng"])
+    return meta["trainer"]

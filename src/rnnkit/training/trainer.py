@@ -1,0 +1,444 @@
+"""One training engine for every task: fit, evaluate, predict.
+
+The trainer knows nothing of tasks. A task hands it
+
+* ``batches(split, epoch)`` — an iterable of batches (nests of tensors, batch on dim 0), the same
+  sequence for the same ``(split, epoch)`` so that an interrupted run can resume exactly;
+* ``train_step(model, batch, carry) -> (loss, carry, n)`` — the mean loss of the batch, an optional
+  carried state for truncated BPTT (detached by the trainer between batches; ``None`` otherwise) and
+  the number of examples/tokens it averaged over;
+* ``eval_step(model, batch) -> dict[str, float]`` of *additive* statistics (sums and counts), and
+  ``finalize(stats) -> dict[str, float]`` that turns the summed statistics into metrics. Additive
+  statistics are what make evaluation shardable across processes: ranks sum them with all-reduce.
+
+It owns the loop: device, mixed precision, optimizer and schedule, gradient accumulation and clipping,
+early stopping on a validation metric, callbacks, checkpoints that resume to the same weights, progress
+and logs, and data-parallel training under ``torchrun`` (each batch is split across ranks, so the same
+command with N processes trains on the same global batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..config import StrictModel
+from . import distributed as dist
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+log = logging.getLogger("rnnkit")
+
+
+class TrainConfig(StrictModel):
+    """How to train (unknown keys are errors). Every field has a one-line reason in the docs."""
+
+    epochs: int = Field(10, ge=0)
+    batch_size: int = Field(64, gt=0, description="global batch size (split across processes)")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0, description="sgd / rmsprop")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm; null disables")
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    scheduler: Literal["none", "cosine", "linear", "step", "plateau"] = "none"
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 over this many optimizer steps")
+    step_size: int = Field(1, ge=1, description="'step' scheduler: epochs between decays")
+    gamma: float = Field(0.5, gt=0, le=1, description="'step'/'plateau' decay factor")
+    plateau_patience: int = Field(1, ge=0)
+    monitor: str = Field("loss", description="validation metric for best model, plateau and early stopping")
+    monitor_mode: Literal["min", "max"] = "min"
+    early_stopping: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
+    seed: int = 0
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    amp: bool = Field(False, description="mixed precision (bfloat16 autocast on CPU, float16 + scaling on CUDA)")
+    checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N optimizer steps (0: per epoch)")
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(50, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (smoke runs)")
+
+
+@dataclass
+class Callback:
+    """Named hooks; override the ones you need. ``trainer.stop = True`` ends training after the epoch."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None: ...
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None: ...
+    def on_evaluate(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None: ...
+    def on_fit_end(self, trainer: Trainer, history: list[dict[str, Any]]) -> None: ...
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import RnnkitError
+
+        raise RnnkitError(f"train.device={name!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
+    return dev
+
+
+def move(batch: Any, device: torch.device) -> Any:
+    """Move a nest of tensors to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move(v, device) for v in batch)
+    return batch
+
+
+def detach(state: Any) -> Any:
+    """Cut the graph of a carried state (truncated BPTT)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, dict):
+        return {k: detach(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(detach(v) for v in state)
+    return state
+
+
+@dataclass
+class Task:
+    """What the trainer needs from a task (see the module docstring)."""
+
+    batches: Callable[[str, int], Iterable[Any]]
+    train_step: Callable[[nn.Module, Any, Any], tuple[torch.Tensor, Any, int]]
+    eval_step: Callable[[nn.Module, Any], dict[str, float]]
+    finalize: Callable[[dict[str, float]], dict[str, float]]
+    num_batches: Callable[[str], int] | None = None
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    steps: int = 0
+    stopped_early: bool = False
+
+
+class Trainer:
+    """``Trainer(config, run_dir=None, callbacks=(), quiet=False).fit(model, task)``.
+
+    With ``run_dir``, rank 0 writes ``metrics.jsonl`` (one line per epoch), ``checkpoints/`` (resume
+    with ``fit(..., resume=True)``) and ``best.safetensors`` (the weights with the best monitored
+    validation metric), and TensorBoard events when ``tensorboard`` is installed.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | dict | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        callbacks: Iterable[Callback] = (),
+        quiet: bool = False,
+    ) -> None:
+        self.config = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.quiet = quiet
+        self.stop = False
+        self.world = dist.init()  # no-op unless launched by torchrun
+        self.device = resolve_device(self.config.device) if self.world.size == 1 else self.world.device
+        self.step = 0
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        c = self.config
+        params = [p for p in model.parameters() if p.requires_grad]
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=c.lr, weight_decay=c.weight_decay, momentum=c.momentum)
+        return torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay, momentum=c.momentum)
+
+    def make_scheduler(self, optimizer, total_steps: int, steps_per_epoch: int):
+        """A per-step LambdaLR (warm-up × cosine/linear/step), or ReduceLROnPlateau for 'plateau'."""
+        c = self.config
+        if c.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=c.monitor_mode, factor=c.gamma, patience=c.plateau_patience
+            )
+        if c.scheduler == "none" and c.warmup_steps == 0:
+            return None
+        warm, total = c.warmup_steps, max(1, total_steps)
+
+        def factor(step: int) -> float:
+            w = min(1.0, (step + 1) / warm) if warm else 1.0
+            progress = min(1.0, max(0.0, (step - warm) / max(1, total - warm)))
+            if c.scheduler == "cosine":
+                return w * 0.5 * (1 + math.cos(math.pi * progress))
+            if c.scheduler == "linear":
+                return w * (1 - progress)
+            if c.scheduler == "step":
+                return w * c.gamma ** (step // max(1, c.step_size * steps_per_epoch))
+            return w
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def _improved(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value < best if self.config.monitor_mode == "min" else value > best
+
+    def _autocast(self):
+        if not self.config.amp:
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, task: Task, split: str = "validation") -> dict[str, float]:
+        """Sum the task's additive statistics over ``split`` (all ranks), then finalize into metrics."""
+        was = model.training
+        model.eval()
+        stats: dict[str, float] = {}
+        try:
+            for batch in task.batches(split, 0):
+                batch = move(self.world.shard(batch), self.device)
+                with self._autocast():
+                    for k, v in task.eval_step(model, batch).items():
+                        stats[k] = stats.get(k, 0.0) + float(v)
+        finally:
+            model.train(was)
+        stats = self.world.all_reduce_sum(stats)
+        return task.finalize(stats)
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, model: nn.Module, task: Task, *, resume: bool = False, val_split: str | None = "validation"):
+        c = self.config
+        seed_everything(c.seed)
+        model.to(self.device)
+        train_model = self.world.wrap(model)
+        optimizer = self.make_optimizer(model)
+        steps_per_epoch = math.ceil(task.num_batches("train") / c.grad_accum) if task.num_batches is not None else 0
+        total = c.max_steps or steps_per_epoch * c.epochs
+        scheduler = self.make_scheduler(optimizer, total, max(1, steps_per_epoch))
+        scaler = torch.amp.GradScaler("cuda", enabled=c.amp and self.device.type == "cuda")
+        result = FitResult()
+        state = {"epoch": 0, "batch": 0, "best": None, "bad_epochs": 0, "history": []}
+        ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None else None
+        if resume:
+            path = latest_checkpoint(ckpt_dir) if ckpt_dir is not None else None
+            if path is None:
+                from ..errors import RnnkitError
+
+                raise RnnkitError(f"nothing to resume: no checkpoint under {ckpt_dir}")
+            state = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler)
+            self.step = state["step"]
+            log.info("resumed from %s (epoch %d, batch %d)", path, state["epoch"] + 1, state["batch"])
+        result.history = state["history"]
+        writer = self._tensorboard()
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        progress = _Progress(quiet=self.quiet or not self.world.is_main)
+        try:
+            epoch = state["epoch"]
+            while epoch < c.epochs and not self.stop:
+                for cb in self.callbacks:
+                    cb.on_epoch_start(self, epoch)
+                skip = state["batch"]
+                t0, loss_sum, n_sum, carry = time.perf_counter(), 0.0, 0, None
+                train_model.train()
+                total_batches = task.num_batches("train") if task.num_batches else None
+                progress.start(f"epoch {epoch + 1}/{c.epochs}", total_batches)
+                for i, batch in enumerate(task.batches("train", epoch)):
+                    if i < skip:
+                        continue  # already trained on before the interruption
+                    batch = move(self.world.shard(batch), self.device)
+                    with self._autocast():
+                        loss, carry, n = task.train_step(train_model, batch, carry)
+                    carry = detach(carry)
+                    if not torch.isfinite(loss):
+                        from ..errors import RnnkitError
+
+                        raise RnnkitError(
+                            f"training loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
+                            "lower train.lr or enable train.grad_clip"
+                        )
+                    scaler.scale(loss / c.grad_accum).backward()
+                    loss_sum += float(loss.detach()) * n
+                    n_sum += n
+                    if (i + 1) % c.grad_accum == 0:
+                        self._optimizer_step(model, optimizer, scaler)
+                        if scheduler is not None and c.scheduler != "plateau":
+                            scheduler.step()
+                        for cb in self.callbacks:
+                            cb.on_step_end(self, self.step, float(loss.detach()))
+                        if writer is not None:
+                            writer.add_scalar("train/loss", float(loss.detach()), self.step)
+                        if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                            state.update(epoch=epoch, batch=i + 1)
+                            self._checkpoint(model, optimizer, scheduler, state)
+                    progress.advance(float(loss.detach()), n, i + 1)
+                    if c.max_steps and self.step >= c.max_steps:
+                        self.stop = True
+                        break
+                progress.stop()
+                tot = self.world.all_reduce_sum({"loss": loss_sum, "n": float(n_sum)})
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    "step": self.step,
+                    "train_loss": tot["loss"] / max(tot["n"], 1.0),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
+                if val_split is not None:
+                    metrics = self.evaluate(model, task, val_split)
+                    for cb in self.callbacks:
+                        cb.on_evaluate(self, epoch, metrics)
+                    record.update({f"val_{k}": v for k, v in metrics.items()})
+                    value = metrics.get(c.monitor)
+                    if value is None:
+                        from ..errors import RnnkitError
+
+                        raise RnnkitError(
+                            f"train.monitor={c.monitor!r} is not a validation metric; choose one of {sorted(metrics)}"
+                        )
+                    if scheduler is not None and c.scheduler == "plateau":
+                        scheduler.step(value)
+                    if self._improved(value, state["best"]):
+                        state["best"], state["bad_epochs"] = value, 0
+                        record["best"] = True
+                        self._save_best(model)
+                    else:
+                        state["bad_epochs"] += 1
+                result.history.append(record)
+                self._log_epoch(record, writer)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, epoch, record)
+                epoch += 1
+                state.update(epoch=epoch, batch=0, history=result.history)
+                if c.early_stopping and state["bad_epochs"] >= c.early_stopping:
+                    log.info("early stopping: %s did not improve for %d epochs", c.monitor, c.early_stopping)
+                    result.stopped_early = True
+                    self.stop = True
+                self._checkpoint(model, optimizer, scheduler, state)
+        finally:
+            progress.stop()
+            if writer is not None:
+                writer.close()
+        result.steps = self.step
+        result.best = next((r for r in reversed(result.history) if r.get("best")), None)
+        for cb in self.callbacks:
+            cb.on_fit_end(self, result.history)
+        return result
+
+    def _optimizer_step(self, model, optimizer, scaler) -> None:
+        self.world.sync_grads(model)
+        if self.config.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    # -- files (rank 0 only) --------------------------------------------------------------------
+    def _checkpoint(self, model, optimizer, scheduler, state) -> None:
+        if self.run_dir is None or not self.world.is_main:
+            return
+        save_checkpoint(
+            self.run_dir / "checkpoints",
+            step=self.step,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            trainer_state={**state, "step": self.step},
+            keep=self.config.keep_checkpoints,
+        )
+
+    def _save_best(self, model) -> None:
+        if self.run_dir is None or not self.world.is_main:
+            return
+        import os
+
+        import safetensors.torch
+
+        tmp = self.run_dir / f".best.safetensors.tmp-{os.getpid()}"
+        safetensors.torch.save_model(model, str(tmp))
+        os.replace(tmp, self.run_dir / "best.safetensors")
+
+    def _log_epoch(self, record: dict[str, Any], writer) -> None:
+        if not self.world.is_main:
+            return
+        parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "best"]
+        log.info("epoch %s", " ".join(parts) + ("  (best)" if record.get("best") else ""))
+        if self.run_dir is not None:
+            import json
+
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+                    writer.add_scalar(k.replace("_", "/", 1), v, record["epoch"])
+
+    def _tensorboard(self):
+        if self.run_dir is None or not self.world.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+class _Progress:
+    """A rich progress bar on stderr: batches, loss, items per second, time left."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._bar = None
+        self._n = 0
+        self._t0 = 0.0
+
+    def start(self, label: str, total: int | None) -> None:
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        )  # fmt: skip
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=total, info="")
+        self._n, self._t0 = 0, time.perf_counter()
+
+    def advance(self, loss: float, n: int, done: int) -> None:
+        if self._bar is None:
+            return
+        self._n += n
+        rate = self._n / max(time.perf_counter() - self._t0, 1e-9)
+        self._bar.update(self._task, completed=done, info=f"loss {loss:.4f}  {rate:,.0f}/s")
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
