@@ -1,0 +1,75 @@
+"""``rnnkit`` entry point: parse arguments, dispatch to a subcommand, turn user errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+
+import rnnkit
+from rnnkit.cli import quickstart
+from rnnkit.errors import RnnkitError
+
+SUBCOMMANDS = [quickstart]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnkit",
+        description="Recurrent sequence models on PyTorch: train on real data with one command.",
+        epilog="example:\n  rnnkit quickstart          # train a sentiment classifier on real data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rnnkit {rnnkit.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+@contextlib.contextmanager
+def cli_logging(quiet: bool) -> Iterator[None]:
+    """INFO to stderr (through rich, so it prints above progress bars), WARNING only when quiet.
+
+    Undone on exit, so calling :func:`main` in-process (tests, notebooks) leaves logging as it was.
+    """
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("rnnkit")
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version (0) and usage errors (2): return instead of exiting
+        return e.code if isinstance(e.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        with cli_logging(getattr(args, "quiet", False)):
+            return args.run(args)
+    except RnnkitError as e:
+        print(f"rnnkit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("rnnkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

