@@ -1,7 +1,14 @@
 """Topologies built from :mod:`rnnkit.layers` (see DESIGN.md)."""
 
 from .classifier import POOLINGS, Classifier
+from .crf import CRF
 from .forecaster import Forecaster, ForecasterConfig
+from .generator import ConditionalGenerator, GeneratorConfig
+from .language_model import LanguageModel, LanguageModelConfig
 from .mlp import MLP, MLPConfig
+from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .tagger import PAD_TAG, Tagger, TaggerConfig
 
 __all__ = ["POOLINGS", "Classifier", "Forecaster", "ForecasterConfig", "MLP", "MLPConfig"]
+__all__ += ["ConditionalGenerator", "GeneratorConfig", "Seq2Seq", "Seq2SeqConfig"]
+__all__ += ["CRF", "PAD_TAG", "Tagger", "TaggerConfig", "LanguageModel", "LanguageModelConfig"]

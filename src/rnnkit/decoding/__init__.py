@@ -1,0 +1,29 @@
+"""Search outside the models: greedy, beam search and sampling over any ``step(tokens, state)``."""
+
+from .search import (
+    ATTENTION_KEY,
+    Hypothesis,
+    SearchResult,
+    beam_search,
+    expand_state,
+    filter_logits,
+    greedy,
+    length_penalty_factor,
+    map_state,
+    sample,
+    select_state,
+)
+
+__all__ = [
+    "ATTENTION_KEY",
+    "Hypothesis",
+    "SearchResult",
+    "beam_search",
+    "expand_state",
+    "filter_logits",
+    "greedy",
+    "length_penalty_factor",
+    "map_state",
+    "sample",
+    "select_state",
+]
