@@ -1,0 +1,60 @@
+"""Shared helpers for the benchmark scripts: machine description and robust timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def machine() -> str:
+    """CPU model, cores, torch version and threads (and the GPU when one is used)."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    s = (
+        f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )
+    if torch.cuda.is_available():
+        s += f", GPU {torch.cuda.get_device_name(0)}"
+    return s
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 2, device: str = "cpu"):
+    """Median seconds per call of each function, run round-robin so drifts hit all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def matmul_ceiling(n: int = 1024, repeats: int = 10, device: str = "cpu", dtype=torch.float32) -> float:
+    """Achieved GFLOP/s of a square float32 matmul: the physical limit a layer can approach."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t = time_interleaved({"mm": lambda: a @ b}, repeats, device=device)["mm"]
+    return 2 * n**3 / t / 1e9

@@ -1,0 +1,92 @@
+"""Training-step time of rnnkit's layers against torch.nn.LSTM/GRU, measured in the same run.
+
+For each size it times one training step (forward, a scalar loss over every output, backward) of
+
+* ``torch.nn.LSTM`` / ``torch.nn.GRU`` — the peers;
+* ``rnnkit.layers.LSTM`` / ``GRU`` on the fused path (target ≤ 1.03× the peer: the wrapper costs nothing);
+* ``rnnkit.layers.LSTM(implementation="loop")`` — the reference loop over rnnkit's own cells (target ≤ 1.5×);
+* ``Recurrent(LayerNormLSTMCell)`` — no CPU peer has a fused LN-LSTM (target ≤ 1.6× ``nn.LSTM``);
+* ``Recurrent(MinGRUCell)`` — the parallel log-space scan, against ``nn.GRU``;
+
+and prints ratios to the peer plus the achieved GFLOP/s of the matmuls against a measured matmul
+ceiling. Run: ``python benchmarks/layers.py`` (``--quick`` for a smoke run, ``--device cuda`` on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, matmul_ceiling, time_interleaved  # noqa: E402
+from rnnkit.cells import LayerNormLSTMCell, MinGRUCell  # noqa: E402
+from rnnkit.layers import GRU, LSTM, Recurrent  # noqa: E402
+
+DEFAULT_SIZES = [(64, 256, 128, 256), (32, 128, 64, 128), (16, 1024, 64, 128)]
+
+
+def step_fn(module, x, device):
+    def step():
+        out = module(x)[0]
+        out.sum().backward()
+        module.zero_grad(set_to_none=True)
+
+    return step
+
+
+def flops_per_step(B, T, I, H, gates):
+    """Matmul FLOPs of one training step (forward + backward ≈ 3× forward)."""
+    return 3 * 2 * B * T * (I + H) * gates * H
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="*", default=None, help="B,T,I,H entries (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke run")
+    args = p.parse_args(argv)
+    sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes] if args.sizes else DEFAULT_SIZES
+    if args.quick:
+        sizes, args.repeats = [(8, 32, 16, 32)], 2
+    dev = args.device
+    torch.manual_seed(0)
+    ceiling = matmul_ceiling(device=dev)
+    print(f"# benchmarks/layers.py — {dt.date.today()}")
+    print(f"machine: {machine()}")
+    print(f"matmul ceiling (1024² float32): {ceiling:.1f} GFLOP/s\n")
+    print("| B | T | I | H | model | ms / training step | ratio to peer | GFLOP/s | % of ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for B, T, I, H in sizes:
+        x = torch.randn(B, T, I, device=dev)
+        models = {
+            "torch.nn.LSTM": (torch.nn.LSTM(I, H, batch_first=True), 4, None),
+            "rnnkit LSTM (fused)": (LSTM(I, H, batch_first=True), 4, "torch.nn.LSTM"),
+            "rnnkit LSTM (reference loop)": (LSTM(I, H, batch_first=True, implementation="loop"), 4, "torch.nn.LSTM"),
+            "rnnkit LayerNorm-LSTM": (Recurrent(LayerNormLSTMCell, I, H), 4, "torch.nn.LSTM"),
+            "torch.nn.GRU": (torch.nn.GRU(I, H, batch_first=True), 3, None),
+            "rnnkit GRU (fused)": (GRU(I, H, batch_first=True), 3, "torch.nn.GRU"),
+            "rnnkit minGRU (scan)": (Recurrent(MinGRUCell, I, H), None, "torch.nn.GRU"),
+        }
+        for m, *_ in models.values():
+            m.to(dev)
+        times = time_interleaved({k: step_fn(m, x, dev) for k, (m, _, _) in models.items()}, args.repeats, device=dev)
+        for k, (_, gates, peer) in models.items():
+            t = times[k]
+            ratio = f"{t / times[peer]:.2f}×" if peer else "1.00× (peer)"
+            if gates:
+                gf = flops_per_step(B, T, I, H, gates) / t / 1e9
+                perf = f"{gf:.1f} | {100 * gf / ceiling:.0f}%"
+            else:
+                perf = "— | —"  # minGRU does no hidden-to-hidden matmul: FLOPs are not comparable
+            print(f"| {B} | {T} | {I} | {H} | {k} | {1e3 * t:.1f} | {ratio} | {perf} |")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
