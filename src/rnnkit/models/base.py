@@ -103,6 +103,14 @@ class Model(nn.Module):
             if r[0] not in seen and not any(r[0].startswith(s + ".") for s in seen):
                 seen.add(r[0])
                 unique.append(r)
+        # modules with parameters that forward() does not call (e.g. a CRF used only by the loss)
+        for name, module in self.named_modules():
+            own = list(module.parameters(recurse=False))
+            if name and own and name not in seen and not any(name.startswith(s + ".") for s in seen):
+                seen.add(name)
+                unique.append(
+                    (name, type(module).__name__, "(not in forward)", sum(p.numel() for p in module.parameters()))
+                )
         w = max([len(r[0]) + len(r[1]) + 3 for r in unique] + [20])
         lines = [
             f"{type(self).__name__} (batch {batch_size}, length {length})",

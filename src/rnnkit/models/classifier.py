@@ -1,99 +1,119 @@
-"""Many-to-one: a sequence of token ids -> class logits.
+"""Many-to-one: a sequence (token ids or real-valued multichannel features) -> class logits or values.
 
-``ids`` (B, T) -> embedding (B, T, E) -> dropout -> LSTM (B, T, D*H) -> pooling over real steps (B, D*H)
--> dropout -> linear (B, C).
+``x`` (B, T) ids or (B, T, F) features -> :class:`SequenceEncoder` (B, T, D*H) -> pooling over each
+sequence's real steps (last / mean / max / attention) (B, D*H) -> dropout -> an optional MLP head
+(``head_hidden``) -> linear (B, C) logits, or (B, O) values for regression.
+
+Used for sentiment and spam (text), time-series classification and speaker ID (features).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from rnnkit.layers import LSTM, Pooling
-from rnnkit.layers.masking import check_lengths
-from rnnkit.layers.pooling import POOLING_KINDS
+from ..config import StrictModel
+from ..layers import Pooling
+from ..layers.masking import check_lengths
+from .base import Model
+from .encoder import EncoderConfig, SequenceEncoder
 
-POOLINGS = POOLING_KINDS  # "last", "mean", "max", "attention"
+POOLINGS = ("last", "mean", "max", "attention")
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
-class Classifier(nn.Module):
-    """Embedding -> (Bi)LSTM -> pooling -> dropout -> linear.
+class ClassifierConfig(StrictModel):
+    encoder: EncoderConfig
+    num_classes: int | None = Field(None, ge=2, description="classification: number of classes")
+    output_size: int | None = Field(None, ge=1, description="regression: number of values per sequence")
+    pooling: Literal["last", "mean", "max", "attention"] = "max"
+    attention_hidden: int | None = Field(None, gt=0, description="attention pooling's hidden size")
+    head_hidden: list[int] = Field(default_factory=list, description="hidden widths of the MLP head")
+    head_activation: Literal["relu", "tanh", "gelu"] = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1, description="on the pooled features and between head layers")
 
-    Args:
-        vocab_size: number of token ids; id ``padding_idx`` is padding and gets a zero, frozen embedding.
-        num_classes: number of output classes (>= 2).
-        embed_dim, hidden_size, num_layers, bidirectional: the encoder's sizes.
-        dropout: dropout on the embeddings, between LSTM layers and on the pooled features.
-        pooling: ``"max"`` | ``"mean"`` | ``"last"`` | ``"attention"`` over each sequence's real steps
-            (:class:`rnnkit.layers.Pooling`; ``"last"`` takes the backward direction at ``t = 0``).
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.num_classes is None) == (self.output_size is None):
+            raise ValueError("set exactly one of num_classes (classification) and output_size (regression)")
+        if any(h <= 0 for h in self.head_hidden):
+            raise ValueError(f"head_hidden must hold positive ints, got {self.head_hidden}")
+        if self.attention_hidden is not None and self.pooling != "attention":
+            raise ValueError("attention_hidden is only used with pooling='attention'")
+        return self
 
-    ``forward(ids (B, T) long, lengths (B,) long) -> logits (B, num_classes)``.
-    :attr:`config` holds the constructor arguments, so ``Classifier(**model.config)`` rebuilds it.
+
+class Classifier(Model):
+    """Sequence encoder + pooling + head. ``forward(x, lengths=None) -> (B, C)``.
+
+    ``pooling="last"`` takes each direction where it has read the whole sequence (the forward half
+    at ``length - 1``, the backward half at ``t = 0``); the others pool every real step.
+    :meth:`forward_with_weights` also returns the attention-pooling weights (B, T) for plots.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        num_classes: int,
-        embed_dim: int = 128,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.3,
-        pooling: str = "max",
-        padding_idx: int = 0,
-    ) -> None:
-        super().__init__()
-        for name, value, low in [
-            ("vocab_size", vocab_size, 1),
-            ("num_classes", num_classes, 2),
-            ("embed_dim", embed_dim, 1),
-            ("hidden_size", hidden_size, 1),
-            ("num_layers", num_layers, 1),
-        ]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"Classifier: {name} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"Classifier: dropout must be in [0, 1), got {dropout!r}")
-        if pooling not in POOLINGS:
-            raise ValueError(f"Classifier: pooling must be one of {POOLINGS}, got {pooling!r}")
-        if not 0 <= padding_idx < vocab_size:
-            raise ValueError(f"Classifier: padding_idx must be in [0, {vocab_size}), got {padding_idx}")
-        self.config: dict[str, Any] = dict(
-            vocab_size=vocab_size,
-            num_classes=num_classes,
-            embed_dim=embed_dim,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-            pooling=pooling,
-            padding_idx=padding_idx,
-        )
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
-        self.encoder = LSTM(
-            embed_dim,
-            hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-            bidirectional=bidirectional,
-        )
-        features = hidden_size * (2 if bidirectional else 1)
-        self.pool = Pooling(pooling, input_size=features, bidirectional=bidirectional)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(features, num_classes)
+    kind = "classifier"
+    config_class = ClassifierConfig
 
-    def forward(self, ids: Tensor, lengths: Tensor | None = None) -> Tensor:
-        if ids.dim() != 2:
-            raise ValueError(f"Classifier: ids must be (B, T), got shape {tuple(ids.shape)}")
-        B, T = ids.shape
-        if lengths is None:
-            lengths = torch.full((B,), T, dtype=torch.long, device=ids.device)
-        lengths = check_lengths(lengths, B, T, ids.device)
-        x = self.dropout(self.embedding(ids))  # (B, T, E)
-        outputs, _ = self.encoder(x, lengths=lengths)  # (B, T, D*H)
-        pooled, _ = self.pool(outputs, lengths)  # (B, D*H)
-        return self.head(self.dropout(pooled))  # (B, C)
+    def __init__(self, config: ClassifierConfig | dict | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        cfg = self.config
+        self.encoder = SequenceEncoder(cfg.encoder)
+        size = self.encoder.output_size
+        self.pool = Pooling(
+            cfg.pooling,
+            input_size=size,
+            hidden_size=cfg.attention_hidden,
+            bidirectional=cfg.encoder.bidirectional,
+        )
+        layers: list[nn.Module] = [nn.Dropout(cfg.dropout)]
+        for width in cfg.head_hidden:
+            layers += [nn.Linear(size, width), ACTIVATIONS[cfg.head_activation](), nn.Dropout(cfg.dropout)]
+            size = width
+        layers.append(nn.Linear(size, cfg.num_classes or cfg.output_size))
+        self.head = nn.Sequential(*layers)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.config.num_classes is not None
+
+    def forward_with_weights(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        B, T = x.shape[:2]
+        lengths = check_lengths(lengths, B, T, x.device)
+        outputs, _ = self.encoder(x, lengths)  # (B, T, D*H)
+        pooled, weights = self.pool(outputs, lengths)  # (B, D*H), (B, T) or None
+        return self.head(pooled), weights
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.forward_with_weights(x, lengths)[0]
+
+    def loss(self, x: Tensor, lengths: Tensor | None, y: Tensor) -> Tensor:
+        """Cross-entropy on class ids (B,), or mean squared error on values (B, O) / (B,)."""
+        out = self(x, lengths)
+        if self.is_classifier:
+            return F.cross_entropy(out, y)
+        return F.mse_loss(out, y.view_as(out).to(out.dtype))
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Class probabilities (B, C), or predicted values (B, O)."""
+        was = self.training
+        self.eval()
+        try:
+            out = self(x, lengths)
+        finally:
+            self.train(was)
+        return out.softmax(-1) if self.is_classifier else out
+
+    def example_inputs(self, batch_size: int = 2, length: int = 7):
+        enc = self.config.encoder
+        if enc.vocab_size:
+            x = torch.randint(1, enc.vocab_size, (batch_size, length))
+        else:
+            x = torch.randn(batch_size, length, enc.input_size)
+        lengths = torch.full((batch_size,), length, dtype=torch.long)
+        lengths[1:] = max(1, length - 2)
+        return (x, lengths), {}

@@ -137,7 +137,16 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_model(config: ModelConfig, vocab_size: int, num_classes: int) -> Classifier:
-    return Classifier(vocab_size, num_classes, **config.model_dump())
+    encoder = {
+        "vocab_size": vocab_size,
+        "embed_dim": config.embed_dim,
+        "hidden_size": config.hidden_size,
+        "num_layers": config.num_layers,
+        "bidirectional": config.bidirectional,
+        "dropout": config.dropout if config.num_layers > 1 else 0.0,
+        "embed_dropout": config.dropout,
+    }
+    return Classifier(encoder=encoder, num_classes=num_classes, pooling=config.pooling, dropout=config.dropout)
 
 
 # ------------------------------------------------------------------------------------ loop (provisional)
@@ -274,10 +283,10 @@ def _train_sentiment(config: SentimentConfig, out_dir: Path, progress: bool) -> 
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "model: Classifier %s, %s parameters, device %s, encoder path %s",
-        model.config,
+        model.get_config(),
         f"{n_params:,}",
         device,
-        getattr(model.encoder, "path", "?"),
+        model.encoder.stacks[0].path,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     sampler = BucketBatchSampler(
@@ -358,7 +367,7 @@ def _train_sentiment(config: SentimentConfig, out_dir: Path, progress: bool) -> 
             "task": TASK,
             "rnnkit_version": rnnkit.__version__,
             "torch_version": torch.__version__,
-            "model": {"class": "Classifier", "config": model.config},
+            "model": {"class": "Classifier", "config": model.get_config()},
             "labels": labels,
             "label_map": {name: i for i, name in enumerate(labels)},
             "tokenizer": {"file": "tokenizer.json", "max_length": config.data.max_length},
@@ -402,7 +411,7 @@ class SentimentPredictor:
         self.max_length: int | None = meta["tokenizer"]["max_length"]
         self.tokenizer = load_tokenizer(run_dir / meta["tokenizer"]["file"])
         self.device = torch.device(device)
-        self.model = Classifier(**meta["model"]["config"])
+        self.model = Classifier(meta["model"]["config"])
         self.model.load_state_dict(load_file(weights))
         self.model.to(self.device).eval()
 
