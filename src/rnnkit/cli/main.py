@@ -9,17 +9,19 @@ import sys
 from collections.abc import Iterator, Sequence
 
 import rnnkit
-from rnnkit.cli import quickstart
+from rnnkit.cli import config, evaluate, predict, quickstart, train
 from rnnkit.errors import RnnkitError
 
-SUBCOMMANDS = [quickstart]
+SUBCOMMANDS = [quickstart, train, evaluate, predict, config]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnkit",
         description="Recurrent sequence models on PyTorch: train on real data with one command.",
-        epilog="example:\n  rnnkit quickstart          # train a sentiment classifier on real data",
+        epilog="examples:\n  rnnkit quickstart                 # train a sentiment classifier on real data\n"
+        '  rnnkit train sentiment --set train.epochs=3\n  rnnkit predict runs/quickstart "a fine film"\n'
+        "  rnnkit config list                # recipes and tasks",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rnnkit {rnnkit.__version__}")

@@ -1,1 +1,6 @@
-"""Recipes: each task binds a dataset reader, a model factory, loss, metrics and the run-folder format."""
+"""Tasks bind a reader, a model, a loss, metrics, plots and a prediction format (see :mod:`.base`)."""
+
+from . import text_classification  # noqa: F401  (registers the task kind)
+from .base import TASKS, RecipeConfig, TaskKind, get_task
+
+__all__ = ["TASKS", "RecipeConfig", "TaskKind", "get_task"]

@@ -386,8 +386,12 @@ class Trainer:
     def _log_epoch(self, record: dict[str, Any], writer) -> None:
         if not self.world.is_main:
             return
-        parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items() if k != "best"]
-        log.info("epoch %s", " ".join(parts) + ("  (best)" if record.get("best") else ""))
+        skip = ("best", "epoch", "seconds", "step")
+        parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items() if k not in skip]
+        log.info(
+            "epoch %d/%d: %s (%.1f s)%s", record["epoch"], self.config.epochs, ", ".join(parts), record["seconds"],
+            " best" if record.get("best") else "",
+        )  # fmt: skip
         if self.run_dir is not None:
             import json
 

@@ -1,0 +1,37 @@
+"""Argument helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_run_options(p: argparse.ArgumentParser, default_name: str) -> None:
+    p.add_argument("--name", default=None, help=f"run folder name (default: {default_name}, or -2, -3, ... if taken)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: ./runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines; print only the result")
+
+
+def make_parser(subparsers, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def print_summary(summary) -> None:
+    """The last lines of a training command: test metrics, best epoch, where the run is."""
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in summary.metrics.items())
+    print(f"test: {metrics}")
+    if summary.best is not None:
+        print(f"best epoch: {summary.best['epoch']} of {len(summary.history)}")
+    print(f"run folder: {summary.path}")

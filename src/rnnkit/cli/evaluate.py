@@ -1,0 +1,36 @@
+"""``rnnkit evaluate``: a trained run's metrics on its test split, or on the test split of other data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import make_parser
+
+EPILOG = """\
+examples:
+  rnnkit evaluate runs/quickstart
+  rnnkit evaluate runs/my-run --data other_reviews.csv
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = make_parser(
+        subparsers,
+        "evaluate",
+        help="metrics of a trained run on test data",
+        description="Evaluate a finished run folder with the run's own vocabularies and label maps.",
+        epilog=EPILOG,
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN")
+    p.add_argument("--data", type=Path, default=None, help="other data in the task's format (its test split is used)")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnkit.tasks.runner import evaluate
+
+    print(json.dumps(evaluate(args.run_dir, args.data), indent=2))
+    return 0

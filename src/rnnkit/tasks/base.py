@@ -1,0 +1,92 @@
+"""Tasks: what binds a reader, a model, a loss, metrics, plots and a prediction format. No loop here.
+
+A task kind (``text-classification``, ``tagging``, ``language-model``, ...) subclasses
+:class:`TaskKind` and registers under its ``name``. A *recipe* is a YAML file in
+``rnnkit/configs/`` that picks a task kind and sets its defaults for one dataset
+(``sentiment`` = ``text-classification`` on ``rotten-tomatoes``).
+
+Life of a task in ``rnnkit train``: ``TaskKind(config, data_path)`` -> :meth:`prepare` (read data, build
+vocabularies, save them into the run folder) -> :meth:`build_model` -> the trainer runs
+:meth:`trainer_task` -> :meth:`test_metrics`, :meth:`write_predictions`, :meth:`plots`.
+In ``rnnkit predict``/``evaluate``: :meth:`from_run` rebuilds the preprocessing from the run folder alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ..config import StrictModel
+from ..models.base import Model
+from ..training import Task, TrainConfig
+
+TASKS: dict[str, type[TaskKind]] = {}
+
+
+class RecipeConfig(StrictModel):
+    """Every task's config has these sections; tasks narrow ``data`` and ``model``."""
+
+    task: str
+    description: str = ""
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class TaskKind:
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[RecipeConfig]]
+    #: what ``rnnkit predict`` reads: a short phrase for --help
+    input_help: ClassVar[str] = "inputs"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            TASKS[cls.name] = cls
+
+    def __init__(self, config: RecipeConfig, data_path: str | Path | None = None) -> None:
+        self.config = config
+        self.data_path = Path(data_path) if data_path is not None else None
+
+    # -- training ----------------------------------------------------------------------------------
+    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+        """Read the data, fit vocabularies on train, save them into ``run_dir``; return dataset info.
+
+        With ``reuse``, the vocabularies already set on this task (from a run) encode the data as is.
+        """
+        raise NotImplementedError
+
+    def build_model(self) -> Model:
+        raise NotImplementedError
+
+    def trainer_task(self) -> Task:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able preprocessing state for ``meta.json`` (label maps, tokenizer file names, ...)."""
+        return {}
+
+    def write_predictions(self, model: Model, run_dir: Path) -> None:
+        """Predictions on the test split into ``run_dir`` (``predictions.jsonl``)."""
+
+    def plots(self, model: Model, run_dir: Path, metrics: dict[str, float]) -> list[Path]:
+        """Task-specific plots into ``run_dir/plots`` (confusion matrix, attention, ...)."""
+        return []
+
+    # -- using a run ---------------------------------------------------------------------------------
+    @classmethod
+    def from_run(cls, config: RecipeConfig, run_dir: Path, state: dict[str, Any]) -> TaskKind:
+        """Rebuild the preprocessing (vocabularies, label maps) from a finished run folder."""
+        raise NotImplementedError
+
+    def predict(self, model: Model, inputs: list[str]) -> list[dict[str, Any]]:
+        """One result dict per input, JSON-able."""
+        raise NotImplementedError
+
+
+def get_task(name: str) -> type[TaskKind]:
+    from ..errors import RnnkitError
+
+    if name not in TASKS:
+        raise RnnkitError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
