@@ -29,7 +29,9 @@ def make_parser(subparsers, name: str, help: str, description: str, epilog: str)
 
 
 def print_summary(summary) -> None:
-    """The last lines of a training command: test metrics, best epoch, where the run is."""
+    """The last lines of a training command: test metrics, best epoch, where the run is (rank 0 only)."""
+    if summary.path is None:  # another rank of a torchrun job
+        return
     metrics = " ".join(f"{k}={v:.4f}" for k, v in summary.metrics.items())
     print(f"test: {metrics}")
     if summary.best is not None:

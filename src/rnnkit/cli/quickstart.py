@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "sentiment", overrides=overrides, runs_dir=args.runs_dir, name=args.name, quiet=args.quiet,
         default_name="quickstart",
     )  # fmt: skip
-    print(f"test accuracy: {summary.metrics['accuracy']:.4f}")
+    if summary.path is not None:  # rank 0 of a torchrun job, or the only process
+        print(f"test accuracy: {summary.metrics['accuracy']:.4f}")
     print_summary(summary)
     return 0

@@ -30,6 +30,7 @@ class RecipeConfig(StrictModel):
 
     task: str
     description: str = ""
+    data_path: str | None = Field(None, description="the user's data (--data); null: the recipe's dataset")
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
@@ -46,7 +47,8 @@ class TaskKind:
 
     def __init__(self, config: RecipeConfig, data_path: str | Path | None = None) -> None:
         self.config = config
-        self.data_path = Path(data_path) if data_path is not None else None
+        path = data_path if data_path is not None else config.data_path
+        self.data_path = Path(path) if path is not None else None
 
     # -- training ----------------------------------------------------------------------------------
     def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -103,9 +105,9 @@ def train(
     default_name: str | None = None,
 ) -> RunSummary:
     """``rnnkit train``. With ``resume``, continue the unfinished run folder from its latest checkpoint."""
-    from ..training import Trainer, seed_everything
-
     t0 = time.perf_counter()
+    # under torchrun only rank 0 owns the run folder; the other ranks train alongside it and write nothing
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
@@ -115,37 +117,47 @@ def train(
         saved = load_yaml(run_dir / "config.yaml")
         task_cls = get_task(str(saved.get("task")))
         config = validate(task_cls.config_class, deep_merge(saved, parse_overrides(overrides)), str(run_dir))
-        data = data if data is not None else saved.get("_data_path")
     else:
         if target is None:
             raise RnnkitError("give a recipe or task to train, or --resume RUN")
         task_cls, config = resolve_config(target, config_file, overrides)
-        run_dir = _new_run_dir(Path(runs_dir), name, default_name or target)
-    handler = _file_log(run_dir / "train.log")
-    created = resume is None
+        if data is not None and not Path(data).exists():
+            raise RnnkitError("no such file or folder", where=str(data))
+        if data is not None:  # recorded in config.yaml, so --resume and evaluate find it again
+            config = config.model_copy(update={"data_path": str(Path(data).resolve())})
+        run_dir = _new_run_dir(Path(runs_dir), name, default_name or target) if main_rank else None
+    with tempfile.TemporaryDirectory() as scratch:
+        return _train(task_cls, config, run_dir, Path(scratch), resume is not None, main_rank, quiet, t0)
+
+
+def _train(task_cls, config, run_dir, scratch: Path, resume: bool, main_rank: bool, quiet: bool, t0: float):
+    from ..training import Trainer, seed_everything
+
+    out_dir = run_dir if main_rank else scratch  # where task files go (tokenizers, ...)
+    handler = _file_log(out_dir / "train.log")
+    created = main_rank and not resume
     try:
         if created:
-            text = config_yaml(config)
-            if data is not None:  # remembered for --resume and evaluate
-                text += f"_data_path: {json.dumps(str(Path(data).resolve()))}\n"
-            atomic_write_text(run_dir / "config.yaml", text)
+            atomic_write_text(run_dir / "config.yaml", config_yaml(config))
         log.info("run folder %s", run_dir)
-        task = task_cls(config, data)
-        dataset = task.prepare(run_dir)
+        task = task_cls(config)
+        dataset = task.prepare(out_dir)
         seed_everything(config.train.seed)  # the initial weights depend on the seed alone
         model = task.build_model()
         log.info("model %s: %s parameters", model.kind, f"{model.num_parameters():,}")
         trainer = Trainer(config.train, run_dir=run_dir, quiet=quiet)
         ttask = task.trainer_task()
-        result = trainer.fit(model, ttask, resume=resume is not None)
+        result = trainer.fit(model, ttask, resume=resume)
         created = False  # from here on the folder holds checkpoints worth keeping
-        if (run_dir / "best.safetensors").exists():
+        if main_rank and (run_dir / "best.safetensors").exists():
             import safetensors.torch
 
             safetensors.torch.load_model(model, str(run_dir / "best.safetensors"), device=str(trainer.device))
+        trainer.world.broadcast(model)  # every rank evaluates rank 0's best weights
         test = trainer.evaluate(model, ttask, "test")
         log.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in test.items()))
-        _finish(run_dir, config, task, model, dataset, result, test, t0)
+        if main_rank:
+            _finish(run_dir, config, task, model, dataset, result, test, t0)
         return RunSummary(run_dir, test, result.best, time.perf_counter() - t0, result.history)
     except BaseException:
         if created and not any((run_dir / "checkpoints").glob("step-*")):
@@ -159,8 +171,6 @@ def train(
 
 
 def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
-    import os
-
     import safetensors.torch
 
     from ..plots import learning_curves
@@ -234,7 +244,6 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
         raise RnnkitError("does not match the SHA-256 in meta.json (damaged or altered)", where=str(weights))
     task_cls = get_task(meta["task"])
     saved = load_yaml(run_dir / "config.yaml")
-    saved.pop("_data_path", None)
     config = validate(task_cls.config_class, saved, str(run_dir / "config.yaml"))
     task = task_cls.from_run(config, run_dir, meta["task_state"])
     kind = meta["model"]["kind"]
@@ -257,8 +266,6 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, quiet: bool = 
     from ..training import Trainer
 
     run = load_run(run_dir)
-    saved = load_yaml(Path(run_dir) / "config.yaml")
-    data = data if data is not None else saved.get("_data_path")
     task = type(run.task)(run.config, data)
     _reuse_preprocessing(task, run)
     trainer = Trainer(run.config.train, quiet=quiet)

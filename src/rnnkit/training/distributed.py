@@ -4,8 +4,9 @@ Without ``torchrun`` (``WORLD_SIZE`` unset or 1) every function here is a no-op,
 works with one process or many. With N processes:
 
 * every rank builds the same batches (same seed) and keeps its ``1/N`` slice of each (``shard``);
-* after backward, gradients are averaged across ranks (one all-reduce over a flattened buffer),
-  which makes a step on N slices equal to a step on the whole batch for mean-reduced losses;
+* after backward, gradients are averaged across ranks, weighted by each rank's example count (one
+  all-reduce over a flattened buffer), which makes a step on N slices equal to a step on the whole
+  batch for mean-reduced losses;
 * parameters are broadcast from rank 0 at the start; evaluation statistics are summed across
   ranks; only rank 0 writes files.
 """
@@ -43,20 +44,28 @@ class World:
             return type(batch)(self.shard(v) for v in batch)
         return batch
 
+    def broadcast(self, model: nn.Module) -> None:
+        """Give every rank rank 0's parameters and buffers."""
+        if self.size == 1:
+            return
+        for t in model.state_dict().values():
+            tdist.broadcast(t, src=0)
+
     def wrap(self, model: nn.Module) -> nn.Module:
         """Broadcast rank 0's parameters and average gradients after every backward."""
         if self.size == 1:
             return model
-        for p in model.state_dict().values():
-            tdist.broadcast(p.data if isinstance(p, nn.Parameter) else p, src=0)
+        self.broadcast(model)
         params = [p for p in model.parameters() if p.requires_grad]
 
-        # one all-reduce over a flattened buffer, run by the trainer before each optimizer step
-        def hook() -> None:
+        # one all-reduce over a flattened buffer, run by the trainer before each optimizer step. Each rank's
+        # gradient is a mean over its own rows; weighting by row counts makes the result the mean over the
+        # whole global batch even when the last batch does not split evenly.
+        def hook(n_local: float) -> None:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            flat = torch.cat([g.reshape(-1) for g in grads])
+            flat = torch.cat([g.reshape(-1) for g in grads] + [grads[0].new_ones(1)]) * float(n_local)
             tdist.all_reduce(flat)
-            flat /= self.size
+            flat = flat[:-1] / flat[-1]
             offset = 0
             for p, g in zip(params, grads, strict=True):
                 n = g.numel()
@@ -66,9 +75,10 @@ class World:
         model._rnnkit_sync_grads = hook
         return model
 
-    def sync_grads(self, model: nn.Module) -> None:
+    def sync_grads(self, model: nn.Module, n_local: float) -> None:
+        """Average gradients over ranks, weighted by how many rows (or tokens) each rank's loss averaged."""
         if self.size > 1:
-            model._rnnkit_sync_grads()
+            model._rnnkit_sync_grads(n_local)
 
     def all_reduce_sum(self, stats: dict[str, float]) -> dict[str, float]:
         if self.size == 1 or not stats:

@@ -262,7 +262,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_start(self, epoch)
                 skip = state["batch"]
-                t0, loss_sum, n_sum, carry = time.perf_counter(), 0.0, 0, None
+                t0, loss_sum, n_sum, n_step, carry = time.perf_counter(), 0.0, 0, 0, None
                 train_model.train()
                 total_batches = task.num_batches("train") if task.num_batches else None
                 progress.start(f"epoch {epoch + 1}/{c.epochs}", total_batches)
@@ -283,8 +283,10 @@ class Trainer:
                     scaler.scale(loss / c.grad_accum).backward()
                     loss_sum += float(loss.detach()) * n
                     n_sum += n
+                    n_step += n
                     if (i + 1) % c.grad_accum == 0:
-                        self._optimizer_step(model, optimizer, scaler)
+                        self._optimizer_step(model, optimizer, scaler, n_step)
+                        n_step = 0
                         if scheduler is not None and c.scheduler != "plateau":
                             scheduler.step()
                         for cb in self.callbacks:
@@ -348,8 +350,8 @@ class Trainer:
             cb.on_fit_end(self, result.history)
         return result
 
-    def _optimizer_step(self, model, optimizer, scaler) -> None:
-        self.world.sync_grads(model)
+    def _optimizer_step(self, model, optimizer, scaler, n_local: int) -> None:
+        self.world.sync_grads(model, n_local)
         if self.config.grad_clip is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
