@@ -131,6 +131,7 @@ def test_progress_and_logs_go_to_stderr(fake_rotten_tomatoes, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.strip().splitlines()[0].startswith("test accuracy")
     assert "epoch" in err and "run folder" in err
+    assert "training summary" in err and "test (* = the kept epoch)" in err
 
 
 def test_help_version_and_bad_arguments(capsys):

@@ -28,10 +28,27 @@ def make_parser(subparsers, name: str, help: str, description: str, epilog: str)
     )
 
 
-def print_summary(summary) -> None:
+def summary_table(summary) -> None:
+    """Per-epoch losses and validation metrics, then the test metrics, as a table on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = ["train_loss"] + [k for k in summary.history[0] if k.startswith("val_")] if summary.history else []
+    table = Table("epoch", *keys, "seconds", title="training summary")
+    for r in summary.history:
+        cells = [f"{r[k]:.4f}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
+        table.add_row(str(r["epoch"]) + (" *" if r.get("best") else ""), *cells, f"{r['seconds']:.1f}")
+    Console(stderr=True).print(table)
+    test = ", ".join(f"{k} {v:.4f}" for k, v in summary.metrics.items())
+    Console(stderr=True).print(f"test (* = the kept epoch): {test}")
+
+
+def print_summary(summary, quiet: bool = True) -> None:
     """The last lines of a training command: test metrics, best epoch, where the run is (rank 0 only)."""
     if summary.path is None:  # another rank of a torchrun job
         return
+    if not quiet and summary.history:
+        summary_table(summary)
     metrics = " ".join(f"{k}={v:.4f}" for k, v in summary.metrics.items())
     print(f"test: {metrics}")
     if summary.best is not None:

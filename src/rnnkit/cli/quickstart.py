@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if summary.path is not None:  # rank 0 of a torchrun job, or the only process
         print(f"test accuracy: {summary.metrics['accuracy']:.4f}")
-    print_summary(summary)
+    print_summary(summary, quiet=args.quiet)
     return 0

@@ -48,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
         args.target, config_file=args.config, overrides=args.overrides, data=args.data, runs_dir=args.runs_dir,
         name=args.name, resume=args.resume, quiet=args.quiet,
     )  # fmt: skip
-    print_summary(summary)
+    print_summary(summary, quiet=args.quiet)
     return 0
