@@ -174,3 +174,11 @@ def test_cuda_request_without_cuda_is_a_clear_error():
         pytest.skip("CUDA present")
     with pytest.raises(RnnkitError, match="CUDA is not available"):
         Trainer(TrainConfig(device="cuda"))
+
+
+def test_mixed_precision_runs_on_cpu():
+    """``amp`` uses bfloat16 autocast on CPU; training still learns."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=6, lr=0.02, amp=True, monitor="accuracy", monitor_mode="max")
+    result = Trainer(cfg, quiet=True).fit(TinyModel(), make_task())
+    assert result.history[-1]["val_accuracy"] > 0.8
