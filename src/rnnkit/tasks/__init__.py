@@ -1,6 +1,9 @@
-"""Tasks bind a reader, a model, a loss, metrics, plots and a prediction format (see :mod:`.base`)."""
+"""Tasks bind a reader, a model, a loss, metrics, plots and a prediction format (see :mod:`.base`).
 
-from . import text_classification  # noqa: F401  (registers the task kind)
+Importing a task module registers its task kind.
+"""
+
+from . import language_model, tagging, text_classification  # noqa: F401
 from .base import TASKS, RecipeConfig, TaskKind, get_task
 
 __all__ = ["TASKS", "RecipeConfig", "TaskKind", "get_task"]

@@ -1,0 +1,436 @@
+"""Sequence tagging (many-to-many, aligned): part-of-speech tags, named entities, chunks — one tag per token.
+
+Data: the user's ``--data`` in one of three formats (``data.format``; ``auto`` picks by the file):
+
+* ``conll`` — one token per line in columns separated by tabs (or, in a file without tabs, by spaces),
+  a blank line between sentences; ``data.token_column`` (default 0) and ``data.tag_column`` (default
+  -1, the last) pick the columns, every line has the same number of columns, and ``-DOCSTART-``
+  lines (CoNLL-2003) are skipped;
+* ``conllu`` — CoNLL-U: 10 tab-separated columns, token = FORM (column 1), tag = UPOS (column 3;
+  ``data.tag_column: 4`` for XPOS); multiword-token ranges (``1-2``) and empty nodes (``1.1``) are skipped;
+* ``wordtag`` — NLTK/Brown style: one sentence per line, ``word/tag`` tokens separated by whitespace
+  (the tag is after the last ``/``).
+
+``#`` lines are comments: in the column formats only before a sentence's first token (a ``#`` token
+inside a sentence is data), in ``wordtag`` when the line's first field has no ``/``. ``auto`` reads
+``.conllu`` files and 10-column lines starting with a word index as CoNLL-U, lines whose every
+field holds a ``/`` as ``wordtag``, and anything else as ``conll``. Malformed lines are reported as
+``file:line``.
+
+Splits: a single file is split like the registry data, ``h(" ".join(tokens)) % 10 == 0`` test,
+``== 1`` validation, the rest train; a folder holding one train, one dev/validation and one test file
+(:func:`rnnkit.data.textfile.split_files`) is used as given. Words (optionally lowercased) seen at
+least ``data.min_frequency`` times in train form the vocabulary (``vocab.json``); the rest read as
+``<unk>``. The tag set is the train split's: a tag found only in validation/test is an error naming
+its file and line.
+
+Model: :class:`~rnnkit.models.Tagger` (BiLSTM, optional CRF with ``model.crf``). Metrics: token
+accuracy and loss (per token). Predictions: ``predictions.jsonl`` on the test split; a confusion
+matrix for up to 20 tags. ``predict`` reads a whitespace-tokenized sentence and answers
+``{"tokens": [...], "tags": [...]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+
+from ..config import StrictModel
+from ..data.registry import SPLITS, split_by_hash
+from ..data.text import PAD_ID, BucketBatchSampler
+from ..data.textfile import check_encoding, read_lines, split_files
+from ..data.vocab import Vocabulary
+from ..errors import RnnkitError
+from ..fileio import atomic_write_jsonl
+from ..layers import lengths_to_mask
+from ..models import Tagger
+from ..models.encoder import CellName
+from ..training import Task
+from .base import RecipeConfig, TaskKind
+
+log = logging.getLogger("rnnkit")
+
+Format = Literal["conll", "conllu", "wordtag"]
+#: CoNLL-U's FORM and UPOS columns
+CONLLU_COLUMNS = (1, 3)
+_CONLLU_ID = re.compile(r"\d+([-.]\d+)?$")
+#: the most tags the confusion-matrix plot shows (beyond that it is unreadable)
+MAX_PLOT_TAGS = 20
+
+
+class TaggingDataConfig(StrictModel):
+    format: Literal["auto", "conll", "conllu", "wordtag"] = Field("auto", description="see the module docstring")
+    token_column: int | None = Field(None, description="conll: default 0; conllu: default 1 (FORM)")
+    tag_column: int | None = Field(None, description="conll: default -1 (the last); conllu: default 3 (UPOS)")
+    encoding: str = Field("utf-8", description="of the data files (Brown is latin-1)")
+    lowercase: bool = Field(False, description="lowercase words before the vocabulary lookup")
+    min_frequency: int = Field(2, ge=1, description="rarer train words become <unk>")
+    max_vocab: int | None = Field(None, ge=3, description="keep the most frequent words (specials included)")
+    bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
+
+    _encoding = field_validator("encoding")(check_encoding)
+
+
+class TaggingModelConfig(StrictModel):
+    cell: CellName = "lstm"
+    embed_dim: int = Field(100, gt=0)
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(1, gt=0)
+    bidirectional: bool = True
+    dropout: float = Field(0.3, ge=0, lt=1, description="on embeddings (locked), between layers, before the output")
+    crf: bool = Field(False, description="score whole tag sequences with a linear-chain CRF (Viterbi decoding)")
+
+
+class TaggingConfig(RecipeConfig):
+    task: Literal["tagging"] = "tagging"
+    data: TaggingDataConfig = Field(default_factory=TaggingDataConfig)
+    model: TaggingModelConfig = Field(default_factory=TaggingModelConfig)
+
+
+# -- reading ------------------------------------------------------------------------------------------
+@dataclass
+class Sentence:
+    tokens: list[str]
+    tags: list[str]
+    path: str
+    lines: list[int]  # the file line of each token
+
+
+def detect_format(path: Path, lines: list[str]) -> Format:
+    """``auto``: the format the file looks like (module docstring)."""
+    if path.suffix.lower() == ".conllu":
+        return "conllu"
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) == 10 and _CONLLU_ID.match(fields[0]):
+            return "conllu"
+        if all(_word_tag(f) for f in line.split()):
+            return "wordtag"
+        return "conll"
+    return "conll"
+
+
+def read_tagged(
+    path: Path,
+    format: Literal["auto", "conll", "conllu", "wordtag"] = "auto",
+    token_column: int | None = None,
+    tag_column: int | None = None,
+    encoding: str = "utf-8",
+) -> tuple[list[Sentence], Format]:
+    """Sentences of tokens and tags from one file; errors name the file and line."""
+    lines = read_lines(path, encoding)
+    fmt: Format = detect_format(path, lines) if format == "auto" else format
+    if fmt == "wordtag":
+        if token_column is not None or tag_column is not None:
+            raise RnnkitError(
+                "data.token_column/tag_column apply to conll and conllu files, not word/tag lines", where=str(path)
+            )
+        sentences = _read_wordtag(path, lines)
+    else:
+        default_token, default_tag = CONLLU_COLUMNS if fmt == "conllu" else (0, -1)
+        token_column = default_token if token_column is None else token_column
+        tag_column = default_tag if tag_column is None else tag_column
+        sentences = _read_columns(path, lines, fmt, token_column, tag_column)
+    if not sentences:
+        raise RnnkitError(f"no tagged sentences found (read as {fmt})", where=str(path))
+    return sentences, fmt
+
+
+def _word_tag(field: str) -> tuple[str, str] | None:
+    """``"1/2/cd"`` -> ``("1/2", "cd")``: the tag follows the last ``/``; None unless both parts are non-empty."""
+    word, _, tag = field.rpartition("/")
+    return (word, tag) if word and tag else None
+
+
+def _read_wordtag(path: Path, lines: list[str]) -> list[Sentence]:
+    out, name = [], str(path)
+    for n, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or (fields[0].startswith("#") and "/" not in fields[0]):
+            continue
+        pairs = []
+        for f in fields:
+            pair = _word_tag(f)
+            if pair is None:
+                raise RnnkitError(f"expected word/tag tokens, got {f!r}", where=f"{name}:{n}")
+            pairs.append(pair)
+        out.append(Sentence([w for w, _ in pairs], [t for _, t in pairs], name, [n] * len(pairs)))
+    return out
+
+
+def _read_columns(path: Path, lines: list[str], fmt: Format, token_column: int, tag_column: int) -> list[Sentence]:
+    out, name = [], str(path)
+    tokens: list[str] = []
+    tags: list[str] = []
+    where: list[int] = []
+    width: tuple[int, int] | None = None  # (columns, first line) of the file's first token line
+
+    def close() -> None:
+        if tokens:
+            out.append(Sentence(list(tokens), list(tags), name, list(where)))
+            tokens.clear()
+            tags.clear()
+            where.clear()
+
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            close()
+            continue
+        if not tokens and line.lstrip().startswith("#"):
+            continue  # a comment (before a sentence's first token)
+        if fmt == "conllu":
+            fields = line.split("\t")
+            if len(fields) != 10:
+                raise RnnkitError(
+                    f"CoNLL-U lines have 10 tab-separated columns, found {len(fields)}", where=f"{name}:{n}"
+                )
+            if "-" in fields[0] or "." in fields[0]:
+                continue  # a multiword-token range or an empty node: not a tagged word
+        else:
+            fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
+            if fields[0] == "-DOCSTART-":  # CoNLL-2003 document separators
+                close()
+                continue
+            if width is None:
+                width = (len(fields), n)
+            elif len(fields) != width[0]:
+                raise RnnkitError(
+                    f"expected {width[0]} columns like line {width[1]}, found {len(fields)}", where=f"{name}:{n}"
+                )
+            if len(fields) < 2:
+                raise RnnkitError("expected a token and a tag column, found 1 column", where=f"{name}:{n}")
+        k = len(fields)
+        missing = [c for c in (token_column, tag_column) if not -k <= c < k]
+        if missing:
+            raise RnnkitError(
+                f"no column {missing[0]} (the line has {k}); set data.token_column/tag_column", where=f"{name}:{n}"
+            )
+        if token_column % k == tag_column % k:
+            raise RnnkitError(
+                f"data.token_column and data.tag_column name the same column ({token_column % k})", where=f"{name}:{n}"
+            )
+        token, tag = fields[token_column], fields[tag_column]
+        if not token or not tag or (fmt == "conllu" and tag == "_"):
+            column, what = (token_column, "token") if not token else (tag_column, "tag")
+            raise RnnkitError(f"empty {what} in column {column}", where=f"{name}:{n}")
+        tokens.append(token)
+        tags.append(tag)
+        where.append(n)
+    close()
+    return out
+
+
+# -- the task -----------------------------------------------------------------------------------------
+class Tagging(TaskKind):
+    name = "tagging"
+    config_class = TaggingConfig
+    input_help = "sentences to tag (tokens separated by spaces)"
+
+    def _read(self, path: Path) -> tuple[list[Sentence], Format]:
+        d = self.config.data
+        return read_tagged(path, d.format, d.token_column, d.tag_column, d.encoding)
+
+    def _load_splits(self, known_tags: list[str] | None = None) -> tuple[dict[str, list[Sentence]], dict, list[str]]:
+        if self.data_path is None:
+            raise RnnkitError("no data: give --data FILE or FOLDER (CoNLL columns, CoNLL-U, or word/tag lines)")
+        path = self.data_path
+        if path.is_dir():
+            files = split_files(path)
+            splits, formats = {}, set()
+            for s in SPLITS:
+                splits[s], fmt = self._read(files[s])
+                formats.add(fmt)
+            info: dict[str, Any] = {"source": str(path), "files": {s: files[s].name for s in SPLITS}}
+        else:
+            sentences, fmt = self._read(path)
+            formats = {fmt}
+            by_key = split_by_hash([{"text": " ".join(s.tokens), "s": s} for s in sentences])
+            splits = {s: [r["s"] for r in rows] for s, rows in by_key.items()}
+            info = {"source": str(path)}
+        info["format"] = "/".join(sorted(formats))
+        for s in SPLITS:
+            if not splits[s]:
+                raise RnnkitError(f"the {s} split is empty (need more sentences)", where=info["source"])
+        tags = known_tags or sorted({t for s in splits["train"] for t in s.tags})
+        known = set(tags)
+        for split in SPLITS if known_tags else SPLITS[1:]:
+            for sent in splits[split]:
+                for tag, line in zip(sent.tags, sent.lines, strict=True):
+                    if tag not in known:
+                        what = "the model was not trained on" if known_tags else "is not in the train split's tags"
+                        raise RnnkitError(
+                            f"tag {tag!r} {what} ({len(tags)} tags: {', '.join(tags[:12])}"
+                            f"{', ...' if len(tags) > 12 else ''})",
+                            where=f"{sent.path}:{line}",
+                        )
+        if len(tags) < 2:
+            raise RnnkitError(f"need at least 2 tags, the train split has {tags}", where=info["source"])
+        info["sizes"] = {s: len(splits[s]) for s in SPLITS}
+        info["tokens"] = {s: sum(len(x.tokens) for x in splits[s]) for s in SPLITS}
+        return splits, info, tags
+
+    def _words(self, tokens: list[str]) -> list[str]:
+        return [t.lower() for t in tokens] if self.config.data.lowercase else tokens
+
+    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+        splits, info, tags = self._load_splits(known_tags=self.tags if reuse else None)
+        d = self.config.data
+        if not reuse:
+            self.tags = tags
+            self.vocab = Vocabulary.build(
+                (self._words(s.tokens) for s in splits["train"]), min_frequency=d.min_frequency, max_size=d.max_vocab
+            )
+            self.vocab.save(run_dir / "vocab.json")
+        index = {t: i for i, t in enumerate(self.tags)}
+        self.splits = {
+            s: {
+                "tokens": [x.tokens for x in rows],
+                "tags": [x.tags for x in rows],
+                "ids": [self.vocab.encode(self._words(x.tokens)) for x in rows],
+                "tag_ids": [[index[t] for t in x.tags] for x in rows],
+            }
+            for s, rows in splits.items()
+        }
+        info["vocabulary"] = len(self.vocab)
+        info["tags"] = len(self.tags)
+        log.info(
+            "data %s (%s): sentences %s, vocabulary %d, tags %d",
+            info["source"],
+            info["format"],
+            info["sizes"],
+            len(self.vocab),
+            len(self.tags),
+        )
+        return info
+
+    def state(self) -> dict[str, Any]:
+        return {"tags": self.tags, "vocab": "vocab.json"}
+
+    @classmethod
+    def from_run(cls, config, run_dir, state):
+        task = cls(config)
+        task.tags = list(state["tags"])
+        task.vocab = Vocabulary.load(run_dir / state["vocab"])
+        return task
+
+    # -- model and training ---------------------------------------------------------------------------
+    def build_model(self) -> Tagger:
+        m = self.config.model
+        encoder = dict(
+            vocab_size=len(self.vocab),
+            embed_dim=m.embed_dim,
+            cell=m.cell,
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            bidirectional=m.bidirectional,
+            dropout=m.dropout if m.num_layers > 1 else 0.0,
+            embed_dropout=m.dropout,
+        )
+        return Tagger(encoder=encoder, num_tags=len(self.tags), crf=m.crf, dropout=m.dropout)
+
+    def _batches(self, split: str, epoch: int):
+        data = self.splits[split]
+        sampler = BucketBatchSampler(
+            [len(x) for x in data["ids"]],
+            self.config.train.batch_size,
+            shuffle=split == "train",
+            seed=self.config.train.seed,
+            bucket_batches=self.config.data.bucket_batches,
+        )
+        sampler.set_epoch(epoch)
+        for idx in sampler:
+            x, lengths, y = collate([data["ids"][i] for i in idx], [data["tag_ids"][i] for i in idx])
+            yield {"x": x, "lengths": lengths, "y": y}
+
+    def trainer_task(self) -> Task:
+        def train_step(model, b, carry):
+            return model.loss(b["x"], b["lengths"], b["y"]), None, int(b["lengths"].sum())
+
+        def eval_step(model, b):
+            x, lengths, y = b["x"], b["lengths"], b["y"]
+            emissions = model(x, lengths)  # (B, T, K); computed once for the loss and the prediction
+            mask = lengths_to_mask(lengths, x.shape[1])
+            if model.crf is not None:
+                loss_sum = model.crf.nll(emissions, y, mask, reduction="sum")
+                pred = model.crf.viterbi(emissions, mask)[0]
+            else:
+                loss_sum = F.cross_entropy(emissions[mask].float(), y[mask], reduction="sum")
+                pred = emissions.argmax(-1)
+            correct = (pred == y) & mask
+            return {"loss_sum": float(loss_sum), "correct": float(correct.sum()), "n": float(mask.sum())}
+
+        def finalize(s):
+            n = max(s["n"], 1.0)
+            return {"loss": s["loss_sum"] / n, "accuracy": s["correct"] / n}
+
+        bs = self.config.train.batch_size
+        return Task(
+            batches=self._batches,
+            train_step=train_step,
+            eval_step=eval_step,
+            finalize=finalize,
+            num_batches=lambda split: -(-len(self.splits[split]["ids"]) // bs),
+        )
+
+    # -- outputs ------------------------------------------------------------------------------------
+    def _tag_ids(self, model: Tagger, ids: list[list[int]]) -> list[list[int]]:
+        device = next(model.parameters()).device
+        out: list[list[int]] = [[] for _ in ids]
+        nonempty = [i for i, x in enumerate(ids) if x]
+        sampler = BucketBatchSampler([len(ids[i]) for i in nonempty], 256, shuffle=False)
+        for batch in sampler:
+            idx = [nonempty[j] for j in batch]
+            x, lengths, _ = collate([ids[i] for i in idx])
+            pred = model.predict(x.to(device), lengths.to(device)).cpu().tolist()
+            for i, row, n in zip(idx, pred, lengths.tolist(), strict=True):
+                out[i] = row[:n]
+        return out
+
+    def write_predictions(self, model, run_dir) -> None:
+        data = self.splits["test"]
+        pred = self._tag_ids(model, data["ids"])
+        rows = [
+            {"tokens": tokens, "tags": tags, "predicted": [self.tags[t] for t in p]}
+            for tokens, tags, p in zip(data["tokens"], data["tags"], pred, strict=True)
+        ]
+        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+
+    def plots(self, model, run_dir, metrics) -> list[Path]:
+        K = len(self.tags)
+        if K > MAX_PLOT_TAGS:
+            return []
+        from ..plots import confusion_matrix_plot
+
+        data = self.splits["test"]
+        cm = [[0] * K for _ in range(K)]
+        for gold, pred in zip(data["tag_ids"], self._tag_ids(model, data["ids"]), strict=True):
+            for y, p in zip(gold, pred, strict=True):
+                cm[y][p] += 1
+        return [confusion_matrix_plot(cm, self.tags, run_dir / "plots" / "confusion_matrix.png")]
+
+    def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+        tokens = [text.split() for text in inputs]
+        pred = self._tag_ids(model, [self.vocab.encode(self._words(t)) for t in tokens])
+        return [{"tokens": t, "tags": [self.tags[i] for i in p]} for t, p in zip(tokens, pred, strict=True)]
+
+
+def collate(ids: list[list[int]], tags: list[list[int]] | None = None):
+    """Sentences -> ids (B, T) padded with ``PAD_ID``, lengths (B,), tags (B, T) padded with 0 (or None)."""
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+    T = int(lengths.max())
+    x = torch.full((len(ids), T), PAD_ID, dtype=torch.long)
+    y = torch.zeros((len(ids), T), dtype=torch.long) if tags is not None else None
+    for b, seq in enumerate(ids):
+        x[b, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        if y is not None:
+            y[b, : len(seq)] = torch.as_tensor(tags[b], dtype=torch.long)
+    return x, lengths, y
