@@ -182,3 +182,54 @@ def test_mixed_precision_runs_on_cpu():
     cfg = TrainConfig(epochs=6, lr=0.02, amp=True, monitor="accuracy", monitor_mode="max")
     result = Trainer(cfg, quiet=True).fit(TinyModel(), make_task())
     assert result.history[-1]["val_accuracy"] > 0.8
+
+
+class StatefulModel(torch.nn.Module):
+    """Reads a long stream in windows, carrying its GRU state (truncated BPTT)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = GRU(3, 8, batch_first=True)
+        self.head = torch.nn.Linear(8, 1)
+
+    def forward(self, x, h=None):
+        out, h = self.rnn(x, h)
+        return self.head(out).squeeze(-1), h
+
+
+def stateful_task():
+    g = torch.Generator().manual_seed(0)
+    stream = torch.randn(4, 60, 3, generator=g)  # 4 rows, 6 windows of 10 steps
+    target = stream[..., 0].cumsum(1) * 0.1  # depends on everything read so far
+
+    def batches(split, epoch):
+        for w in range(6):
+            yield {"x": stream[:, w * 10 : (w + 1) * 10], "y": target[:, w * 10 : (w + 1) * 10]}
+
+    def train_step(model, b, carry):
+        pred, h = model(b["x"], carry)
+        return F.mse_loss(pred, b["y"]), h, b["y"].numel()
+
+    def eval_step(model, b):
+        return {"n": 1.0}
+
+    return Task(batches, train_step, eval_step, lambda s: {"loss": 0.0}, num_batches=lambda split: 6)
+
+
+def test_mid_epoch_resume_restores_the_carried_state(tmp_path):
+    cfg = TrainConfig(epochs=2, lr=0.01, checkpoint_every=1)
+    torch.manual_seed(0)
+    straight = StatefulModel()
+    Trainer(cfg, run_dir=tmp_path / "a", quiet=True).fit(straight, stateful_task(), val_split=None)
+    torch.manual_seed(0)
+    cut = StatefulModel()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir=tmp_path / "b", callbacks=[Interrupt(4)], quiet=True).fit(
+            cut, stateful_task(), val_split=None
+        )
+    resumed = StatefulModel()
+    result = Trainer(cfg, run_dir=tmp_path / "b", quiet=True).fit(resumed, stateful_task(), resume=True, val_split=None)
+    for k, v in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+    history = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert result.history[0]["train_loss"] == pytest.approx(history[0]["train_loss"])

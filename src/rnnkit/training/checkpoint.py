@@ -119,8 +119,13 @@ def save_checkpoint(
     scheduler: Any,
     trainer_state: dict[str, Any],
     keep: int = 2,
+    carry: Any = None,
 ) -> Path:
-    """Write ``folder/step-<step>`` atomically and point ``folder/latest`` at it; keep the newest ``keep``."""
+    """Write ``folder/step-<step>`` atomically and point ``folder/latest`` at it; keep the newest ``keep``.
+
+    ``carry`` is the recurrent state carried between batches (truncated BPTT), saved so that a run
+    resumed mid-epoch continues with the same state.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
     tmp = folder / f".step-{step:08d}.tmp-{os.getpid()}"
@@ -132,6 +137,10 @@ def save_checkpoint(
     _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
     rng_tensors, rng_info = rng_state()
     _save_tensors(rng_tensors, tmp / "rng.safetensors")
+    carry_tensors: dict[str, torch.Tensor] = {}
+    carry_json = _split_tensors(carry, "carry", carry_tensors)
+    if carry_tensors:
+        _save_tensors(carry_tensors, tmp / "carry.safetensors")
     sched_tensors: dict[str, torch.Tensor] = {}
     sched_json = _split_tensors(scheduler.state_dict() if scheduler is not None else None, "sched", sched_tensors)
     if sched_tensors:
@@ -143,6 +152,7 @@ def save_checkpoint(
         "optimizer": opt_json,
         "scheduler": sched_json,
         "rng": rng_info,
+        "carry": carry_json,
         "sha256": {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))},
     }
     atomic_write_text(tmp / "trainer.json", json.dumps(meta))
@@ -190,4 +200,9 @@ def load_checkpoint(
     if scheduler is not None and meta["scheduler"] is not None:
         scheduler.load_state_dict(_join_tensors(meta["scheduler"], {}))
     set_rng_state(safetensors.torch.load_file(str(path / "rng.safetensors")), meta["rng"])
-    return meta["trainer"]
+    carry_tensors = (
+        safetensors.torch.load_file(str(path / "carry.safetensors"), device=str(device))
+        if (path / "carry.safetensors").exists()
+        else {}
+    )
+    return {**meta["trainer"], "carry": _join_tensors(meta.get("carry"), carry_tensors)}

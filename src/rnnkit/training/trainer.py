@@ -263,6 +263,10 @@ class Trainer:
                     cb.on_epoch_start(self, epoch)
                 skip = state["batch"]
                 t0, loss_sum, n_sum, n_step, carry = time.perf_counter(), 0.0, 0, 0, None
+                if skip:  # resumed mid-epoch: continue with the carried state and the epoch's running loss
+                    # (each rank carries its own shard's state; the checkpoint holds rank 0's only)
+                    carry = move(state.get("carry"), self.device) if self.world.size == 1 else None
+                    loss_sum, n_sum = state.get("loss_sum", 0.0), state.get("n_sum", 0)
                 train_model.train()
                 total_batches = task.num_batches("train") if task.num_batches else None
                 progress.start(f"epoch {epoch + 1}/{c.epochs}", total_batches)
@@ -294,8 +298,8 @@ class Trainer:
                         if writer is not None:
                             writer.add_scalar("train/loss", float(loss.detach()), self.step)
                         if c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                            state.update(epoch=epoch, batch=i + 1)
-                            self._checkpoint(model, optimizer, scheduler, state)
+                            state.update(epoch=epoch, batch=i + 1, loss_sum=loss_sum, n_sum=n_sum)
+                            self._checkpoint(model, optimizer, scheduler, state, carry)
                     progress.advance(float(loss.detach()), n, i + 1)
                     if c.max_steps and self.step >= c.max_steps:
                         self.stop = True
@@ -334,7 +338,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, record)
                 epoch += 1
-                state.update(epoch=epoch, batch=0, history=result.history)
+                state.update(epoch=epoch, batch=0, history=result.history, loss_sum=0.0, n_sum=0)
                 if c.early_stopping and state["bad_epochs"] >= c.early_stopping:
                     log.info("early stopping: %s did not improve for %d epochs", c.monitor, c.early_stopping)
                     result.stopped_early = True
@@ -361,9 +365,10 @@ class Trainer:
         self.step += 1
 
     # -- files (rank 0 only) --------------------------------------------------------------------
-    def _checkpoint(self, model, optimizer, scheduler, state) -> None:
+    def _checkpoint(self, model, optimizer, scheduler, state, carry=None) -> None:
         if self.run_dir is None or not self.world.is_main:
             return
+        state = {k: v for k, v in state.items() if k != "carry"}
         save_checkpoint(
             self.run_dir / "checkpoints",
             step=self.step,
@@ -372,6 +377,7 @@ class Trainer:
             scheduler=scheduler,
             trainer_state={**state, "step": self.step},
             keep=self.config.keep_checkpoints,
+            carry=carry,
         )
 
     def _save_best(self, model) -> None:
