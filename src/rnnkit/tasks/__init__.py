@@ -3,7 +3,7 @@
 Importing a task module registers its task kind.
 """
 
-from . import language_model, tagging, text_classification  # noqa: F401
+from . import forecasting, language_model, seq2seq, tagging, text_classification  # noqa: F401
 from .base import TASKS, RecipeConfig, TaskKind, get_task
 
 __all__ = ["TASKS", "RecipeConfig", "TaskKind", "get_task"]

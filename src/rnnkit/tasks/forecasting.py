@@ -1,0 +1,559 @@
+"""Forecasting: the next ``model.horizon`` values of a series from a window of its past (AirPassengers, CO2, ...).
+
+Data: ``--data FILE``, a UTF-8 CSV with a header, one time step per row in increasing time order: a time
+column (``data.time_column``, default the first column; numbers, or ISO dates/times such as ``1958-01``,
+``1958-01-31`` or ``1958-01-31 12:00``), a value column (``data.value_column``, default the second) and
+optional covariate columns (``data.covariates``: values known in advance, such as calendar features;
+passed to the model unscaled). Rows must be strictly increasing in time (an unsorted or repeated time is
+an error naming the file and line); the spacing is taken as regular and not checked.
+
+Missing values (an empty field, ``NA``, ``N/A``, ``NaN``, ``null``, ``None``): ``data.missing: error`` (the
+default) stops at the first one, naming the file and line; ``interpolate`` fills it linearly from its
+neighbours *without looking into a later split*: a gap in the training part is filled from training
+values only (carried forward when no later training value exists), and likewise for validation. Filled
+points are used as inputs but never scored. ``inf`` is always an error.
+
+Split, strictly in time order: the last ``data.test_size`` points are the test part, the
+``data.validation_size`` points before them validation, the rest train (an int is a number of points, a
+float in (0, 1) a fraction of the series). A *window* is ``data.window`` inputs followed by ``horizon``
+targets; a split's windows are those whose targets all lie inside it, so no test value is ever a
+training input or target. The :class:`~rnnkit.models.Forecaster` normalises each window by its own
+mean and spread, so no statistics are fitted on the series at all.
+
+Metrics, from additive sums over the evaluated split (validation during training, test at the end):
+
+* rolling origin over every window of the split (each forecast from the actual values before it):
+  ``mae``, ``rmse``, ``mape`` and ``smape`` (percent), ``mase`` (MAE over the in-sample MAE of the
+  seasonal naive forecast on the training part, period ``data.season``), and ``baseline_mase``: the
+  seasonal naive forecast itself (the last season repeated; the last value when ``season = 1``);
+* ``origin_*``: the one forecast of the *whole* split from its start, the standard benchmark (e.g.
+  AirPassengers: the 36 test months from the end of 1957). When the split is longer than the horizon
+  the forecast rolls forward recursively: each block of ``horizon`` predictions is appended to the
+  window as if observed and the next block forecast from it (covariates are the actual ones, being known
+  in advance; the last block is cut to length, its missing future covariates repeat the last row).
+  ``origin_baseline_mase`` is the seasonal naive forecast from the same origin.
+* ``loss``: the model's training loss on the split's windows (what ``train.monitor`` watches by default).
+
+Plot: the series with the test-period forecast from the origin and its Gaussian interval
+(``forecast.interval``). Blocks after the first feed predictions back as inputs, and the interval does
+not widen for that, so it is too narrow for long rolled forecasts.
+
+``predict`` reads CSV file(s) with the recent history in the same columns and forecasts the next
+``horizon`` steps from the last ``window`` rows: ``{"input", "forecast", "lower", "upper"}`` (``lower``
+and ``upper`` are null for ``model.distribution: point``). With covariates, the file must end with
+``horizon`` future rows whose value is empty and whose covariates are given.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from ..config import StrictModel
+from ..errors import RnnkitError
+from ..fileio import atomic_write_jsonl
+from ..models import Forecaster
+from ..models.encoder import CellName
+from ..training import Task
+from .base import RecipeConfig, TaskKind
+
+log = logging.getLogger("rnnkit")
+
+MISSING = {"", "na", "n/a", "nan", "null", "none"}
+SPLITS = ("train", "validation", "test")
+
+
+class ForecastDataConfig(StrictModel):
+    time_column: str | None = Field(None, description="default: the first column")
+    value_column: str | None = Field(None, description="default: the second column")
+    covariates: list[str] = Field(default_factory=list, description="columns known in advance, fed as inputs")
+    missing: Literal["error", "interpolate"] = "error"
+    test_size: int | float = Field(0.1, gt=0, description="last points: a count, or a fraction in (0, 1)")
+    validation_size: int | float = Field(0.1, gt=0, description="points before the test part: count or fraction")
+    window: int = Field(24, ge=2, description="input steps per forecast")
+    season: int = Field(1, ge=1, description="seasonal period for MASE and the seasonal naive baseline")
+
+    @model_validator(mode="after")
+    def _check(self):
+        for name in ("test_size", "validation_size"):
+            v = getattr(self, name)
+            if isinstance(v, float) and not v < 1:
+                raise ValueError(f"{name}: a float is a fraction of the series and must be < 1, got {v}")
+        return self
+
+
+class ForecastModelConfig(StrictModel):
+    horizon: int = Field(12, gt=0, description="steps forecast at once")
+    cell: CellName = "lstm"
+    hidden_size: int = Field(64, gt=0)
+    num_layers: int = Field(1, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1, description="between layers")
+    mode: Literal["direct", "recursive"] = "direct"
+    distribution: Literal["gaussian", "point"] = Field("gaussian", description="gaussian gives intervals")
+    loss: Literal["mse", "mae", "nll"] | None = Field(None, description="default: nll (gaussian) or mse (point)")
+    scaling: Literal["standard", "none"] = "standard"
+
+
+class ForecastOutputConfig(StrictModel):
+    interval: float = Field(0.9, gt=0, lt=1, description="central probability of the Gaussian interval")
+
+
+class ForecastingConfig(RecipeConfig):
+    task: Literal["forecasting"] = "forecasting"
+    data: ForecastDataConfig = Field(default_factory=ForecastDataConfig)
+    model: ForecastModelConfig = Field(default_factory=ForecastModelConfig)
+    forecast: ForecastOutputConfig = Field(default_factory=ForecastOutputConfig)
+
+
+# -- reading --------------------------------------------------------------------------------------------
+@dataclass
+class Series:
+    """A series as read: ``values`` (n,) and ``covariates`` (n, C) with NaN where missing."""
+
+    path: Path
+    times: list[Any]  # float or datetime per row
+    labels: list[str]  # the time field as written
+    values: np.ndarray
+    covariates: np.ndarray
+    lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+_YEAR_MONTH = re.compile(r"(\d{4})-(\d{1,2})")
+
+
+def parse_time(text: str) -> float | datetime:
+    """A number, ``YYYY-MM`` or an ISO date/time (aware times become UTC); ValueError otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return value
+    m = _YEAR_MONTH.fullmatch(text)
+    if m:
+        return datetime(int(m.group(1)), int(m.group(2)), 1)
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def _number(text: str, column: str, where: str) -> float:
+    if text.strip().lower() in MISSING:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise RnnkitError(f"column {column!r}: cannot read {text!r} as a number", where=where) from None
+    if not math.isfinite(value):
+        raise RnnkitError(f"column {column!r}: {text!r} is not a finite number", where=where)
+    return value
+
+
+def read_series(path: Path, time_column: str | None, value_column: str | None, covariates: list[str]) -> Series:
+    """Read a CSV series; errors name the file and line (header, field counts, numbers, time order)."""
+    if not path.is_file():
+        raise RnnkitError("no such file", where=str(path))
+    times, labels, values, covs, lines = [], [], [], [], []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            while header is not None and not any(h.strip() for h in header):
+                header = next(reader, None)
+            if header is None:
+                raise RnnkitError("empty file: expected a CSV header and rows", where=str(path))
+            header = [h.strip() for h in header]
+            where = f"{path}:{reader.line_num}"
+            if len(header) < 2 and (time_column is None or value_column is None):
+                raise RnnkitError(f"need a time and a value column, the header has {header}", where=where)
+            tcol = time_column if time_column is not None else header[0]
+            vcol = value_column if value_column is not None else header[1]
+            index = {}
+            for role, col in [("time", tcol), ("value", vcol)] + [("covariate", c) for c in covariates]:
+                if col not in header:
+                    raise RnnkitError(f"no {role} column {col!r} in the header (columns: {header})", where=where)
+                index[col] = header.index(col)
+            previous = None
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if not any(field.strip() for field in row):
+                    continue
+                if len(row) != len(header):
+                    raise RnnkitError(f"expected {len(header)} fields like the header, got {len(row)}", where=where)
+                label = row[index[tcol]].strip()
+                try:
+                    t = parse_time(label)
+                except (ValueError, OverflowError):
+                    raise RnnkitError(
+                        f"time {label!r} is neither a number nor an ISO date (e.g. 1958-01, 1958-01-31 12:00)",
+                        where=where,
+                    ) from None
+                if previous is not None:
+                    if type(t) is not type(previous[0]):
+                        raise RnnkitError("the time column mixes numbers and dates", where=where)
+                    if t == previous[0]:
+                        raise RnnkitError(f"duplicate time {label!r} (also on line {previous[1]})", where=where)
+                    if t < previous[0]:
+                        raise RnnkitError(
+                            f"time {label!r} comes before {labels[-1]!r} on line {previous[1]}: "
+                            "rows must be in increasing time order",
+                            where=where,
+                        )
+                previous = (t, reader.line_num)
+                times.append(t)
+                labels.append(label)
+                lines.append(reader.line_num)
+                values.append(_number(row[index[vcol]], vcol, where))
+                covs.append([_number(row[index[c]], c, where) for c in covariates])
+    except UnicodeDecodeError as e:
+        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
+    except csv.Error as e:
+        raise RnnkitError(f"malformed CSV: {e}", where=str(path)) from None
+    if not values:
+        raise RnnkitError("no data rows after the header", where=str(path))
+    cov = np.asarray(covs, dtype=np.float64).reshape(len(values), len(covariates))
+    return Series(path, times, labels, np.asarray(values, dtype=np.float64), cov, lines)
+
+
+def fill_missing(series: Series, rule: str, ends: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows (n, 1 + C) with every gap filled, observed (n,) bool of the value column)``.
+
+    ``ends`` are the split boundaries (exclusive, increasing, the last = n): a gap is interpolated from
+    the values around it inside its own part and earlier ones only, never from a later part; with no later
+    value in its part it carries the last value forward (and, at the very start, the first value back).
+    """
+    rows = np.concatenate([series.values[:, None], series.covariates], axis=1)  # (n, 1+C)
+    gaps = np.isnan(rows)
+    if not gaps.any():
+        return rows, ~gaps[:, 0]
+    if rule == "error":
+        i = int(np.argwhere(gaps.any(axis=1))[0, 0])
+        raise RnnkitError("missing value (set data.missing=interpolate to fill gaps)",
+                          where=f"{series.path}:{series.lines[i]}")  # fmt: skip
+    filled = rows.copy()
+    x = np.arange(len(rows))
+    for c in range(rows.shape[1]):
+        start = 0
+        for end in ends:
+            known = x[:end][~gaps[:end, c]]  # everything observed before the part's end
+            todo = x[start:end][gaps[start:end, c]]
+            if len(todo):
+                if not len(known):
+                    raise RnnkitError("no observed value to fill a missing one from",
+                                      where=f"{series.path}:{series.lines[int(todo[0])]}")  # fmt: skip
+                filled[todo, c] = np.interp(todo, known, rows[known, c])  # flat beyond the known ends
+            start = end
+    return filled, ~gaps[:, 0]
+
+
+def split_sizes(n: int, test_size: int | float, validation_size: int | float) -> tuple[int, int, int]:
+    """``(n_train, n_validation, n_test)`` points: the last ones are test, the ones before them validation."""
+
+    def count(size: int | float) -> int:
+        return int(size) if isinstance(size, int) else max(1, round(size * n))
+
+    n_test, n_val = count(test_size), count(validation_size)
+    return n - n_val - n_test, n_val, n_test
+
+
+def window_origins(lo: int, hi: int, window: int, horizon: int) -> list[int]:
+    """Origins ``t`` (inputs ``y[t - window : t]``, targets ``y[t : t + horizon]``) with all targets in ``[lo, hi)``."""
+    return list(range(max(lo, window), hi - horizon + 1))
+
+
+def seasonal_naive(y: np.ndarray, origin: int, steps: int, season: int) -> np.ndarray:
+    """The last season before ``origin`` repeated for ``steps`` steps (the last value when ``season`` is 1)."""
+    h = np.arange(steps)
+    return y[origin + h - season * (h // season + 1)]
+
+
+class Forecasting(TaskKind):
+    name = "forecasting"
+    config_class = ForecastingConfig
+    input_help = "CSV files with the recent history"
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _read(self, path: Path) -> Series:
+        d = self.config.data
+        return read_series(path, d.time_column, d.value_column, d.covariates)
+
+    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+        if self.data_path is None:
+            raise RnnkitError("no data: give --data FILE, a CSV with a header: time, value[, covariates...]")
+        d, H = self.config.data, self.config.model.horizon
+        series = self._read(self.data_path)
+        n = len(series)
+        n_train, n_val, n_test = split_sizes(n, d.test_size, d.validation_size)
+        where = str(self.data_path)
+        for part, size in (("test", n_test), ("validation", n_val)):
+            if size < H:
+                raise RnnkitError(f"the {part} part has {size} points, fewer than model.horizon={H}: set "
+                                  f"data.{part}_size >= {H} or a shorter horizon", where=where)  # fmt: skip
+        if n_train < d.window + H:
+            raise RnnkitError(f"the training part has {n_train} of {n} points, too few for one window "
+                              f"(data.window={d.window} + model.horizon={H})", where=where)  # fmt: skip
+        if n_train <= d.season:
+            raise RnnkitError(f"data.season={d.season} needs more than {d.season} training points", where=where)
+        self.series = series
+        self.rows, self.observed = fill_missing(series, d.missing, [n_train, n_train + n_val, n])
+        self.bounds = {"train": (0, n_train), "validation": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+        self.origins = {s: window_origins(*self.bounds[s], d.window, H) for s in SPLITS}
+        # MASE scale: in-sample seasonal naive MAE over observed training pairs
+        y, ok, m = self.rows[:n_train, 0], self.observed[:n_train], d.season
+        both = ok[m:] & ok[:-m]
+        if not both.any():
+            raise RnnkitError("no observed training pair to scale MASE with", where=where)
+        self.mase_scale = float(np.abs(y[m:] - y[:-m])[both].mean())
+        info = {
+            "source": where,
+            "sizes": {s: hi - lo for s, (lo, hi) in self.bounds.items()},
+            "windows": {s: len(o) for s, o in self.origins.items()},
+            "time_range": {s: [series.labels[lo], series.labels[hi - 1]] for s, (lo, hi) in self.bounds.items()},
+            "missing_filled": int((~self.observed).sum()),
+        }
+        log.info("data %s: points %s, windows %s", where, info["sizes"], info["windows"])
+        return info
+
+    def state(self) -> dict[str, Any]:
+        return {"window": self.config.data.window, "horizon": self.config.model.horizon}
+
+    @classmethod
+    def from_run(cls, config, run_dir, state):
+        return cls(config)
+
+    # -- model and training ---------------------------------------------------------------------------
+    def build_model(self) -> Forecaster:
+        m, C = self.config.model, len(self.config.data.covariates)
+        encoder = dict(input_size=1 + C, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
+                       dropout=m.dropout if m.num_layers > 1 else 0.0)  # fmt: skip
+        cfg = dict(encoder=encoder, horizon=m.horizon, mode=m.mode, distribution=m.distribution, scaling=m.scaling)
+        if m.loss is not None:
+            cfg["loss"] = m.loss
+        return Forecaster(cfg)
+
+    def _windows(self, origins: list[int], scored: bool = True) -> dict[str, torch.Tensor]:
+        """Windows at ``origins``: inputs (B, W, 1+C), targets (B, H), future covariates (B, H, C) and, when
+        ``scored`` (evaluation), which targets were observed and the seasonal naive forecast (B, H) each."""
+        W, H, m = self.config.data.window, self.config.model.horizon, self.config.data.season
+        t = np.asarray(origins)[:, None]
+        future = self.rows[t + np.arange(H)]  # (B, H, 1+C)
+        batch = {"x": _f32(self.rows[t + np.arange(-W, 0)]), "y": _f32(future[..., 0]), "fut": _f32(future[..., 1:])}
+        if scored:
+            batch["observed"] = _f32(self.observed[t + np.arange(H)])
+            batch["baseline"] = _f32(np.stack([seasonal_naive(self.rows[:, 0], o, H, m) for o in origins]))
+        return batch
+
+    def _origin_batch(self, split: str) -> dict[str, torch.Tensor]:
+        """The whole split forecast from its start (one row): window, targets, covariates, baseline."""
+        W, H, m = self.config.data.window, self.config.model.horizon, self.config.data.season
+        lo, hi = self.bounds[split]
+        steps = -(-(hi - lo) // H) * H  # whole blocks; the covariates past the end repeat the last row
+        cov = self.rows[np.minimum(np.arange(lo, lo + steps), len(self.rows) - 1), 1:]
+        one = {
+            "origin_x": self.rows[lo - W : lo],
+            "origin_y": self.rows[lo:hi, 0],
+            "origin_fut": cov,
+            "origin_observed": self.observed[lo:hi],
+            "origin_baseline": seasonal_naive(self.rows[:, 0], lo, hi - lo, m),
+        }
+        return {k: _f32(v)[None] for k, v in one.items()}  # a batch of one
+
+    def _batches(self, split: str, epoch: int):
+        origins, bs = self.origins[split], self.config.train.batch_size
+        train = split == "train"
+        if train:  # the order depends on the seed and the epoch alone (exact resume)
+            order = np.random.default_rng([self.config.train.seed, epoch]).permutation(len(origins))
+            origins = [origins[i] for i in order]
+        for i in range(0, len(origins), bs):
+            yield self._windows(origins[i : i + bs], scored=not train)
+        if split != "train":
+            yield self._origin_batch(split)
+
+    def trainer_task(self) -> Task:
+        def train_step(model, b, carry):
+            return model.loss(b["x"], b["y"], b["fut"]), None, b["y"].shape[0]
+
+        def eval_step(model, b):
+            if "origin_x" in b:  # the whole split from its start
+                if b["origin_x"].shape[0] == 0:  # an empty shard
+                    return {f"origin_{k}": 0.0 for k in ERROR_KEYS}
+                mean, _ = rolled_forecast(model, b["origin_x"], b["origin_fut"], b["origin_y"].shape[1])
+                stats = error_sums(mean, b["origin_y"], b["origin_observed"], b["origin_baseline"])
+                return {f"origin_{k}": v for k, v in stats.items()}
+            if b["x"].shape[0] == 0:
+                return dict.fromkeys((*ERROR_KEYS, "loss_sum", "windows"), 0.0)
+            stats = error_sums(model(b["x"], b["fut"])["mean"], b["y"], b["observed"], b["baseline"])
+            stats["loss_sum"] = float(model.loss(b["x"], b["y"], b["fut"])) * b["x"].shape[0]
+            stats["windows"] = float(b["x"].shape[0])
+            return stats
+
+        bs = self.config.train.batch_size
+        return Task(
+            batches=self._batches,
+            train_step=train_step,
+            eval_step=eval_step,
+            finalize=lambda s: forecast_metrics(s, self.mase_scale),
+            num_batches=lambda split: -(-len(self.origins[split]) // bs) + (split != "train"),
+        )
+
+    # -- outputs ------------------------------------------------------------------------------------
+    def _forecast(self, model: Forecaster, x: torch.Tensor, fut: torch.Tensor, steps: int):
+        """Mean (steps,), lower, upper (or None) from one window, rolled forward when steps > horizon."""
+        model.eval()
+        with torch.no_grad():
+            mean, scale = rolled_forecast(model, x[None], fut[None], steps)
+        mean = mean[0].double().numpy()
+        if scale is None:
+            return mean, None, None
+        z = NormalDist().inv_cdf(0.5 + self.config.forecast.interval / 2)
+        scale = scale[0].double().numpy()
+        return mean, mean - z * scale, mean + z * scale
+
+    def _test_forecast(self, model):
+        b = self._origin_batch("test")
+        return self._forecast(model, b["origin_x"][0], b["origin_fut"][0], b["origin_y"].shape[1])
+
+    def write_predictions(self, model, run_dir) -> None:
+        """The rolling-origin test windows, one line each, plus the origin forecast of the whole test part."""
+        origins = self.origins["test"]
+        b = self._windows(origins)
+        with torch.no_grad():
+            out = model.eval()(b["x"], b["fut"])
+        rows = []
+        for i, o in enumerate(origins):
+            row = {"origin": self.series.labels[o], "forecast": _round(out["mean"][i]), "actual": _round(b["y"][i])}
+            if out["scale"] is not None:
+                z = NormalDist().inv_cdf(0.5 + self.config.forecast.interval / 2)
+                row["lower"] = _round(out["mean"][i] - z * out["scale"][i])
+                row["upper"] = _round(out["mean"][i] + z * out["scale"][i])
+            rows.append(row)
+        lo, hi = self.bounds["test"]
+        mean, lower, upper = self._test_forecast(model)
+        whole = {"origin": self.series.labels[lo], "whole_test_part": True, "forecast": _round(mean)}
+        rows.append(whole | {"actual": _round(self.rows[lo:hi, 0]), "lower": _round(lower), "upper": _round(upper)})
+        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+
+    def plots(self, model, run_dir, metrics) -> list[Path]:
+        from ..plots import forecast_plot
+
+        lo, _ = self.bounds["test"]
+        mean, lower, upper = self._test_forecast(model)
+        values = np.where(self.observed, self.rows[:, 0], np.nan)
+        path = run_dir / "plots" / "forecast.png"
+        title = f"test forecast from {self.series.labels[lo]}"
+        if "test_origin_mape" in metrics:
+            title += f" (MAPE {metrics['test_origin_mape']:.2f}%)"
+        level = self.config.forecast.interval
+        return [forecast_plot(self.series.times, values, lo, mean, lower, upper, path, title=title, level=level,
+                              validation_start=self.bounds["validation"][0])]  # fmt: skip
+
+    def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+        d, H = self.config.data, self.config.model.horizon
+        C = len(d.covariates)
+        out = []
+        for text in inputs:
+            path = Path(text)
+            series = self._read(path)
+            n_hist = len(series) - (H if C else 0)
+            if C:
+                if n_hist < 0 or not np.isnan(series.values[n_hist:]).all():
+                    raise RnnkitError(f"with covariates, the last {H} rows must be the future: an empty value and "
+                                      "the known covariates", where=str(path))  # fmt: skip
+                series.values[n_hist:] = 0.0  # placeholders: only their covariates are read
+            if n_hist < d.window:
+                raise RnnkitError(f"need at least data.window={d.window} rows of history, got {n_hist}",
+                                  where=str(path))  # fmt: skip
+            rows, _ = fill_missing(series, d.missing, [n_hist, len(series)])
+            x = torch.as_tensor(rows[n_hist - d.window : n_hist], dtype=torch.float32)
+            fut = torch.as_tensor(rows[n_hist:, 1:] if C else np.zeros((H, 0)), dtype=torch.float32)
+            mean, lower, upper = self._forecast(model, x, fut, H)
+            out.append({"input": text, "forecast": _round(mean), "lower": _round(lower), "upper": _round(upper)})
+        return out
+
+
+def _f32(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+
+def _round(a) -> list[float] | None:
+    if a is None:
+        return None
+    a = a.tolist() if hasattr(a, "tolist") else a
+    return [round(float(v), 6) for v in a]
+
+
+def rolled_forecast(model: Forecaster, x: torch.Tensor, fut: torch.Tensor, steps: int):
+    """Forecast ``steps`` values from ``x`` (B, W, 1+C) by blocks of ``horizon``, feeding each block back.
+
+    ``fut`` (B, >= steps rounded up to whole blocks, C) holds the covariates of the forecast steps.
+    Returns ``mean`` (B, steps) and ``scale`` (B, steps) or None.
+    """
+    H, W = model.horizon, x.shape[1]
+    means, scales = [], []
+    for k in range(0, steps, H):
+        f = fut[:, k : k + H]
+        out = model(x, f)
+        means.append(out["mean"])
+        scales.append(out["scale"])
+        # the block as if observed: predicted values with their (known) covariates
+        x = torch.cat([x, torch.cat([out["mean"].unsqueeze(-1).to(x.dtype), f.to(x.dtype)], -1)], 1)[:, -W:]
+    mean = torch.cat(means, 1)[:, :steps]
+    return mean, (None if scales[0] is None else torch.cat(scales, 1)[:, :steps])
+
+
+ERROR_KEYS = ("abs", "sq", "n", "ape", "ape_n", "sape", "base_abs")
+
+
+def error_sums(pred: torch.Tensor, y: torch.Tensor, observed: torch.Tensor, baseline: torch.Tensor) -> dict[str, float]:
+    """Additive error sums over the observed targets (filled gaps are not scored)."""
+    pred, y, w, baseline = pred.double(), y.double(), observed.double(), baseline.double()
+    err = (pred - y).abs()
+    nonzero = w * (y != 0)
+    denom = y.abs() + pred.abs()
+    sape = torch.where(denom > 0, 2 * err / denom.clamp_min(1e-300), torch.zeros_like(err))
+    return {
+        "abs": float((err * w).sum()),
+        "sq": float((err.square() * w).sum()),
+        "n": float(w.sum()),
+        "ape": float((err / y.abs().clamp_min(1e-300) * nonzero).sum()),
+        "ape_n": float(nonzero.sum()),
+        "sape": float((sape * w).sum()),
+        "base_abs": float(((baseline.double() - y).abs() * w).sum()),
+    }
+
+
+def _errors(s: dict[str, float], prefix: str, mase_scale: float) -> dict[str, float]:
+    n = max(s[f"{prefix}n"], 1.0)
+    mae = s[f"{prefix}abs"] / n
+    ape_n = s[f"{prefix}ape_n"]
+    return {
+        f"{prefix}mae": mae,
+        f"{prefix}rmse": math.sqrt(s[f"{prefix}sq"] / n),
+        f"{prefix}mape": 100 * s[f"{prefix}ape"] / ape_n if ape_n else math.nan,
+        f"{prefix}smape": 100 * s[f"{prefix}sape"] / n,
+        f"{prefix}mase": mae / mase_scale if mase_scale > 0 else math.nan,
+        f"{prefix}baseline_mase": s[f"{prefix}base_abs"] / n / mase_scale if mase_scale > 0 else math.nan,
+    }
+
+
+def forecast_metrics(s: dict[str, float], mase_scale: float) -> dict[str, float]:
+    """Rolling-origin metrics, loss and the ``origin_*`` metrics of the whole-split forecast."""
+    out = {"loss": s["loss_sum"] / max(s["windows"], 1.0)}
+    out.update(_errors(s, "", mase_scale))
+    out.update(_errors(s, "origin_", mase_scale))
+    return out

@@ -1,0 +1,417 @@
+"""Sequence to sequence (many-to-many, encoder–decoder): grapheme-to-phoneme, date normalisation, transliteration.
+
+Data: ``--data FILE``, a UTF-8 TSV with one ``source<TAB>target`` pair per line (blank lines are
+skipped; any other line without exactly one tab is an error naming the file and line). Both fields are
+stripped. Tokens: ``data.level`` splits the source into characters (``char``, the default) or
+whitespace-separated words (``word``); ``data.target_level`` does the same for the target (default: like
+the source) — e.g. ``level=char target_level=word`` for ``hello<TAB>HH AH0 L OW1``.
+
+Split (the cmudict rule in DATASETS.md): ``h(source) % 10 == 0`` test, ``== 1`` validation, the rest
+train, so all pairs with one source stay together. A source may have several targets (alternate
+pronunciations): training sees every pair; evaluation decodes each source once and counts it right if
+the prediction equals *any* of its references.
+
+Vocabularies (source and target, ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3) come from the train
+split and are saved as ``vocab.json`` in the run. Model: :class:`~rnnkit.models.Seq2Seq` with attention.
+
+Training is teacher forcing with scheduled sampling: the probability of feeding the gold previous token
+starts at ``model.teacher_forcing`` and, when ``model.teacher_forcing_final`` is set, falls linearly to it
+by the last epoch (the ratio of an epoch is a function of the epoch alone, so a resumed run continues the
+same schedule). Evaluation always feeds gold tokens for the loss.
+
+Metrics (all from additive sums, so they shard): ``loss`` (cross-entropy per target token, ``<eos>``
+included, averaged over every source–reference pair), ``accuracy`` (exact sequence match against any
+reference) and ``ter``, the token error rate: the edit distance to the closest reference over that
+reference's length, summed over sources (the character error rate at ``char`` level, WER / phoneme
+error rate at ``word`` level). Validation decodes greedily (fast); the test split, predictions and
+``predict`` use beam search with ``decode.beam_size``. Plots: attention heatmaps of a few test sources.
+``predict`` takes source strings and returns ``{"source", "prediction", "score"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from ..config import StrictModel
+from ..data import registry
+from ..data.text import BucketBatchSampler
+from ..decoding import beam_search, greedy
+from ..errors import RnnkitError
+from ..fileio import atomic_write_json, atomic_write_jsonl
+from ..layers import lengths_to_mask
+from ..models import Seq2Seq
+from ..training import Task
+from .base import RecipeConfig, TaskKind
+
+log = logging.getLogger("rnnkit")
+
+SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+#: reference tokens outside the target vocabulary: never equal to a predicted id
+OOV = -1
+
+
+class Seq2SeqDataConfig(StrictModel):
+    level: Literal["char", "word"] = Field("char", description="source tokens: characters or whitespace words")
+    target_level: Literal["char", "word"] | None = Field(None, description="target tokens; default: like level")
+    min_frequency: int = Field(1, ge=1, description="rarer train tokens become <unk>")
+    bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
+
+
+class Seq2SeqModelConfig(StrictModel):
+    cell: Literal["lstm", "gru"] = "lstm"
+    embed_dim: int = Field(64, gt=0, description="source and target embedding size")
+    hidden_size: int = Field(128, gt=0, description="decoder size; the encoder has this per direction")
+    num_layers: int = Field(1, gt=0)
+    bidirectional: bool = Field(True, description="encoder")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    attention: Literal["none", "dot", "general", "additive"] = "general"
+    input_feeding: bool = False
+    bridge: Literal["linear", "zeros", "copy"] = "linear"
+    teacher_forcing: float = Field(1.0, ge=0, le=1, description="probability of feeding the gold token (epoch 1)")
+    teacher_forcing_final: float | None = Field(
+        None, ge=0, le=1, description="linear decay of teacher_forcing to this by the last epoch; null: fixed"
+    )
+
+
+class DecodeConfig(StrictModel):
+    beam_size: int = Field(5, ge=1, description="test, predictions and predict (validation is greedy)")
+    length_penalty: float = Field(0.0, description="GNMT alpha; 0 ranks by log-probability")
+    max_length: int | None = Field(None, ge=1, description="output tokens; default 2 x longest train target + 5")
+
+
+class Seq2SeqTaskConfig(RecipeConfig):
+    task: Literal["seq2seq"] = "seq2seq"
+    data: Seq2SeqDataConfig = Field(default_factory=Seq2SeqDataConfig)
+    model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+
+
+# -- reading and tokenising -------------------------------------------------------------------------------
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    """``source<TAB>target`` lines -> ``[{"source", "target", "line"}]``; errors name the file and line."""
+    if not path.is_file():
+        raise RnnkitError("no such file", where=str(path))
+    pairs = []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            for n, raw in enumerate(f, 1):
+                line = raw.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
+                if len(fields) != 2:
+                    got = "no tab" if len(fields) == 1 else f"{len(fields)} tab-separated fields"
+                    raise RnnkitError(f"expected 'source<TAB>target', got {got}", where=f"{path}:{n}")
+                source, target = (s.strip() for s in fields)
+                if not source or not target:
+                    raise RnnkitError(f"empty {'source' if not source else 'target'}", where=f"{path}:{n}")
+                pairs.append({"source": source, "target": target, "line": n})
+    except UnicodeDecodeError as e:
+        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
+    if not pairs:
+        raise RnnkitError("no source<TAB>target pairs found (empty file)", where=str(path))
+    return pairs
+
+
+def tokenize(text: str, level: str) -> list[str]:
+    return list(text) if level == "char" else text.split()
+
+
+def detokenize(tokens: list[str], level: str) -> str:
+    return "".join(tokens) if level == "char" else " ".join(tokens)
+
+
+class Vocab:
+    """Token list with the four specials first; unknown tokens encode as ``<unk>`` (or ``unk`` if given)."""
+
+    def __init__(self, itos: list[str]) -> None:
+        if tuple(itos[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with {SPECIALS}, got {itos[:4]}")
+        self.itos = list(itos)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, sequences, min_frequency: int = 1) -> Vocab:
+        counts = Counter(t for seq in sequences for t in seq)
+        kept = sorted((t for t, c in counts.items() if c >= min_frequency and t not in SPECIALS),
+                      key=lambda t: (-counts[t], t))  # fmt: skip
+        return cls([*SPECIALS, *kept])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str], unk: int = UNK) -> list[int]:
+        return [self.stoi.get(t, unk) for t in tokens]
+
+    def decode(self, ids: list[int]) -> list[str]:
+        return [self.itos[i] for i in ids]
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def group_pairs(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pairs -> one ``{"source", "references"}`` per distinct source (file order; duplicate targets dropped)."""
+    groups: dict[str, list[str]] = {}
+    for p in pairs:
+        refs = groups.setdefault(p["source"], [])
+        if p["target"] not in refs:
+            refs.append(p["target"])
+    return [{"source": s, "references": refs} for s, refs in groups.items()]
+
+
+def _pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:
+    out = torch.full((len(seqs), max((len(s) for s in seqs), default=0)), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return out
+
+
+class Seq2SeqTask(TaskKind):
+    name = "seq2seq"
+    config_class = Seq2SeqTaskConfig
+    input_help = "source strings to transduce"
+
+    @property
+    def target_level(self) -> str:
+        d = self.config.data
+        return d.target_level or d.level
+
+    # -- data ---------------------------------------------------------------------------------------
+    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+        if self.data_path is None:
+            raise RnnkitError("no data: give --data FILE, a TSV with one source<TAB>target pair per line")
+        d = self.config.data
+        pairs = read_pairs(self.data_path)
+        splits = registry.split_by_hash(pairs, key="source")  # a source's pairs share its hash
+        for s in registry.SPLITS:
+            if not splits[s]:
+                raise RnnkitError(f"the {s} split is empty (need more distinct sources)", where=str(self.data_path))
+        src_tok = {s: [tokenize(p["source"], d.level) for p in splits[s]] for s in registry.SPLITS}
+        tgt_tok = {s: [tokenize(p["target"], self.target_level) for p in splits[s]] for s in registry.SPLITS}
+        if not reuse:
+            self.src_vocab = Vocab.build(src_tok["train"], d.min_frequency)
+            self.tgt_vocab = Vocab.build(tgt_tok["train"], d.min_frequency)
+            longest = max(len(t) for t in tgt_tok["train"])
+            self.max_decode = self.config.decode.max_length or 2 * longest + 5
+            atomic_write_json(run_dir / "vocab.json", {"source": self.src_vocab.itos, "target": self.tgt_vocab.itos})
+        self.splits: dict[str, dict[str, Any]] = {
+            "train": {
+                "src": [self.src_vocab.encode(t) for t in src_tok["train"]],
+                "tgt": [self.tgt_vocab.encode(t) for t in tgt_tok["train"]],
+            }
+        }
+        for s in ("validation", "test"):
+            groups = group_pairs(splits[s])
+            self.splits[s] = {
+                "sources": [g["source"] for g in groups],
+                "references": [g["references"] for g in groups],
+                "src": [self.src_vocab.encode(tokenize(g["source"], d.level)) for g in groups],
+                "refs": [
+                    [self.tgt_vocab.encode(tokenize(r, self.target_level), unk=OOV) for r in g["references"]]
+                    for g in groups
+                ],
+            }
+        sizes = {"train": len(splits["train"])} | {s: len(self.splits[s]["src"]) for s in ("validation", "test")}
+        info = {"source": str(self.data_path), "sizes": sizes, "pairs": {s: len(splits[s]) for s in registry.SPLITS}}
+        log.info("data %s: %s pairs, sources %s, vocabularies %d -> %d", info["source"], info["pairs"], sizes,
+                 len(self.src_vocab), len(self.tgt_vocab))  # fmt: skip
+        return info
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": "vocab.json", "max_decode_length": self.max_decode}
+
+    @classmethod
+    def from_run(cls, config, run_dir, state):
+        task = cls(config)
+        path = run_dir / state["vocab"]
+        try:
+            vocab = json.loads(path.read_text(encoding="utf-8"))
+            task.src_vocab, task.tgt_vocab = Vocab(vocab["source"]), Vocab(vocab["target"])
+        except (OSError, ValueError, KeyError) as e:
+            raise RnnkitError(f"cannot read the vocabularies: {e}", where=str(path)) from None
+        task.max_decode = state["max_decode_length"]
+        return task
+
+    # -- model and training ---------------------------------------------------------------------------
+    def build_model(self) -> Seq2Seq:
+        m = self.config.model
+        encoder = dict(
+            vocab_size=len(self.src_vocab), embed_dim=m.embed_dim, padding_idx=PAD, cell=m.cell,
+            hidden_size=m.hidden_size, num_layers=m.num_layers, bidirectional=m.bidirectional,
+            dropout=m.dropout if m.num_layers > 1 else 0.0, embed_dropout=m.dropout,
+        )  # fmt: skip
+        return Seq2Seq(
+            encoder=encoder, tgt_vocab_size=len(self.tgt_vocab), embed_dim=m.embed_dim, padding_idx=PAD, cell=m.cell,
+            hidden_size=m.hidden_size, num_layers=m.num_layers, attention=m.attention, input_feeding=m.input_feeding,
+            dropout=m.dropout, bridge=m.bridge, teacher_forcing=m.teacher_forcing,
+        )  # fmt: skip
+
+    def teacher_forcing(self, epoch: int) -> float:
+        """The epoch's probability of feeding the gold token: linear from the start value to the final one."""
+        m, epochs = self.config.model, self.config.train.epochs
+        if m.teacher_forcing_final is None or epochs <= 1:
+            return m.teacher_forcing
+        return m.teacher_forcing + (m.teacher_forcing_final - m.teacher_forcing) * min(epoch, epochs - 1) / (epochs - 1)
+
+    def _batches(self, split: str, epoch: int):
+        data, bs = self.splits[split], self.config.train.batch_size
+        train = split == "train"
+        sampler = BucketBatchSampler([len(x) for x in data["src"]], bs, shuffle=train, seed=self.config.train.seed,
+                                     bucket_batches=self.config.data.bucket_batches)  # fmt: skip
+        sampler.set_epoch(epoch)
+        ratio = self.teacher_forcing(epoch)
+        for idx in sampler:
+            src = [data["src"][i] for i in idx]
+            batch = {"src": _pad(src), "src_len": torch.tensor([len(s) for s in src]), "index": torch.tensor(idx)}
+            if train:
+                tgt = [data["tgt"][i] for i in idx]
+                batch.update(
+                    tgt_in=_pad([[BOS, *t] for t in tgt]),
+                    tgt_out=_pad([[*t, EOS] for t in tgt]),
+                    tgt_len=torch.tensor([len(t) + 1 for t in tgt]),
+                    teacher_forcing=ratio,
+                )
+            else:
+                refs = [data["refs"][i] for i in idx]
+                R, T = max(len(r) for r in refs), max(len(t) for r in refs for t in r)
+                batch["refs"] = torch.full((len(idx), R, T), PAD, dtype=torch.long)  # (B, R, T)
+                batch["ref_len"] = torch.zeros(len(idx), R, dtype=torch.long)  # 0: no such reference
+                for b, rs in enumerate(refs):
+                    for r, t in enumerate(rs):
+                        batch["refs"][b, r, : len(t)] = torch.as_tensor(t, dtype=torch.long)
+                        batch["ref_len"][b, r] = len(t)
+                # the decoding width rides along per example (validation greedy, test beam)
+                batch["beam"] = torch.full((len(idx),), 1 if split == "validation" else self.config.decode.beam_size)
+            yield batch
+
+    def decode(self, model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, beam_size: int):
+        """Greedy (``beam_size == 1``) or beam search from the encoded sources -> :class:`SearchResult`."""
+        state = model.encode(src, src_len)
+        if beam_size == 1:
+            return greedy(model.step, state, BOS, EOS, self.max_decode)
+        return beam_search(model.step, state, BOS, EOS, beam_size, self.max_decode,
+                           length_penalty=self.config.decode.length_penalty)  # fmt: skip
+
+    def trainer_task(self) -> Task:
+        def train_step(model, b, carry):
+            logits, _ = model(b["src"], b["src_len"], b["tgt_in"], teacher_forcing=b["teacher_forcing"])
+            mask = lengths_to_mask(b["tgt_len"], b["tgt_out"].shape[1])  # (B, Tt)
+            return F.cross_entropy(logits[mask].float(), b["tgt_out"][mask]), None, int(mask.sum())
+
+        def eval_step(model, b):
+            stats = {"loss_sum": 0.0, "tokens": 0.0, "correct": 0.0, "n": 0.0, "edits": 0.0, "ref_tokens": 0.0}
+            refs, ref_len = b["refs"], b["ref_len"]
+            if refs.shape[0] == 0:  # an empty shard
+                return stats
+            # loss: every (source, reference) pair, gold tokens fed
+            rows, cols = (ref_len > 0).nonzero(as_tuple=True)
+            tgt, n = refs[rows, cols].clamp(min=UNK), ref_len[rows, cols]  # out-of-vocabulary -> <unk>
+            pairs = torch.arange(len(rows), device=tgt.device)
+            tgt_out = torch.cat([tgt, tgt.new_full((len(rows), 1), PAD)], 1)
+            tgt_out[pairs, n] = EOS
+            tgt_in = torch.cat([tgt.new_full((len(rows), 1), BOS), tgt], 1)
+            logits, _ = model(b["src"][rows], b["src_len"][rows], tgt_in)
+            mask = lengths_to_mask(n + 1, tgt_out.shape[1])
+            stats["loss_sum"] = float(F.cross_entropy(logits[mask].float(), tgt_out[mask], reduction="sum"))
+            stats["tokens"] = float(mask.sum())
+            # decoding: exact match against any reference, edit distance to the closest one
+            result = self.decode(model, b["src"], b["src_len"], int(b["beam"][0]))
+            lens = ref_len.tolist()
+            for pred, rs, ls in zip(result.sequences, refs.tolist(), lens, strict=True):
+                candidates = [rs[r][: ls[r]] for r in range(len(ls)) if ls[r] > 0]
+                dist, length = min((edit_distance(pred, ref), len(ref)) for ref in candidates)
+                stats["correct"] += float(dist == 0)
+                stats["edits"] += dist
+                stats["ref_tokens"] += length
+            stats["n"] = float(len(lens))
+            return stats
+
+        bs = self.config.train.batch_size
+        return Task(
+            batches=self._batches,
+            train_step=train_step,
+            eval_step=eval_step,
+            finalize=seq2seq_metrics,
+            num_batches=lambda split: -(-len(self.splits[split]["src"]) // bs),
+        )
+
+    # -- outputs ------------------------------------------------------------------------------------
+    def _transduce(self, model: Seq2Seq, src_ids: list[list[int]], beam_size: int, batch_size: int = 128):
+        """Best hypothesis per source, in input order (batched by length)."""
+        device = next(model.parameters()).device
+        out: list[Any] = [None] * len(src_ids)
+        model.eval()
+        for idx in BucketBatchSampler([len(x) for x in src_ids], batch_size, shuffle=False):
+            seqs = [src_ids[i] for i in idx]
+            src, src_len = _pad(seqs).to(device), torch.tensor([len(s) for s in seqs], device=device)
+            result = self.decode(model, src, src_len, beam_size)
+            for i, hyps in zip(idx, result.hypotheses, strict=True):
+                out[i] = hyps[0]
+        return out
+
+    def _prediction(self, hyp) -> str:
+        return detokenize(self.tgt_vocab.decode(hyp.tokens), self.target_level)
+
+    def write_predictions(self, model, run_dir) -> None:
+        data = self.splits["test"]
+        hyps = self._transduce(model, data["src"], self.config.decode.beam_size)
+        rows = []
+        for source, refs, hyp in zip(data["sources"], data["references"], hyps, strict=True):
+            pred = self._prediction(hyp)
+            rows.append({"source": source, "references": refs, "prediction": pred, "correct": pred in refs,
+                         "score": round(hyp.score, 6)})  # fmt: skip
+        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+
+    def plots(self, model, run_dir, metrics, num_examples: int = 4) -> list[Path]:
+        from ..plots import attention_heatmaps
+
+        if model.config.attention == "none":
+            return []
+        data = self.splits["test"]
+        hyps = self._transduce(model, data["src"][:num_examples], self.config.decode.beam_size)
+        examples = []
+        for src, hyp in zip(data["src"][:num_examples], hyps, strict=True):
+            out = self.tgt_vocab.decode(hyp.tokens) + (["<eos>"] if hyp.finished else [])
+            weights = hyp.attention[:, : len(src)].float().cpu().numpy()  # (len(out), Ts) without source padding
+            examples.append((self.src_vocab.decode(src), out, weights))
+        return [attention_heatmaps(examples, run_dir / "plots" / "attention.png")]
+
+    def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+        ids = []
+        for text in inputs:
+            tokens = tokenize(text.strip(), self.config.data.level)
+            if not tokens:
+                raise RnnkitError(f"empty source {text!r}: nothing to transduce")
+            ids.append(self.src_vocab.encode(tokens))
+        hyps = self._transduce(model, ids, self.config.decode.beam_size)
+        return [
+            {"source": text, "prediction": self._prediction(h), "score": round(h.score, 6)}
+            for text, h in zip(inputs, hyps, strict=True)
+        ]
+
+
+def seq2seq_metrics(s: dict[str, float]) -> dict[str, float]:
+    """Token loss, exact-match accuracy and token error rate from summed statistics."""
+    return {
+        "loss": s["loss_sum"] / max(s["tokens"], 1.0),
+        "accuracy": s["correct"] / max(s["n"], 1.0),
+        "ter": s["edits"] / max(s["ref_tokens"], 1.0),
+    }
