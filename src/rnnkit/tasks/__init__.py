@@ -3,7 +3,15 @@
 Importing a task module registers its task kind.
 """
 
-from . import forecasting, language_model, seq2seq, tagging, text_classification  # noqa: F401
+from . import (  # noqa: F401
+    captioning,
+    forecasting,
+    image_classification,
+    language_model,
+    seq2seq,
+    tagging,
+    text_classification,
+)
 from .base import TASKS, RecipeConfig, TaskKind, get_task
 
 __all__ = ["TASKS", "RecipeConfig", "TaskKind", "get_task"]

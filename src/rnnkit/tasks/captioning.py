@@ -1,0 +1,436 @@
+"""Image captioning (one-to-many): a CNN encodes the image, a recurrent decoder writes the caption.
+
+Data: ``--data captions.json``, COCO style::
+
+    {"images": [{"id": 1, "file_name": "a.png"}, ...],
+     "annotations": [{"image_id": 1, "caption": "A dog on a sofa."}, ...]}
+
+next to an image folder: ``data.image_dir`` (relative paths start at the JSON's folder; null: the JSON's
+``images/`` folder if there is one, else the JSON's folder). Images are read with Pillow, converted to
+grayscale or RGB (``data.channels``) and resized to ``data.image_size`` [H, W]. Captions are lowercased
+and split into words (punctuation dropped); the vocabulary comes from the train captions, with
+``<pad>`` = 0, ``<unk>``, ``<bos>``, ``<eos>`` first, and is saved as ``vocab.json`` in the run.
+An image may have several captions: all of them are training targets, and a generated caption is
+right if it equals any of them. Images without a caption are skipped.
+Split by image: ``h(file_name) % 10 == 0`` test, ``== 1`` validation, the rest train (DATASETS.md ``h``).
+
+Model: :class:`~rnnkit.models.ConditionalGenerator` with image conditioning. Metrics, from additive
+statistics: ``loss`` (teacher-forced cross-entropy per reference token, ``<eos>`` included),
+``exact_match`` (generated caption equals a reference) and ``token_accuracy`` (position-wise matches
+with the closest reference, ``<eos>`` included, over the longer of the two). Validation decodes
+greedily (cheap, every epoch); test uses beam search (``decode.beam_size``). A reference word
+outside the vocabulary never counts as matched. Plot: test images under their generated captions.
+``predict`` takes image paths and answers ``{"image", "caption"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator, model_validator
+
+from ..config import StrictModel
+from ..data.images import read_image
+from ..data.registry import SPLITS, text_hash
+from ..data.vocab import EOS, PAD, UNK, Vocabulary
+from ..decoding import beam_search, greedy
+from ..errors import RnnkitError
+from ..fileio import atomic_write_jsonl
+from ..layers import lengths_to_mask
+from ..models import ConditionalGenerator
+from ..training import Task
+from .base import RecipeConfig, TaskKind
+
+log = logging.getLogger("rnnkit")
+
+BOS = "<bos>"
+SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
+WORD = re.compile(r"\w+(?:['’]\w+)*")
+
+
+def tokenize(caption: str) -> list[str]:
+    """Lowercased words; punctuation is dropped (``"A dog's toy."`` -> ``["a", "dog's", "toy"]``)."""
+    return WORD.findall(caption.lower())
+
+
+class CaptionDataConfig(StrictModel):
+    image_dir: str | None = Field(None, description="relative to the JSON's folder; null: its images/ or itself")
+    channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
+    image_size: tuple[int, int] = Field((64, 64), description="[H, W] every image is resized to")
+    min_frequency: int = Field(1, ge=1, description="rarer train words become <unk>")
+    max_length: int = Field(30, ge=1, description="words kept per caption (longer ones are cut)")
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, v):
+        if any(d <= 0 for d in v):
+            raise ValueError(f"expected [H, W] with positive sizes, got {list(v)}")
+        return v
+
+
+class CaptionModelConfig(StrictModel):
+    cell: Literal["lstm", "gru"] = "lstm"
+    cnn_channels: list[int] = Field(default_factory=lambda: [16, 32], description="conv3x3+ReLU+maxpool2 blocks")
+    cond_dim: int = Field(128, gt=0, description="image vector size")
+    embed_dim: int = Field(64, gt=0)
+    hidden_size: int = Field(128, gt=0)
+    num_layers: int = Field(1, gt=0)
+    # on by default: with the image only in the initial state, a small decoder at lr 1e-2 saturated tanh(init)
+    # and learned only the captions' marginal (measured on the shapes fixture); fed at every step it did not
+    feed_condition: bool = Field(True, description="also feed the image vector at every step")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class DecodeConfig(StrictModel):
+    beam_size: int = Field(3, ge=1, description="test, predictions and predict; validation is greedy")
+    max_length: int = Field(32, ge=1, description="generated tokens at most, <eos> included")
+    length_penalty: float = Field(0.0, description="GNMT alpha; 0 ranks beams by log-probability")
+
+
+class CaptioningConfig(RecipeConfig):
+    task: Literal["captioning"] = "captioning"
+    data: CaptionDataConfig = Field(default_factory=CaptionDataConfig)
+    model: CaptionModelConfig = Field(default_factory=CaptionModelConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+
+    @model_validator(mode="after")
+    def _fits(self):
+        blocks = len(self.model.cnn_channels)
+        if min(self.data.image_size) < 2**blocks:
+            raise ValueError(
+                f"data.image_size {list(self.data.image_size)} is too small for {blocks} pooling blocks "
+                f"(model.cnn_channels; need at least {2**blocks} x {2**blocks})"
+            )
+        return self
+
+
+# -- reading --------------------------------------------------------------------------------------------
+def read_caption_json(path: Path) -> tuple[list[dict[str, Any]], dict[Any, list[str]]]:
+    """COCO-style JSON -> (images ``[{"id", "file_name"}]``, captions per image id). Errors name the entry."""
+    if not path.is_file():
+        raise RnnkitError("no such file", where=str(path))
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RnnkitError(f"invalid JSON ({e.msg}, column {e.colno})", where=f"{path}:{e.lineno}") from None
+    except UnicodeDecodeError as e:
+        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("images"), list)
+        or not isinstance(doc.get("annotations"), list)
+    ):
+        raise RnnkitError('expected an object with lists "images" and "annotations" (COCO captions)', where=str(path))
+    images: list[dict[str, Any]] = []
+    seen: dict[Any, int] = {}
+    for i, im in enumerate(doc["images"]):
+        if (
+            not isinstance(im, dict)
+            or "id" not in im
+            or not isinstance(im.get("file_name"), str)
+            or not im["file_name"]
+        ):
+            raise RnnkitError(
+                f'images[{i}]: expected {{"id": ..., "file_name": "..."}}, got {im!r:.80}', where=str(path)
+            )
+        key = im["id"]
+        if not isinstance(key, (int, str)) or isinstance(key, bool):
+            raise RnnkitError(f"images[{i}]: id must be a number or a string, got {key!r:.40}", where=str(path))
+        if key in seen:
+            raise RnnkitError(f"images[{i}]: id {key!r} repeats images[{seen[key]}]", where=str(path))
+        seen[key] = i
+        images.append({"id": key, "file_name": im["file_name"], "index": i})
+    captions: dict[Any, list[str]] = {}
+    for j, ann in enumerate(doc["annotations"]):
+        if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
+            raise RnnkitError(
+                f'annotations[{j}]: expected {{"image_id": ..., "caption": "..."}}, got {ann!r:.80}', where=str(path)
+            )
+        key = ann["image_id"]
+        if isinstance(key, bool) or not isinstance(key, (int, str)) or key not in seen:
+            raise RnnkitError(f'annotations[{j}]: image_id {key!r:.40} is not an id in "images"', where=str(path))
+        if not tokenize(ann["caption"]):
+            raise RnnkitError(f"annotations[{j}]: caption {ann['caption']!r:.60} has no words", where=str(path))
+        captions.setdefault(key, []).append(ann["caption"])
+    if not captions:
+        raise RnnkitError("no captions found", where=str(path))
+    return images, captions
+
+
+def image_folder(json_path: Path, image_dir: str | None) -> Path:
+    base = json_path.parent
+    if image_dir is not None:
+        return base / image_dir  # an absolute image_dir replaces base
+    return base / "images" if (base / "images").is_dir() else base
+
+
+# -- the task -------------------------------------------------------------------------------------------
+class Captioning(TaskKind):
+    name = "captioning"
+    config_class = CaptioningConfig
+    input_help = "image files to caption"
+
+    def _load_splits(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        if self.data_path is None:
+            raise RnnkitError("no data: give --data captions.json (COCO style, next to its image folder)")
+        if self.data_path.is_dir():
+            raise RnnkitError("expected a COCO-style caption JSON file, got a folder", where=str(self.data_path))
+        d = self.config.data
+        images, captions = read_caption_json(self.data_path)
+        folder = image_folder(self.data_path, d.image_dir)
+        splits: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+        skipped = 0
+        for im in images:
+            if im["id"] not in captions:
+                skipped += 1
+                continue
+            path = folder / im["file_name"]
+            if not path.is_file():
+                raise RnnkitError(
+                    f"no such image file (images[{im['index']}], id {im['id']!r}, in {self.data_path})", where=str(path)
+                )
+            bucket = text_hash(im["file_name"]) % 10
+            split = "test" if bucket == 0 else "validation" if bucket == 1 else "train"
+            splits[split].append({"file_name": im["file_name"], "path": path, "captions": captions[im["id"]]})
+        if skipped:
+            log.warning("%s: %d images have no caption and are skipped", self.data_path, skipped)
+        for s in SPLITS:
+            if not splits[s]:
+                raise RnnkitError(
+                    f"the {s} split has no images (need more captioned images)", where=str(self.data_path)
+                )
+        info = {
+            "source": str(self.data_path),
+            "image_dir": str(folder),
+            "sizes": {s: len(v) for s, v in splits.items()},
+            "captions": {s: sum(len(r["captions"]) for r in v) for s, v in splits.items()},
+        }
+        return splits, info
+
+    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+        d = self.config.data
+        splits, info = self._load_splits()
+        if not reuse:
+            words = (tokenize(c) for r in splits["train"] for c in r["captions"])
+            self.vocab = Vocabulary.build(words, specials=SPECIALS, min_frequency=d.min_frequency)
+            self.vocab.save(run_dir / "vocab.json")
+        self.splits = {}
+        for s, rows in splits.items():
+            refs = [[self.vocab.encode(tokenize(c))[: d.max_length] for c in r["captions"]] for r in rows]
+            self.splits[s] = {
+                "names": [r["file_name"] for r in rows],
+                "images": torch.from_numpy(self._read_images([r["path"] for r in rows])),  # uint8, 4x smaller
+                "refs": refs,
+                "texts": [[" ".join(tokenize(c)[: d.max_length]) for c in r["captions"]] for r in rows],
+                # one training example per (image, caption) pair
+                "pairs": [(i, ids) for i, rs in enumerate(refs) for ids in rs],
+            }
+        log.info("data %s: images %s, captions %s, vocabulary %d", info["source"], info["sizes"], info["captions"],
+                 len(self.vocab))  # fmt: skip
+        return info
+
+    def _read_images(self, paths: list[Path]) -> np.ndarray:
+        d = self.config.data
+        out = np.empty((len(paths), d.channels, *d.image_size), dtype=np.uint8)
+        for i, p in enumerate(paths):
+            out[i] = read_image(p, tuple(d.image_size), d.channels)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": "vocab.json"}
+
+    @classmethod
+    def from_run(cls, config, run_dir, state):
+        task = cls(config)
+        task.vocab = Vocabulary.load(run_dir / state["vocab"])
+        return task
+
+    # -- model and training ---------------------------------------------------------------------------
+    def build_model(self) -> ConditionalGenerator:
+        m, d = self.config.model, self.config.data
+        return ConditionalGenerator(
+            vocab_size=len(self.vocab), image_channels=d.channels, image_size=tuple(d.image_size),
+            cnn_channels=m.cnn_channels, cond_dim=m.cond_dim, embed_dim=m.embed_dim, padding_idx=PAD_ID, cell=m.cell,
+            hidden_size=m.hidden_size, num_layers=m.num_layers, feed_condition=m.feed_condition, dropout=m.dropout,
+        )  # fmt: skip
+
+    def _batches(self, split: str, epoch: int):
+        data = self.splits[split]
+        bs = self.config.train.batch_size
+        if split == "train":
+            pairs = data["pairs"]
+            # the same order for the same (seed, epoch), so a resumed run sees the same batches
+            g = torch.Generator().manual_seed(self.config.train.seed * 100003 + epoch)
+            order = torch.randperm(len(pairs), generator=g).tolist()
+            for k in range(0, len(order), bs):
+                chosen = [pairs[i] for i in order[k : k + bs]]
+                tgt_out, lengths = _targets([ids for _, ids in chosen])
+                yield {
+                    "images": _floats(data["images"][torch.tensor([i for i, _ in chosen])]),
+                    "tgt_in": _shift(tgt_out),
+                    "tgt_out": tgt_out,
+                    "lengths": lengths,
+                }
+            return
+        # evaluation: one row per image with all of its references; the batch says how to decode it
+        beam = 1 if split == "validation" else self.config.decode.beam_size
+        for k in range(0, len(data["refs"]), bs):
+            refs = data["refs"][k : k + bs]
+            R = max(len(r) for r in refs)
+            T = max(len(ids) for r in refs for ids in r) + 1
+            out = torch.full((len(refs), R, T), PAD_ID, dtype=torch.long)
+            ref_lengths = torch.zeros(len(refs), R, dtype=torch.long)
+            for b, rs in enumerate(refs):
+                for r, ids in enumerate(rs):
+                    out[b, r, : len(ids) + 1] = torch.tensor([*ids, EOS_ID])
+                    ref_lengths[b, r] = len(ids) + 1
+            yield {"images": _floats(data["images"][k : k + bs]), "refs": out, "ref_lengths": ref_lengths, "beam": beam}
+
+    def trainer_task(self) -> Task:
+        def train_step(model, b, carry):
+            return model.loss(b["images"], b["tgt_in"], b["tgt_out"], b["lengths"]), None, int(b["lengths"].sum())
+
+        def eval_step(model, b):
+            images, refs, ref_lengths = b["images"], b["refs"], b["ref_lengths"]
+            has = ref_lengths > 0  # (B, R)
+            owner = torch.arange(len(images), device=images.device)[:, None].expand_as(has)[has]  # (M,)
+            tgt_out, lengths = refs[has], ref_lengths[has]  # (M, T), (M,)
+            logits = model(images[owner], _shift(tgt_out))
+            mask = lengths_to_mask(lengths, tgt_out.shape[1])
+            stats = {
+                "loss_sum": float(F.cross_entropy(logits[mask].float(), tgt_out[mask], reduction="sum")),
+                "tokens": float(mask.sum()),
+            }
+            generated = self._decode(model, images, b["beam"])
+            references = [
+                [refs[i, r, : int(n) - 1].tolist() for r, n in enumerate(ref_lengths[i].tolist()) if n > 0]
+                for i in range(len(images))
+            ]
+            stats.update(match_stats(generated, references))
+            return stats
+
+        def finalize(s):
+            return {
+                "loss": s["loss_sum"] / max(s["tokens"], 1.0),
+                "exact_match": s["exact"] / max(s["images"], 1.0),
+                "token_accuracy": s["tok_correct"] / max(s["tok_total"], 1.0),
+            }
+
+        bs = self.config.train.batch_size
+        return Task(
+            batches=self._batches,
+            train_step=train_step,
+            eval_step=eval_step,
+            finalize=finalize,
+            num_batches=lambda split: -(-len(self.splits[split]["pairs" if split == "train" else "refs"]) // bs),
+        )
+
+    # -- generating -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _decode(self, model: ConditionalGenerator, images: torch.Tensor, beam: int) -> list[list[int]]:
+        """Images (B, C, H, W) -> generated token ids per image (no <bos>/<eos>)."""
+        c = self.config.decode
+        state = model.encode(images)
+        if beam == 1:
+            return greedy(model.step, state, BOS_ID, EOS_ID, c.max_length).sequences
+        return beam_search(
+            model.step, state, BOS_ID, EOS_ID, beam_size=beam, max_len=c.max_length, length_penalty=c.length_penalty
+        ).sequences
+
+    def _captions(self, model: ConditionalGenerator, images: torch.Tensor) -> list[str]:
+        """uint8 images (N, C, H, W) -> beam-search captions, in batches, on the model's device."""
+        p = next(model.parameters())
+        was = model.training
+        model.eval()
+        try:
+            out: list[str] = []
+            beam = self.config.decode.beam_size
+            for k in range(0, len(images), 64):
+                ids = self._decode(model, _floats(images[k : k + 64]).to(p.device, p.dtype), beam)
+                out += [" ".join(self.vocab.decode(seq)) for seq in ids]
+            return out
+        finally:
+            model.train(was)
+
+    # -- outputs ------------------------------------------------------------------------------------
+    def _test_captions(self, model) -> list[str]:
+        if getattr(self, "_cached", None) is None or self._cached[0] is not model:
+            self._cached = (model, self._captions(model, self.splits["test"]["images"]))
+        return self._cached[1]
+
+    def write_predictions(self, model, run_dir) -> None:
+        data = self.splits["test"]
+        rows = [
+            {"image": name, "caption": cap, "references": refs, "correct": cap in refs}
+            for name, cap, refs in zip(data["names"], self._test_captions(model), data["texts"], strict=True)
+        ]
+        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+
+    def plots(self, model, run_dir, metrics) -> list[Path]:
+        from ..plots import image_grid
+
+        data = self.splits["test"]
+        n = min(16, len(data["names"]))
+        captions = self._test_captions(model)[:n]
+        colors = ["tab:green" if c in refs else "tab:red" for c, refs in zip(captions, data["texts"][:n], strict=True)]
+        title = "generated captions (test; green = equals a reference)"
+        if metrics.get("test_exact_match") is not None:
+            title += f", exact match {metrics['test_exact_match']:.1%}"
+        path = run_dir / "plots" / "captions.png"
+        return [image_grid(_floats(data["images"][:n]).numpy(), captions, path, colors=colors, title=title)]
+
+    def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+        images = torch.from_numpy(self._read_images([Path(p) for p in inputs]))
+        return [{"image": p, "caption": c} for p, c in zip(inputs, self._captions(model, images), strict=True)]
+
+
+def _floats(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1] (what the encoder sees)."""
+    return images.float() / 255.0
+
+
+def _targets(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids per caption -> ``tgt_out`` (B, T) = ids + <eos>, padded; lengths (B,) with <eos>."""
+    lengths = torch.tensor([len(s) + 1 for s in seqs])
+    out = torch.full((len(seqs), int(lengths.max())), PAD_ID, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        out[b, : len(s) + 1] = torch.tensor([*s, EOS_ID])
+    return out, lengths
+
+
+def _shift(tgt_out: torch.Tensor) -> torch.Tensor:
+    """``tgt_in`` = <bos> + ``tgt_out`` without its last column (past each length it is masked anyway)."""
+    bos = torch.full_like(tgt_out[:, :1], BOS_ID)
+    return torch.cat([bos, tgt_out[:, :-1]], 1)
+
+
+def match_stats(generated: list[list[int]], references: list[list[list[int]]]) -> dict[str, float]:
+    """Additive counts: ``exact`` (equals a reference), ``tok_correct`` / ``tok_total`` against the closest
+    reference (<eos> included, over the longer of the two), ``images``. ``<unk>`` in a reference never matches."""
+    exact = correct = total = 0
+    for gen, refs in zip(generated, references, strict=True):
+        g = [*gen, EOS_ID]
+        exact += any(gen == r and UNK_ID not in r for r in refs)
+        best = (-1.0, 0, 1)
+        for r in refs:
+            r = [*r, EOS_ID]
+            hits = sum(a == b and b != UNK_ID for a, b in zip(g, r, strict=False))
+            longer = max(len(g), len(r))
+            if hits / longer > best[0]:
+                best = (hits / longer, hits, longer)
+        correct += best[1]
+        total += best[2]
+    return {
+        "exact": float(exact),
+        "tok_correct": float(correct),
+        "tok_total": float(total),
+        "images": float(len(generated)),
+    }
