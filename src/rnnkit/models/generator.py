@@ -83,7 +83,7 @@ class GeneratorConfig(StrictModel):
 
 
 class ImageEncoder(nn.Module):
-    """``(B, C, H, W)`` -> ``(B, Z)``: blocks of conv3x3 (same padding) + ReLU + 2x2 max-pool, then a linear map."""
+    """``(B, C, H, W)`` -> ``(B, Z)``: blocks of conv3x3 + ReLU + 2x2 max-pool, a linear map, LayerNorm."""
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], channels: list[int], out_size: int) -> None:
         super().__init__()
@@ -94,13 +94,15 @@ class ImageEncoder(nn.Module):
             c, h, w = out, h // 2, w // 2
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(c * h * w, out_size)
+        self.norm = nn.LayerNorm(out_size)
         self.input_shape = (in_channels, *image_size)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
             want = ", ".join(map(str, self.input_shape))
             raise ValueError(f"ImageEncoder: expected images (B, {want}), got {tuple(x.shape)}")
-        return self.proj(self.features(x).flatten(1))
+        # normalised so the decoder's tanh initial state starts unsaturated whatever the image statistics
+        return self.norm(self.proj(self.features(x).flatten(1)))
 
 
 class ConditionalGenerator(Model):
