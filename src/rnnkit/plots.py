@@ -16,6 +16,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (creating its folder) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
 def learning_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """Training loss and every validation metric per epoch, one panel each."""
     plt = _pyplot()
@@ -27,11 +36,7 @@ def learning_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.set_title(key.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def confusion_matrix_plot(cm: Sequence[Sequence[float]], labels: Sequence[str], path: Path) -> Path:
@@ -50,11 +55,7 @@ def confusion_matrix_plot(cm: Sequence[Sequence[float]], labels: Sequence[str], 
             color = "white" if cm[i][j] > top / 2 else "black"
             ax.text(j, i, f"{int(cm[i][j])}", ha="center", va="center", color=color)
     ax.set_title("confusion matrix (test)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _visible(token: str) -> str:
@@ -82,11 +83,7 @@ def attention_heatmaps(examples: Sequence[tuple[Sequence[str], Sequence[str], An
         ax.set_xlabel("source")
     axes[0][0].set_ylabel("output")
     fig.suptitle("attention (test examples)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def forecast_plot(
@@ -122,11 +119,7 @@ def forecast_plot(
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def image_grid(
@@ -164,8 +157,4 @@ def image_grid(
         ax.set_title(text, fontsize=9, color=colors[i] if colors is not None else "black")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

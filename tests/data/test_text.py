@@ -12,6 +12,7 @@ from rnnkit.data.text import (
     encode_texts,
     load_tokenizer,
     pad_collate,
+    pad_ids,
     save_tokenizer,
     train_word_tokenizer,
 )
@@ -54,6 +55,12 @@ def test_pad_collate():
     assert ids.dtype == lengths.dtype == labels.dtype == torch.long
     assert ids.tolist() == [[5, 6, 7], [8, PAD_ID, PAD_ID], [9, 10, PAD_ID]]
     assert lengths.tolist() == [3, 1, 2] and labels.tolist() == [1, 0, 1]
+
+
+def test_pad_ids():
+    ids = pad_ids([[5, 6], [7]], value=-1)
+    assert ids.dtype == torch.long and ids.tolist() == [[5, 6], [7, -1]]
+    assert pad_ids([[5], []]).tolist() == [[5], [PAD_ID]] and tuple(pad_ids([]).shape) == (0, 0)
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

@@ -15,7 +15,16 @@ from rnnkit.decoding import Hypothesis, SearchResult
 from rnnkit.errors import RnnkitError
 from rnnkit.fileio import read_jsonl
 from rnnkit.tasks.runner import resolve_config
-from rnnkit.tasks.seq2seq import BOS, EOS, PAD, UNK, Seq2SeqTask, edit_distance, read_pairs, seq2seq_metrics
+from rnnkit.tasks.seq2seq import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    Seq2SeqTask,
+    edit_distance,
+    read_pairs,
+    seq2seq_metrics,
+)
 
 
 def reversal_pairs(n=400, seed=0):
@@ -91,9 +100,10 @@ def test_split_by_source_keeps_alternates_together(tmp_path):
             assert refs[1:] == (["ALT"] if f"{source}\tALT" in lines else [])
     assert all(text_hash(s) % 10 > 1 for s in train_sources)
     # vocabularies from train, specials first; unseen reference tokens never match a prediction
-    assert task.src_vocab.itos[:4] == ["<pad>", "<unk>", "<bos>", "<eos>"] and (PAD, UNK, BOS, EOS) == (0, 1, 2, 3)
-    assert set(task.tgt_vocab.itos[4:]) == set("abcdefALT")
-    assert json.loads((tmp_path / "vocab.json").read_text())["target"] == task.tgt_vocab.itos
+    specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
+    assert task.src_vocab.tokens[:4] == specials and (PAD_ID, UNK_ID, BOS_ID, EOS_ID) == (0, 1, 2, 3)
+    assert set(task.tgt_vocab.tokens[4:]) == set("abcdefALT")
+    assert json.loads((tmp_path / "vocab.json").read_text())["target"]["tokens"] == task.tgt_vocab.tokens
 
 
 def test_word_level_targets_for_g2p(tmp_path):
@@ -101,12 +111,12 @@ def test_word_level_targets_for_g2p(tmp_path):
     lines = [f"{w}\t{' '.join(c.upper() + '1' for c in w)}" for w in words]
     task = make_task(write(tmp_path, lines), "data.target_level=word")
     task.prepare(tmp_path)
-    assert set(task.tgt_vocab.itos[4:]) <= {"A1", "B1", "C1"} | {f"{d}1" for d in "0123456789"}
-    assert set(task.src_vocab.itos[4:]) <= set("abc0123456789")
+    assert set(task.tgt_vocab.tokens[4:]) <= {"A1", "B1", "C1"} | {f"{d}1" for d in "0123456789"}
+    assert set(task.src_vocab.tokens[4:]) <= set("abc0123456789")
     word = make_task(write(tmp_path, lines), "data.level=word")
     word.prepare(tmp_path)
     assert all(len(s) == 1 for s in word.splits["train"]["src"])  # a whole word is one source token
-    assert "A1" in word.tgt_vocab.itos
+    assert "A1" in word.tgt_vocab.tokens
 
 
 def test_edit_distance_and_metrics():
@@ -125,7 +135,7 @@ def test_a_prediction_is_right_if_it_equals_any_reference(tmp_path, monkeypatch)
     task.prepare(tmp_path)
     model = task.build_model().eval()
     test = task.splits["test"]
-    z = task.tgt_vocab.stoi["z"]
+    z = task.tgt_vocab.index["z"]
 
     def decode_as(choice):
         def fake(model, src, src_len, beam_size):

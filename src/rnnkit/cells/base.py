@@ -42,6 +42,15 @@ def check_probability(name: str, value: object, owner: str) -> float:
     return float(value)
 
 
+def check_forget_bias(value: object, owner: str, bias: bool = True) -> float | None:
+    """An LSTM's ``forget_bias``: None or a number, which needs the biases it is written into."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"{owner}: forget_bias must be a number or None, got {value!r}")
+    if value is not None and not bias:
+        raise ValueError(f"{owner}: forget_bias needs bias=True")
+    return value  # type: ignore[return-value]
+
+
 class RecurrentCell(nn.Module):
     """Base class of every rnnkit cell.
 
@@ -105,6 +114,25 @@ class RecurrentCell(nn.Module):
         return self.recur(self.project_input(x), tuple(state))
 
     # -- initialisation -----------------------------------------------------------------------
+    def _add_weights(self, gate_size: int, hidden_in: int | None, bias: bool) -> None:
+        """``weight_ih`` (G, I), ``weight_hh`` (G, ``hidden_in``; none when ``hidden_in`` is None), then
+        ``bias_ih`` and ``bias_hh`` (G) or, without ``bias``, None: PyTorch's names and order (the order
+        :meth:`reset_parameters` draws them in). Call after setting ``input_size``."""
+        self.weight_ih = nn.Parameter(torch.empty(gate_size, self.input_size))
+        if hidden_in is not None:
+            self.weight_hh = nn.Parameter(torch.empty(gate_size, hidden_in))
+        for name in ("bias_ih", "bias_hh") if hidden_in is not None else ("bias_ih",):
+            self.register_parameter(name, nn.Parameter(torch.empty(gate_size)) if bias else None)
+
+    def _init_forget_bias(self, forget_bias: float | None) -> None:
+        """LSTM cells: the forget gate's total bias starts at ``forget_bias`` (``bias_ih``'s forget slice,
+        the second ``H`` block, is set to it and ``bias_hh``'s to zero); None leaves the biases as drawn."""
+        if forget_bias is not None:
+            H = self.hidden_size
+            with torch.no_grad():
+                self.bias_ih[H : 2 * H].fill_(float(forget_bias))
+                self.bias_hh[H : 2 * H].zero_()
+
     def reset_parameters(self) -> None:
         """PyTorch's default: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)); then the options.
 

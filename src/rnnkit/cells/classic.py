@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import RecurrentCell, State, check_positive_int
+from .base import RecurrentCell, State, check_forget_bias, check_positive_int
 
 
 def _hidden_product(h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, h_mask: Tensor | None) -> Tensor:
@@ -50,14 +50,7 @@ class RNNCell(RecurrentCell):
         self.bias = bool(bias)
         self.output_size = hidden_size
         self.state_sizes = (hidden_size,)
-        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(hidden_size))
-            self.bias_hh = nn.Parameter(torch.empty(hidden_size))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self._add_weights(hidden_size, hidden_size, bias)
         self.reset_parameters()
 
     def project_input(self, x: Tensor) -> Tensor:  # (..., I) -> (..., H)
@@ -117,23 +110,12 @@ class LSTMCell(RecurrentCell):
         self.proj_size = check_positive_int("proj_size", proj_size, name, allow_zero=True)
         if proj_size >= hidden_size:
             raise ValueError(f"{name}: proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}")
-        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
-            raise ValueError(f"{name}: forget_bias must be a number or None, got {forget_bias!r}")
-        if forget_bias is not None and not bias:
-            raise ValueError(f"{name}: forget_bias needs bias=True")
-        self.forget_bias = forget_bias
+        self.forget_bias = check_forget_bias(forget_bias, name, bias)
         self.bias = bool(bias)
         real = proj_size or hidden_size
         self.output_size = real
         self.state_sizes = (real, hidden_size)
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, real))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size))
-            self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self._add_weights(4 * hidden_size, real, bias)
         if proj_size:
             self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size))
         else:
@@ -142,11 +124,7 @@ class LSTMCell(RecurrentCell):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        if self.forget_bias is not None:
-            H = self.hidden_size
-            with torch.no_grad():
-                self.bias_ih[H : 2 * H].fill_(float(self.forget_bias))
-                self.bias_hh[H : 2 * H].zero_()
+        self._init_forget_bias(self.forget_bias)
 
     def project_input(self, x: Tensor) -> Tensor:  # (..., I) -> (..., 4H)
         return F.linear(x, self.weight_ih, self.bias_ih)
@@ -197,14 +175,7 @@ class GRUCell(RecurrentCell):
         self.bias = bool(bias)
         self.output_size = hidden_size
         self.state_sizes = (hidden_size,)
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size))
-            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self._add_weights(3 * hidden_size, hidden_size, bias)
         self.reset_parameters()
 
     def project_input(self, x: Tensor) -> Tensor:  # (..., I) -> (..., 3H)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import RecurrentCell, State, check_positive_int
+from .base import RecurrentCell, State, check_forget_bias, check_positive_int
 from .classic import _hidden_product
 
 
@@ -80,24 +80,13 @@ class LayerNormLSTMCell(RecurrentCell):
         name = type(self).__name__
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)
-        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
-            raise ValueError(f"{name}: forget_bias must be a number or None, got {forget_bias!r}")
-        if forget_bias is not None and not bias:
-            raise ValueError(f"{name}: forget_bias needs bias=True")
+        self.forget_bias = check_forget_bias(forget_bias, name, bias)
         self.eps = _check_eps(eps, name)
-        self.forget_bias = forget_bias
         self.bias = bool(bias)
         self.output_size = hidden_size
         self.state_sizes = (hidden_size, hidden_size)
         G = 4 * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(G, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(G, hidden_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(G))
-            self.bias_hh = nn.Parameter(torch.empty(G))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self._add_weights(G, hidden_size, bias)
         # Shifts of ln_ih / ln_hh would duplicate bias_ih / bias_hh, so they have a gain only.
         self.ln_ih = nn.LayerNorm(G, eps=self.eps, bias=False)
         self.ln_hh = nn.LayerNorm(G, eps=self.eps, bias=False)
@@ -108,11 +97,7 @@ class LayerNormLSTMCell(RecurrentCell):
         # The base class draws weight_* / bias_* uniformly, lets each LayerNorm reset itself to
         # gain 1 / shift 0, then applies recurrent_init.
         super().reset_parameters()
-        if self.forget_bias is not None:
-            H = self.hidden_size
-            with torch.no_grad():
-                self.bias_ih[H : 2 * H].fill_(float(self.forget_bias))
-                self.bias_hh[H : 2 * H].zero_()
+        self._init_forget_bias(self.forget_bias)
 
     def project_input(self, x: Tensor) -> Tensor:  # (..., I) -> (..., 4H)
         xp = self.ln_ih(F.linear(x, self.weight_ih))
@@ -180,14 +165,7 @@ class LayerNormGRUCell(RecurrentCell):
         self.output_size = hidden_size
         self.state_sizes = (hidden_size,)
         G = 3 * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(G, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(G, hidden_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(G))
-            self.bias_hh = nn.Parameter(torch.empty(G))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self._add_weights(G, hidden_size, bias)
         self.ln_ih = nn.LayerNorm(G, eps=self.eps, bias=False)
         self.ln_hh = nn.LayerNorm(G, eps=self.eps, bias=False)
         self.reset_parameters()

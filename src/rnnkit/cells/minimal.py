@@ -25,7 +25,7 @@ input size (``2H`` for minGRU, ``3H`` for minLSTM).
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from .base import RecurrentCell, State, check_positive_int
@@ -95,12 +95,7 @@ class MinimalCell(RecurrentCell):
         self.bias = bool(bias)
         self.output_size = hidden_size
         self.state_sizes = (hidden_size,)
-        G = self.num_gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(G, input_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(G))
-        else:
-            self.register_parameter("bias_ih", None)
+        self._add_weights(self.num_gates * hidden_size, None, bias)  # no hidden-to-hidden weight
         self.reset_parameters()
 
     def project_input(self, x: Tensor) -> Tensor:  # (..., I) -> (..., G)

@@ -1,4 +1,4 @@
-"""Text to tensors: a word-level tokenizer, padding collate and a length-bucketing batch sampler.
+"""Text to tensors: a word-level tokenizer, padding and collate, and a length-bucketing batch sampler.
 
 The tokenizer is a Hugging Face ``tokenizers`` word-level model (NFKC + lowercase, split on whitespace and
 punctuation, ``[PAD]`` = 0, ``[UNK]`` = 1). It is trained on the training split only and saved as plain
@@ -66,15 +66,19 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], *, max_length: int 
     return out
 
 
+def pad_ids(seqs: Sequence[Sequence[int]], value: int = PAD_ID) -> Tensor:
+    """Id lists -> (B, T) long, each row filled with ``value`` past its length (T: the longest; 0 for no rows)."""
+    out = torch.full((len(seqs), max((len(s) for s in seqs), default=0)), value, dtype=torch.long)
+    for b, seq in enumerate(seqs):
+        out[b, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return out
+
+
 def pad_collate(batch: Sequence[tuple[Sequence[int], int]]) -> tuple[Tensor, Tensor, Tensor]:
     """``[(ids, label), ...]`` -> ``ids`` (B, T) long padded with ``PAD_ID``, ``lengths`` (B,), ``labels`` (B,)."""
     lengths = torch.tensor([len(ids) for ids, _ in batch], dtype=torch.long)
-    T = int(lengths.max()) if len(batch) else 0
-    ids = torch.full((len(batch), T), PAD_ID, dtype=torch.long)
-    for b, (seq, _) in enumerate(batch):
-        ids[b, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     labels = torch.tensor([label for _, label in batch], dtype=torch.long)
-    return ids, lengths, labels
+    return pad_ids([seq for seq, _ in batch]), lengths, labels
 
 
 class BucketBatchSampler(Sampler[list[int]]):

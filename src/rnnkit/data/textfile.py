@@ -1,4 +1,4 @@
-"""Reading the user's text files: decoding errors name the line, and train/validation/test folders.
+"""Reading the user's text files: decoding errors name the file (and line), and train/validation/test folders.
 
 A task that accepts ``--data FOLDER`` finds its three split files with :func:`split_files`: each file
 name (without its folder) is cut at ``-``, ``_``, ``.`` and spaces, and a part equal to ``train``,
@@ -9,7 +9,10 @@ name (without its folder) is cut at ``-``, ``_``, ``.`` and spaces, and a part e
 from __future__ import annotations
 
 import codecs
+import csv
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import RnnkitError
@@ -28,6 +31,20 @@ def check_encoding(name: str) -> str:
     except LookupError:
         raise ValueError(f"unknown text encoding {name!r} (e.g. utf-8, latin-1)") from None
     return name
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Around a reader of the user's UTF-8 file ``path``: a missing file, bytes that are not UTF-8 and
+    malformed CSV become :class:`RnnkitError` naming the file (the reader's own errors name the line)."""
+    if not path.is_file():
+        raise RnnkitError("no such file", where=str(path))
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
+    except csv.Error as e:
+        raise RnnkitError(f"malformed CSV: {e}", where=str(path)) from None
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:

@@ -1,10 +1,10 @@
 """A plain token vocabulary (strings <-> ids) for tasks whose tokens are given, not learned by a tokenizer.
 
-Tagging reads tokens the user's file already separated; a language model reads whitespace words or
-characters. Neither wants the normalizing, punctuation-splitting ``tokenizers`` model of
-:mod:`rnnkit.data.text`, so they use this: special tokens first (``<pad>`` is always id 0, the
-embedding's ``padding_idx``), then the training tokens seen at least ``min_frequency`` times, most
-frequent first (ties in code-point order), so the same training data always gives the same ids.
+Tagging reads tokens the user's file already separated; a language model and seq2seq read whitespace
+words or characters, captioning lowercased words. None wants the normalizing, punctuation-splitting
+``tokenizers`` model of :mod:`rnnkit.data.text`, so they use this: special tokens first (``<pad>`` is
+always id 0, the embedding's ``padding_idx``), then the training tokens seen at least ``min_frequency``
+times, most frequent first (ties in code-point order), so the same training data always gives the same ids.
 Saved as plain JSON in the run folder (``vocab.json``).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import RnnkitError
 from ..fileio import atomic_write_json
 
-PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 
 
 class Vocabulary:
@@ -85,10 +85,14 @@ class Vocabulary:
         return atomic_write_json(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
+    def load(cls, path: str | Path, key: str | None = None) -> Vocabulary:
+        """The vocabulary :meth:`save` wrote to ``path``, or with ``key`` the one under that key of a JSON
+        object holding several (seq2seq's ``{"source": ..., "target": ...}``)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if key is not None:
+                data = data[key]
             return cls(data["tokens"], unk=data["unk"])
         except FileNotFoundError:
             raise RnnkitError("missing; the run folder is incomplete", where=str(path)) from None

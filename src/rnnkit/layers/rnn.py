@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from ..cells import GRUCell, LSTMCell, RNNCell
-from ..cells.base import RECURRENT_INITS
+from ..cells.base import RECURRENT_INITS, check_forget_bias
 from .masking import check_lengths
 from .recurrent import RecurrentStack
 
@@ -41,8 +41,7 @@ class _DropIn(RecurrentStack):
             raise ValueError(f"{owner}: recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}")
         if forget_bias is not None and not is_lstm:
             raise ValueError(f"{owner}: forget_bias applies to LSTM only")
-        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))):
-            raise ValueError(f"{owner}: forget_bias must be a number or None, got {forget_bias!r}")
+        check_forget_bias(forget_bias, owner)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()  # torch's U(-1/sqrt(H), 1/sqrt(H))

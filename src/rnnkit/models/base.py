@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +26,17 @@ from ..config import StrictModel
 from ..fileio import atomic_write_text
 
 MODEL_REGISTRY: dict[str, type[Model]] = {}
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode (no dropout) inside the block, and back in the mode it was in after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class Model(nn.Module):
@@ -89,13 +102,10 @@ class Model(nn.Module):
 
                 hooks.append(module.register_forward_hook(hook))
         args, kwargs = self.example_inputs(batch_size, length)
-        was_training = self.training
-        self.eval()
         try:
-            with torch.no_grad():
+            with eval_mode(self), torch.no_grad():
                 self(*args, **kwargs)
         finally:
-            self.train(was_training)
             for h in hooks:
                 h.remove()
         seen, unique = set(), []

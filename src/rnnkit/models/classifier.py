@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..config import StrictModel
 from ..layers import Pooling
 from ..layers.masking import check_lengths
-from .base import Model
+from .base import Model, eval_mode
 from .encoder import EncoderConfig, SequenceEncoder
 
 POOLINGS = ("last", "mean", "max", "attention")
@@ -100,12 +100,8 @@ class Classifier(Model):
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Class probabilities (B, C), or predicted values (B, O)."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             out = self(x, lengths)
-        finally:
-            self.train(was)
         return out.softmax(-1) if self.is_classifier else out
 
     def example_inputs(self, batch_size: int = 2, length: int = 7):

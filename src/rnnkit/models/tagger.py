@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..config import StrictModel
 from ..layers import lengths_to_mask
 from ..layers.masking import check_lengths
-from .base import Model
+from .base import Model, eval_mode
 from .crf import CRF
 from .encoder import EncoderConfig, SequenceEncoder
 
@@ -102,17 +102,13 @@ class Tagger(Model):
     def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Best tags (B, T) long — per-step argmax, or Viterbi with ``crf`` — and :data:`PAD_TAG` at
         padded steps. Runs in eval mode (no dropout) and restores the previous mode."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             lengths = self._lengths(x, lengths)
             emissions = self(x, lengths)
             mask = lengths_to_mask(lengths, x.shape[1])
             if self.crf is not None:
                 return self.crf.viterbi(emissions, mask, pad=PAD_TAG)[0]
             return emissions.argmax(-1).masked_fill(~mask, PAD_TAG)
-        finally:
-            self.train(was_training)
 
     def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
         enc = self.config.encoder

@@ -33,26 +33,33 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
 from ..data.images import read_image
 from ..data.registry import SPLITS, text_hash
-from ..data.vocab import EOS, PAD, UNK, Vocabulary
-from ..decoding import beam_search, greedy
+from ..data.text import pad_ids
+from ..data.vocab import Vocabulary
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
-from ..layers import lengths_to_mask
 from ..models import ConditionalGenerator
+from ..models.base import eval_mode
 from ..training import Task
 from .base import RecipeConfig, TaskKind
+from .common import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIALS,
+    UNK_ID,
+    masked_cross_entropy,
+    pad_references,
+    search,
+    unpad_references,
+)
 
 log = logging.getLogger("rnnkit")
 
-BOS = "<bos>"
-SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 WORD = re.compile(r"\w+(?:['’]\w+)*")
 
 
@@ -283,15 +290,7 @@ class Captioning(TaskKind):
         # evaluation: one row per image with all of its references; the batch says how to decode it
         beam = 1 if split == "validation" else self.config.decode.beam_size
         for k in range(0, len(data["refs"]), bs):
-            refs = data["refs"][k : k + bs]
-            R = max(len(r) for r in refs)
-            T = max(len(ids) for r in refs for ids in r) + 1
-            out = torch.full((len(refs), R, T), PAD_ID, dtype=torch.long)
-            ref_lengths = torch.zeros(len(refs), R, dtype=torch.long)
-            for b, rs in enumerate(refs):
-                for r, ids in enumerate(rs):
-                    out[b, r, : len(ids) + 1] = torch.tensor([*ids, EOS_ID])
-                    ref_lengths[b, r] = len(ids) + 1
+            out, ref_lengths = pad_references([[[*ids, EOS_ID] for ids in rs] for rs in data["refs"][k : k + bs]])
             yield {"images": _floats(data["images"][k : k + bs]), "refs": out, "ref_lengths": ref_lengths, "beam": beam}
 
     def trainer_task(self) -> Task:
@@ -303,18 +302,10 @@ class Captioning(TaskKind):
             has = ref_lengths > 0  # (B, R)
             owner = torch.arange(len(images), device=images.device)[:, None].expand_as(has)[has]  # (M,)
             tgt_out, lengths = refs[has], ref_lengths[has]  # (M, T), (M,)
-            logits = model(images[owner], _shift(tgt_out))
-            mask = lengths_to_mask(lengths, tgt_out.shape[1])
-            stats = {
-                "loss_sum": float(F.cross_entropy(logits[mask].float(), tgt_out[mask], reduction="sum")),
-                "tokens": float(mask.sum()),
-            }
+            loss_sum, tokens = masked_cross_entropy(model(images[owner], _shift(tgt_out)), tgt_out, lengths, "sum")
+            stats = {"loss_sum": float(loss_sum), "tokens": float(tokens)}
             generated = self._decode(model, images, b["beam"])
-            references = [
-                [refs[i, r, : int(n) - 1].tolist() for r, n in enumerate(ref_lengths[i].tolist()) if n > 0]
-                for i in range(len(images))
-            ]
-            stats.update(match_stats(generated, references))
+            stats.update(match_stats(generated, unpad_references(refs, ref_lengths, drop_last=1)))  # without <eos>
             return stats
 
         def finalize(s):
@@ -338,27 +329,18 @@ class Captioning(TaskKind):
     def _decode(self, model: ConditionalGenerator, images: torch.Tensor, beam: int) -> list[list[int]]:
         """Images (B, C, H, W) -> generated token ids per image (no <bos>/<eos>)."""
         c = self.config.decode
-        state = model.encode(images)
-        if beam == 1:
-            return greedy(model.step, state, BOS_ID, EOS_ID, c.max_length).sequences
-        return beam_search(
-            model.step, state, BOS_ID, EOS_ID, beam_size=beam, max_len=c.max_length, length_penalty=c.length_penalty
-        ).sequences
+        return search(model.step, model.encode(images), beam, c.max_length, c.length_penalty).sequences
 
     def _captions(self, model: ConditionalGenerator, images: torch.Tensor) -> list[str]:
         """uint8 images (N, C, H, W) -> beam-search captions, in batches, on the model's device."""
         p = next(model.parameters())
-        was = model.training
-        model.eval()
-        try:
-            out: list[str] = []
-            beam = self.config.decode.beam_size
+        out: list[str] = []
+        beam = self.config.decode.beam_size
+        with eval_mode(model):
             for k in range(0, len(images), 64):
                 ids = self._decode(model, _floats(images[k : k + 64]).to(p.device, p.dtype), beam)
                 out += [" ".join(self.vocab.decode(seq)) for seq in ids]
-            return out
-        finally:
-            model.train(was)
+        return out
 
     # -- outputs ------------------------------------------------------------------------------------
     def _test_captions(self, model) -> list[str]:
@@ -399,11 +381,7 @@ def _floats(images: torch.Tensor) -> torch.Tensor:
 
 def _targets(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids per caption -> ``tgt_out`` (B, T) = ids + <eos>, padded; lengths (B,) with <eos>."""
-    lengths = torch.tensor([len(s) + 1 for s in seqs])
-    out = torch.full((len(seqs), int(lengths.max())), PAD_ID, dtype=torch.long)
-    for b, s in enumerate(seqs):
-        out[b, : len(s) + 1] = torch.tensor([*s, EOS_ID])
-    return out, lengths
+    return pad_ids([[*s, EOS_ID] for s in seqs]), torch.tensor([len(s) + 1 for s in seqs])
 
 
 def _shift(tgt_out: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..config import StrictModel
+from ..data.textfile import reading
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
 from ..models import Forecaster
@@ -166,64 +167,57 @@ def _number(text: str, column: str, where: str) -> float:
 
 def read_series(path: Path, time_column: str | None, value_column: str | None, covariates: list[str]) -> Series:
     """Read a CSV series; errors name the file and line (header, field counts, numbers, time order)."""
-    if not path.is_file():
-        raise RnnkitError("no such file", where=str(path))
     times, labels, values, covs, lines = [], [], [], [], []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
+    with reading(path), open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        while header is not None and not any(h.strip() for h in header):
             header = next(reader, None)
-            while header is not None and not any(h.strip() for h in header):
-                header = next(reader, None)
-            if header is None:
-                raise RnnkitError("empty file: expected a CSV header and rows", where=str(path))
-            header = [h.strip() for h in header]
+        if header is None:
+            raise RnnkitError("empty file: expected a CSV header and rows", where=str(path))
+        header = [h.strip() for h in header]
+        where = f"{path}:{reader.line_num}"
+        if len(header) < 2 and (time_column is None or value_column is None):
+            raise RnnkitError(f"need a time and a value column, the header has {header}", where=where)
+        tcol = time_column if time_column is not None else header[0]
+        vcol = value_column if value_column is not None else header[1]
+        index = {}
+        for role, col in [("time", tcol), ("value", vcol)] + [("covariate", c) for c in covariates]:
+            if col not in header:
+                raise RnnkitError(f"no {role} column {col!r} in the header (columns: {header})", where=where)
+            index[col] = header.index(col)
+        previous = None
+        for row in reader:
             where = f"{path}:{reader.line_num}"
-            if len(header) < 2 and (time_column is None or value_column is None):
-                raise RnnkitError(f"need a time and a value column, the header has {header}", where=where)
-            tcol = time_column if time_column is not None else header[0]
-            vcol = value_column if value_column is not None else header[1]
-            index = {}
-            for role, col in [("time", tcol), ("value", vcol)] + [("covariate", c) for c in covariates]:
-                if col not in header:
-                    raise RnnkitError(f"no {role} column {col!r} in the header (columns: {header})", where=where)
-                index[col] = header.index(col)
-            previous = None
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
-                if not any(field.strip() for field in row):
-                    continue
-                if len(row) != len(header):
-                    raise RnnkitError(f"expected {len(header)} fields like the header, got {len(row)}", where=where)
-                label = row[index[tcol]].strip()
-                try:
-                    t = parse_time(label)
-                except (ValueError, OverflowError):
+            if not any(field.strip() for field in row):
+                continue
+            if len(row) != len(header):
+                raise RnnkitError(f"expected {len(header)} fields like the header, got {len(row)}", where=where)
+            label = row[index[tcol]].strip()
+            try:
+                t = parse_time(label)
+            except (ValueError, OverflowError):
+                raise RnnkitError(
+                    f"time {label!r} is neither a number nor an ISO date (e.g. 1958-01, 1958-01-31 12:00)",
+                    where=where,
+                ) from None
+            if previous is not None:
+                if type(t) is not type(previous[0]):
+                    raise RnnkitError("the time column mixes numbers and dates", where=where)
+                if t == previous[0]:
+                    raise RnnkitError(f"duplicate time {label!r} (also on line {previous[1]})", where=where)
+                if t < previous[0]:
                     raise RnnkitError(
-                        f"time {label!r} is neither a number nor an ISO date (e.g. 1958-01, 1958-01-31 12:00)",
+                        f"time {label!r} comes before {labels[-1]!r} on line {previous[1]}: "
+                        "rows must be in increasing time order",
                         where=where,
-                    ) from None
-                if previous is not None:
-                    if type(t) is not type(previous[0]):
-                        raise RnnkitError("the time column mixes numbers and dates", where=where)
-                    if t == previous[0]:
-                        raise RnnkitError(f"duplicate time {label!r} (also on line {previous[1]})", where=where)
-                    if t < previous[0]:
-                        raise RnnkitError(
-                            f"time {label!r} comes before {labels[-1]!r} on line {previous[1]}: "
-                            "rows must be in increasing time order",
-                            where=where,
-                        )
-                previous = (t, reader.line_num)
-                times.append(t)
-                labels.append(label)
-                lines.append(reader.line_num)
-                values.append(_number(row[index[vcol]], vcol, where))
-                covs.append([_number(row[index[c]], c, where) for c in covariates])
-    except UnicodeDecodeError as e:
-        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
-    except csv.Error as e:
-        raise RnnkitError(f"malformed CSV: {e}", where=str(path)) from None
+                    )
+            previous = (t, reader.line_num)
+            times.append(t)
+            labels.append(label)
+            lines.append(reader.line_num)
+            values.append(_number(row[index[vcol]], vcol, where))
+            covs.append([_number(row[index[c]], c, where) for c in covariates])
     if not values:
         raise RnnkitError("no data rows after the header", where=str(path))
     cov = np.asarray(covs, dtype=np.float64).reshape(len(values), len(covariates))

@@ -27,17 +27,18 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from ..config import StrictModel
 from ..data.images import load_image
+from ..data.textfile import reading
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
 from ..models import MLP
+from ..models.base import eval_mode
 from ..training import Task
 from .base import RecipeConfig, TaskKind
-from .text_classification import classification_metrics
+from .common import classification_metrics, confusion_matrix, confusion_stats, label_probabilities
 
 log = logging.getLogger("rnnkit")
 
@@ -100,15 +101,13 @@ def read_pixel_csv(
     With ``with_label=False`` (prediction inputs) a label column is dropped only when the header names it.
     ``num_pixels`` checks every row's pixel count. Errors name the file and line (and column).
     """
-    if not path.is_file():
-        raise RnnkitError("no such file", where=str(path))
     rows: list[np.ndarray] = []
     labels: list[str] = []
     lines: list[int] = []
     label_at: int | None = None
     width: int | None = None
     try:
-        with _open_text(path) as f:
+        with reading(path), _open_text(path) as f:
             reader = csv.reader(f)
             for fields in reader:
                 n = reader.line_num
@@ -143,12 +142,8 @@ def read_pixel_csv(
                     labels.append(label)
                 rows.append(values)
                 lines.append(n)
-    except UnicodeDecodeError as e:
-        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         raise RnnkitError(f"cannot read: {e}", where=str(path)) from None
-    except csv.Error as e:
-        raise RnnkitError(f"malformed CSV: {e}", where=str(path)) from None
     if not rows:
         raise RnnkitError("no examples found", where=str(path))
     if rows[0].size == 0:
@@ -320,12 +315,7 @@ class ImageClassification(TaskKind):
             return model.loss(b["x"], b["y"]), None, len(b["y"])
 
         def eval_step(model, b):
-            logits = model(b["x"])
-            cm = torch.bincount(b["y"] * K + logits.argmax(-1), minlength=K * K)
-            stats = {f"cm_{i}_{j}": float(cm[i * K + j]) for i in range(K) for j in range(K)}
-            stats["loss_sum"] = float(F.cross_entropy(logits.float(), b["y"], reduction="sum"))
-            stats["n"] = float(len(b["y"]))
-            return stats
+            return confusion_stats(model(b["x"]), b["y"], K)
 
         bs = self.config.train.batch_size
         return Task(
@@ -340,14 +330,10 @@ class ImageClassification(TaskKind):
     @torch.no_grad()
     def _probabilities(self, model: MLP, x: torch.Tensor) -> torch.Tensor:
         p = next(model.parameters())
-        was = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             return torch.cat(
                 [model(x[i : i + 512].to(p.device, p.dtype)).float().softmax(-1).cpu() for i in range(0, len(x), 512)]
             )
-        finally:
-            model.train(was)
 
     def write_predictions(self, model, run_dir) -> None:
         data = self.splits["test"]
@@ -363,11 +349,8 @@ class ImageClassification(TaskKind):
     def plots(self, model, run_dir, metrics) -> list[Path]:
         from ..plots import confusion_matrix_plot
 
-        K = len(self.labels)
         pred = self._probabilities(model, self.splits["test"]["x"]).argmax(-1).tolist()
-        cm = [[0] * K for _ in range(K)]
-        for y, p in zip(self.splits["test"]["y"].tolist(), pred, strict=True):
-            cm[y][p] += 1
+        cm = confusion_matrix(zip(self.splits["test"]["y"].tolist(), pred, strict=True), len(self.labels))
         paths = [confusion_matrix_plot(cm, self.labels, run_dir / "plots" / "confusion_matrix.png")]
         if self.image_shape is not None:  # test images spread over the split, "predicted (true)", wrong ones in red
             from ..plots import image_grid
@@ -408,16 +391,5 @@ class ImageClassification(TaskKind):
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         names, x = self._predict_inputs(inputs)
-        probs = self._probabilities(model, x)
-        out = []
-        for name, p in zip(names, probs.tolist(), strict=True):
-            best = max(range(len(p)), key=p.__getitem__)
-            out.append(
-                {
-                    "input": name,
-                    "label": self.labels[best],
-                    "probability": round(p[best], 6),
-                    "probabilities": {lab: round(v, 6) for lab, v in zip(self.labels, p, strict=True)},
-                }
-            )
-        return out
+        probs = self._probabilities(model, x).tolist()
+        return [{"input": name} | label_probabilities(p, self.labels) for name, p in zip(names, probs, strict=True)]

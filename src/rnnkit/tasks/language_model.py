@@ -49,11 +49,12 @@ from ..data.vocab import EOS, PAD, UNK, Vocabulary
 from ..decoding import sample
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
-from ..layers import lengths_to_mask
 from ..models import LanguageModel
+from ..models.base import eval_mode
 from ..models.encoder import CellName
 from ..training import Task
 from .base import RecipeConfig, TaskKind
+from .common import encoder_args, masked_cross_entropy
 
 log = logging.getLogger("rnnkit")
 
@@ -208,15 +209,7 @@ class LanguageModelTask(TaskKind):
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> LanguageModel:
         m = self.config.model
-        encoder = dict(
-            vocab_size=len(self.vocab),
-            embed_dim=m.embed_dim,
-            cell=m.cell,
-            hidden_size=m.hidden_size,
-            num_layers=m.num_layers,
-            dropout=m.dropout if m.num_layers > 1 else 0.0,
-            embed_dropout=m.dropout,
-        )
+        encoder = encoder_args(m, len(self.vocab))
         # tying needs the decoder's input to be embed_dim wide: project the top hidden state when it is not
         proj = m.embed_dim if m.tie_weights and m.hidden_size != m.embed_dim else None
         return LanguageModel(encoder=encoder, tie_weights=m.tie_weights, proj_size=proj, dropout=m.dropout)
@@ -258,13 +251,9 @@ class LanguageModelTask(TaskKind):
         """A continuation of ``prompt`` (module docstring); the same prompt and seed give the same text."""
         level = self.config.data.level
         device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             last, state = model.prime(torch.tensor([self._prompt_ids(prompt)], device=device))
             tokens = self._sample(model, last, state)
-        finally:
-            model.train(was_training)
         return detokenize(self.vocab.decode(tokens), level)
 
     def _sample(self, model: LanguageModel, last: torch.Tensor, state) -> list[int]:
@@ -325,8 +314,7 @@ def token_nll(logits: torch.Tensor, b: dict, reduction: str) -> tuple[torch.Tens
     y, lengths = b["y"], b.get("lengths")
     if lengths is None:
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction=reduction), y.numel()
-    mask = lengths_to_mask(lengths, y.shape[1])
-    return F.cross_entropy(logits[mask].float(), y[mask], reduction=reduction), int(mask.sum())
+    return masked_cross_entropy(logits, y, lengths, reduction)
 
 
 def lm_metrics(nll_sum: float, tokens: float, level: str) -> dict[str, float]:

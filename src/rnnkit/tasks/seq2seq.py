@@ -30,31 +30,38 @@ error rate at ``word`` level). Validation decodes greedily (fast); the test spli
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from ..config import StrictModel
 from ..data import registry
-from ..data.text import BucketBatchSampler
-from ..decoding import beam_search, greedy
+from ..data.text import BucketBatchSampler, pad_ids
+from ..data.textfile import reading
+from ..data.vocab import Vocabulary
 from ..errors import RnnkitError
 from ..fileio import atomic_write_json, atomic_write_jsonl
-from ..layers import lengths_to_mask
 from ..models import Seq2Seq
 from ..training import Task
 from .base import RecipeConfig, TaskKind
+from .common import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIALS,
+    UNK_ID,
+    encoder_args,
+    masked_cross_entropy,
+    pad_references,
+    search,
+    unpad_references,
+)
 
 log = logging.getLogger("rnnkit")
 
-SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 #: reference tokens outside the target vocabulary: never equal to a predicted id
 OOV = -1
 
@@ -98,25 +105,20 @@ class Seq2SeqTaskConfig(RecipeConfig):
 # -- reading and tokenising -------------------------------------------------------------------------------
 def read_pairs(path: Path) -> list[dict[str, Any]]:
     """``source<TAB>target`` lines -> ``[{"source", "target", "line"}]``; errors name the file and line."""
-    if not path.is_file():
-        raise RnnkitError("no such file", where=str(path))
     pairs = []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            for n, raw in enumerate(f, 1):
-                line = raw.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                fields = line.split("\t")
-                if len(fields) != 2:
-                    got = "no tab" if len(fields) == 1 else f"{len(fields)} tab-separated fields"
-                    raise RnnkitError(f"expected 'source<TAB>target', got {got}", where=f"{path}:{n}")
-                source, target = (s.strip() for s in fields)
-                if not source or not target:
-                    raise RnnkitError(f"empty {'source' if not source else 'target'}", where=f"{path}:{n}")
-                pairs.append({"source": source, "target": target, "line": n})
-    except UnicodeDecodeError as e:
-        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
+    with reading(path), open(path, encoding="utf-8", newline="") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2:
+                got = "no tab" if len(fields) == 1 else f"{len(fields)} tab-separated fields"
+                raise RnnkitError(f"expected 'source<TAB>target', got {got}", where=f"{path}:{n}")
+            source, target = (s.strip() for s in fields)
+            if not source or not target:
+                raise RnnkitError(f"empty {'source' if not source else 'target'}", where=f"{path}:{n}")
+            pairs.append({"source": source, "target": target, "line": n})
     if not pairs:
         raise RnnkitError("no source<TAB>target pairs found (empty file)", where=str(path))
     return pairs
@@ -128,32 +130,6 @@ def tokenize(text: str, level: str) -> list[str]:
 
 def detokenize(tokens: list[str], level: str) -> str:
     return "".join(tokens) if level == "char" else " ".join(tokens)
-
-
-class Vocab:
-    """Token list with the four specials first; unknown tokens encode as ``<unk>`` (or ``unk`` if given)."""
-
-    def __init__(self, itos: list[str]) -> None:
-        if tuple(itos[: len(SPECIALS)]) != SPECIALS:
-            raise ValueError(f"a vocabulary must start with {SPECIALS}, got {itos[:4]}")
-        self.itos = list(itos)
-        self.stoi = {t: i for i, t in enumerate(self.itos)}
-
-    @classmethod
-    def build(cls, sequences, min_frequency: int = 1) -> Vocab:
-        counts = Counter(t for seq in sequences for t in seq)
-        kept = sorted((t for t, c in counts.items() if c >= min_frequency and t not in SPECIALS),
-                      key=lambda t: (-counts[t], t))  # fmt: skip
-        return cls([*SPECIALS, *kept])
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, tokens: list[str], unk: int = UNK) -> list[int]:
-        return [self.stoi.get(t, unk) for t in tokens]
-
-    def decode(self, ids: list[int]) -> list[str]:
-        return [self.itos[i] for i in ids]
 
 
 def edit_distance(a: list[int], b: list[int]) -> int:
@@ -175,13 +151,6 @@ def group_pairs(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if p["target"] not in refs:
             refs.append(p["target"])
     return [{"source": s, "references": refs} for s, refs in groups.items()]
-
-
-def _pad(seqs: list[list[int]], value: int = PAD) -> torch.Tensor:
-    out = torch.full((len(seqs), max((len(s) for s in seqs), default=0)), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out
 
 
 class Seq2SeqTask(TaskKind):
@@ -207,11 +176,12 @@ class Seq2SeqTask(TaskKind):
         src_tok = {s: [tokenize(p["source"], d.level) for p in splits[s]] for s in registry.SPLITS}
         tgt_tok = {s: [tokenize(p["target"], self.target_level) for p in splits[s]] for s in registry.SPLITS}
         if not reuse:
-            self.src_vocab = Vocab.build(src_tok["train"], d.min_frequency)
-            self.tgt_vocab = Vocab.build(tgt_tok["train"], d.min_frequency)
+            self.src_vocab = Vocabulary.build(src_tok["train"], specials=SPECIALS, min_frequency=d.min_frequency)
+            self.tgt_vocab = Vocabulary.build(tgt_tok["train"], specials=SPECIALS, min_frequency=d.min_frequency)
             longest = max(len(t) for t in tgt_tok["train"])
             self.max_decode = self.config.decode.max_length or 2 * longest + 5
-            atomic_write_json(run_dir / "vocab.json", {"source": self.src_vocab.itos, "target": self.tgt_vocab.itos})
+            vocabs = {"source": self.src_vocab.to_json(), "target": self.tgt_vocab.to_json()}
+            atomic_write_json(run_dir / "vocab.json", vocabs)
         self.splits: dict[str, dict[str, Any]] = {
             "train": {
                 "src": [self.src_vocab.encode(t) for t in src_tok["train"]],
@@ -224,16 +194,18 @@ class Seq2SeqTask(TaskKind):
                 "sources": [g["source"] for g in groups],
                 "references": [g["references"] for g in groups],
                 "src": [self.src_vocab.encode(tokenize(g["source"], d.level)) for g in groups],
-                "refs": [
-                    [self.tgt_vocab.encode(tokenize(r, self.target_level), unk=OOV) for r in g["references"]]
-                    for g in groups
-                ],
+                "refs": [[self._reference_ids(r) for r in g["references"]] for g in groups],
             }
         sizes = {"train": len(splits["train"])} | {s: len(self.splits[s]["src"]) for s in ("validation", "test")}
         info = {"source": str(self.data_path), "sizes": sizes, "pairs": {s: len(splits[s]) for s in registry.SPLITS}}
         log.info("data %s: %s pairs, sources %s, vocabularies %d -> %d", info["source"], info["pairs"], sizes,
                  len(self.src_vocab), len(self.tgt_vocab))  # fmt: skip
         return info
+
+    def _reference_ids(self, text: str) -> list[int]:
+        """A reference's target ids, tokens outside the vocabulary as :data:`OOV` (so they never match)."""
+        index = self.tgt_vocab.index
+        return [index.get(t, OOV) for t in tokenize(text, self.target_level)]
 
     def state(self) -> dict[str, Any]:
         return {"vocab": "vocab.json", "max_decode_length": self.max_decode}
@@ -242,24 +214,16 @@ class Seq2SeqTask(TaskKind):
     def from_run(cls, config, run_dir, state):
         task = cls(config)
         path = run_dir / state["vocab"]
-        try:
-            vocab = json.loads(path.read_text(encoding="utf-8"))
-            task.src_vocab, task.tgt_vocab = Vocab(vocab["source"]), Vocab(vocab["target"])
-        except (OSError, ValueError, KeyError) as e:
-            raise RnnkitError(f"cannot read the vocabularies: {e}", where=str(path)) from None
+        task.src_vocab, task.tgt_vocab = Vocabulary.load(path, "source"), Vocabulary.load(path, "target")
         task.max_decode = state["max_decode_length"]
         return task
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Seq2Seq:
         m = self.config.model
-        encoder = dict(
-            vocab_size=len(self.src_vocab), embed_dim=m.embed_dim, padding_idx=PAD, cell=m.cell,
-            hidden_size=m.hidden_size, num_layers=m.num_layers, bidirectional=m.bidirectional,
-            dropout=m.dropout if m.num_layers > 1 else 0.0, embed_dropout=m.dropout,
-        )  # fmt: skip
+        encoder = encoder_args(m, len(self.src_vocab), padding_idx=PAD_ID, bidirectional=m.bidirectional)
         return Seq2Seq(
-            encoder=encoder, tgt_vocab_size=len(self.tgt_vocab), embed_dim=m.embed_dim, padding_idx=PAD, cell=m.cell,
+            encoder=encoder, tgt_vocab_size=len(self.tgt_vocab), embed_dim=m.embed_dim, padding_idx=PAD_ID, cell=m.cell,
             hidden_size=m.hidden_size, num_layers=m.num_layers, attention=m.attention, input_feeding=m.input_feeding,
             dropout=m.dropout, bridge=m.bridge, teacher_forcing=m.teacher_forcing,
         )  # fmt: skip
@@ -280,24 +244,18 @@ class Seq2SeqTask(TaskKind):
         ratio = self.teacher_forcing(epoch)
         for idx in sampler:
             src = [data["src"][i] for i in idx]
-            batch = {"src": _pad(src), "src_len": torch.tensor([len(s) for s in src]), "index": torch.tensor(idx)}
+            batch = {"src": pad_ids(src), "src_len": torch.tensor([len(s) for s in src]), "index": torch.tensor(idx)}
             if train:
                 tgt = [data["tgt"][i] for i in idx]
                 batch.update(
-                    tgt_in=_pad([[BOS, *t] for t in tgt]),
-                    tgt_out=_pad([[*t, EOS] for t in tgt]),
+                    tgt_in=pad_ids([[BOS_ID, *t] for t in tgt]),
+                    tgt_out=pad_ids([[*t, EOS_ID] for t in tgt]),
                     tgt_len=torch.tensor([len(t) + 1 for t in tgt]),
                     teacher_forcing=ratio,
                 )
             else:
-                refs = [data["refs"][i] for i in idx]
-                R, T = max(len(r) for r in refs), max(len(t) for r in refs for t in r)
-                batch["refs"] = torch.full((len(idx), R, T), PAD, dtype=torch.long)  # (B, R, T)
-                batch["ref_len"] = torch.zeros(len(idx), R, dtype=torch.long)  # 0: no such reference
-                for b, rs in enumerate(refs):
-                    for r, t in enumerate(rs):
-                        batch["refs"][b, r, : len(t)] = torch.as_tensor(t, dtype=torch.long)
-                        batch["ref_len"][b, r] = len(t)
+                # (B, R, T) and (B, R), length 0: no such reference
+                batch["refs"], batch["ref_len"] = pad_references([data["refs"][i] for i in idx])
                 # the decoding width rides along per example (validation greedy, test beam)
                 batch["beam"] = torch.full((len(idx),), 1 if split == "validation" else self.config.decode.beam_size)
             yield batch
@@ -305,16 +263,13 @@ class Seq2SeqTask(TaskKind):
     def decode(self, model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, beam_size: int):
         """Greedy (``beam_size == 1``) or beam search from the encoded sources -> :class:`SearchResult`."""
         state = model.encode(src, src_len)
-        if beam_size == 1:
-            return greedy(model.step, state, BOS, EOS, self.max_decode)
-        return beam_search(model.step, state, BOS, EOS, beam_size, self.max_decode,
-                           length_penalty=self.config.decode.length_penalty)  # fmt: skip
+        return search(model.step, state, beam_size, self.max_decode, self.config.decode.length_penalty)
 
     def trainer_task(self) -> Task:
         def train_step(model, b, carry):
             logits, _ = model(b["src"], b["src_len"], b["tgt_in"], teacher_forcing=b["teacher_forcing"])
-            mask = lengths_to_mask(b["tgt_len"], b["tgt_out"].shape[1])  # (B, Tt)
-            return F.cross_entropy(logits[mask].float(), b["tgt_out"][mask]), None, int(mask.sum())
+            loss, n = masked_cross_entropy(logits, b["tgt_out"], b["tgt_len"])
+            return loss, None, n
 
         def eval_step(model, b):
             stats = {"loss_sum": 0.0, "tokens": 0.0, "correct": 0.0, "n": 0.0, "edits": 0.0, "ref_tokens": 0.0}
@@ -323,25 +278,23 @@ class Seq2SeqTask(TaskKind):
                 return stats
             # loss: every (source, reference) pair, gold tokens fed
             rows, cols = (ref_len > 0).nonzero(as_tuple=True)
-            tgt, n = refs[rows, cols].clamp(min=UNK), ref_len[rows, cols]  # out-of-vocabulary -> <unk>
+            tgt, n = refs[rows, cols].clamp(min=UNK_ID), ref_len[rows, cols]  # out-of-vocabulary -> <unk>
             pairs = torch.arange(len(rows), device=tgt.device)
-            tgt_out = torch.cat([tgt, tgt.new_full((len(rows), 1), PAD)], 1)
-            tgt_out[pairs, n] = EOS
-            tgt_in = torch.cat([tgt.new_full((len(rows), 1), BOS), tgt], 1)
+            tgt_out = torch.cat([tgt, tgt.new_full((len(rows), 1), PAD_ID)], 1)
+            tgt_out[pairs, n] = EOS_ID
+            tgt_in = torch.cat([tgt.new_full((len(rows), 1), BOS_ID), tgt], 1)
             logits, _ = model(b["src"][rows], b["src_len"][rows], tgt_in)
-            mask = lengths_to_mask(n + 1, tgt_out.shape[1])
-            stats["loss_sum"] = float(F.cross_entropy(logits[mask].float(), tgt_out[mask], reduction="sum"))
-            stats["tokens"] = float(mask.sum())
+            loss_sum, tokens = masked_cross_entropy(logits, tgt_out, n + 1, reduction="sum")
+            stats["loss_sum"], stats["tokens"] = float(loss_sum), float(tokens)
             # decoding: exact match against any reference, edit distance to the closest one
             result = self.decode(model, b["src"], b["src_len"], int(b["beam"][0]))
-            lens = ref_len.tolist()
-            for pred, rs, ls in zip(result.sequences, refs.tolist(), lens, strict=True):
-                candidates = [rs[r][: ls[r]] for r in range(len(ls)) if ls[r] > 0]
+            references = unpad_references(refs, ref_len)
+            for pred, candidates in zip(result.sequences, references, strict=True):
                 dist, length = min((edit_distance(pred, ref), len(ref)) for ref in candidates)
                 stats["correct"] += float(dist == 0)
                 stats["edits"] += dist
                 stats["ref_tokens"] += length
-            stats["n"] = float(len(lens))
+            stats["n"] = float(len(references))
             return stats
 
         bs = self.config.train.batch_size
@@ -361,7 +314,7 @@ class Seq2SeqTask(TaskKind):
         model.eval()
         for idx in BucketBatchSampler([len(x) for x in src_ids], batch_size, shuffle=False):
             seqs = [src_ids[i] for i in idx]
-            src, src_len = _pad(seqs).to(device), torch.tensor([len(s) for s in seqs], device=device)
+            src, src_len = pad_ids(seqs).to(device), torch.tensor([len(s) for s in seqs], device=device)
             result = self.decode(model, src, src_len, beam_size)
             for i, hyps in zip(idx, result.hypotheses, strict=True):
                 out[i] = hyps[0]

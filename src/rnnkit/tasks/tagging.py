@@ -44,7 +44,7 @@ from pydantic import Field, field_validator
 
 from ..config import StrictModel
 from ..data.registry import SPLITS, split_by_hash
-from ..data.text import PAD_ID, BucketBatchSampler
+from ..data.text import BucketBatchSampler, pad_ids
 from ..data.textfile import check_encoding, read_lines, split_files
 from ..data.vocab import Vocabulary
 from ..errors import RnnkitError
@@ -54,6 +54,7 @@ from ..models import Tagger
 from ..models.encoder import CellName
 from ..training import Task
 from .base import RecipeConfig, TaskKind
+from .common import confusion_matrix, encoder_args
 
 log = logging.getLogger("rnnkit")
 
@@ -325,16 +326,7 @@ class Tagging(TaskKind):
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Tagger:
         m = self.config.model
-        encoder = dict(
-            vocab_size=len(self.vocab),
-            embed_dim=m.embed_dim,
-            cell=m.cell,
-            hidden_size=m.hidden_size,
-            num_layers=m.num_layers,
-            bidirectional=m.bidirectional,
-            dropout=m.dropout if m.num_layers > 1 else 0.0,
-            embed_dropout=m.dropout,
-        )
+        encoder = encoder_args(m, len(self.vocab), bidirectional=m.bidirectional)
         return Tagger(encoder=encoder, num_tags=len(self.tags), crf=m.crf, dropout=m.dropout)
 
     def _batches(self, split: str, epoch: int):
@@ -411,10 +403,8 @@ class Tagging(TaskKind):
         from ..plots import confusion_matrix_plot
 
         data = self.splits["test"]
-        cm = [[0] * K for _ in range(K)]
-        for gold, pred in zip(data["tag_ids"], self._tag_ids(model, data["ids"]), strict=True):
-            for y, p in zip(gold, pred, strict=True):
-                cm[y][p] += 1
+        sentences = zip(data["tag_ids"], self._tag_ids(model, data["ids"]), strict=True)
+        cm = confusion_matrix((pair for gold, pred in sentences for pair in zip(gold, pred, strict=True)), K)
         return [confusion_matrix_plot(cm, self.tags, run_dir / "plots" / "confusion_matrix.png")]
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
@@ -426,11 +416,4 @@ class Tagging(TaskKind):
 def collate(ids: list[list[int]], tags: list[list[int]] | None = None):
     """Sentences -> ids (B, T) padded with ``PAD_ID``, lengths (B,), tags (B, T) padded with 0 (or None)."""
     lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
-    T = int(lengths.max())
-    x = torch.full((len(ids), T), PAD_ID, dtype=torch.long)
-    y = torch.zeros((len(ids), T), dtype=torch.long) if tags is not None else None
-    for b, seq in enumerate(ids):
-        x[b, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        if y is not None:
-            y[b, : len(seq)] = torch.as_tensor(tags[b], dtype=torch.long)
-    return x, lengths, y
+    return pad_ids(ids), lengths, pad_ids(tags, 0) if tags is not None else None

@@ -19,18 +19,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from ..config import StrictModel
 from ..data import registry
 from ..data.text import BucketBatchSampler, encode_texts, load_tokenizer, pad_collate, train_word_tokenizer
 from ..data.text import save_tokenizer as _save_tokenizer
+from ..data.textfile import reading
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
 from ..models import Classifier
 from ..training import Task
 from .base import RecipeConfig, TaskKind
+from .common import classification_metrics, confusion_matrix, confusion_stats, encoder_args, label_probabilities
 
 log = logging.getLogger("rnnkit")
 
@@ -64,37 +65,30 @@ class TextClassificationConfig(RecipeConfig):
 
 def read_text_file(path: Path, text_column: str, label_column: str) -> list[dict[str, str]]:
     """CSV (with a header) or JSONL -> ``[{"text", "label"}]``; errors name the file, line and field."""
-    if not path.is_file():
-        raise RnnkitError("no such file", where=str(path))
     rows: list[dict[str, str]] = []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            if path.suffix.lower() in (".jsonl", ".json"):
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise RnnkitError(f"invalid JSON ({e.msg})", where=f"{path}:{n}") from None
-                    if not isinstance(obj, dict):
-                        raise RnnkitError("expected a JSON object per line", where=f"{path}:{n}")
-                    rows.append(_record(obj, text_column, label_column, f"{path}:{n}"))
-            else:
-                reader = csv.DictReader(f)
-                header = reader.fieldnames or []
-                for col in (text_column, label_column):
-                    if col not in header:
-                        raise RnnkitError(f"no column {col!r} in the header (columns: {header})", where=f"{path}:1")
-                for row in reader:
-                    where = f"{path}:{reader.line_num}"
-                    if None in row:
-                        raise RnnkitError(f"more fields than the header's {len(header)}", where=where)
-                    rows.append(_record(row, text_column, label_column, where))
-    except UnicodeDecodeError as e:
-        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
-    except csv.Error as e:
-        raise RnnkitError(f"malformed CSV: {e}", where=str(path)) from None
+    with reading(path), open(path, encoding="utf-8", newline="") as f:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise RnnkitError(f"invalid JSON ({e.msg})", where=f"{path}:{n}") from None
+                if not isinstance(obj, dict):
+                    raise RnnkitError("expected a JSON object per line", where=f"{path}:{n}")
+                rows.append(_record(obj, text_column, label_column, f"{path}:{n}"))
+        else:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            for col in (text_column, label_column):
+                if col not in header:
+                    raise RnnkitError(f"no column {col!r} in the header (columns: {header})", where=f"{path}:1")
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in row:
+                    raise RnnkitError(f"more fields than the header's {len(header)}", where=where)
+                rows.append(_record(row, text_column, label_column, where))
     if not rows:
         raise RnnkitError("no examples found", where=str(path))
     return rows
@@ -181,13 +175,8 @@ class TextClassification(TaskKind):
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Classifier:
         m = self.config.model
-        encoder = dict(
-            vocab_size=self.tokenizer.get_vocab_size(), embed_dim=m.embed_dim, cell=m.cell, hidden_size=m.hidden_size,
-            num_layers=m.num_layers, bidirectional=m.bidirectional, dropout=m.dropout if m.num_layers > 1 else 0.0,
-            embed_dropout=m.dropout,
-        )  # fmt: skip
         return Classifier(
-            encoder=encoder,
+            encoder=encoder_args(m, self.tokenizer.get_vocab_size(), bidirectional=m.bidirectional),
             num_classes=len(self.labels),
             pooling=m.pooling,
             head_hidden=m.head_hidden,
@@ -216,23 +205,14 @@ class TextClassification(TaskKind):
             return model.loss(b["x"], b["lengths"], b["y"]), None, len(b["y"])
 
         def eval_step(model, b):
-            logits = model(b["x"], b["lengths"])
-            pred = logits.argmax(-1)
-            cm = torch.bincount(b["y"] * K + pred, minlength=K * K)
-            stats = {f"cm_{i}_{j}": float(cm[i * K + j]) for i in range(K) for j in range(K)}
-            stats["loss_sum"] = float(F.cross_entropy(logits.float(), b["y"], reduction="sum"))
-            stats["n"] = float(len(b["y"]))
-            return stats
-
-        def finalize(s):
-            return classification_metrics(s, K)
+            return confusion_stats(model(b["x"], b["lengths"]), b["y"], K)
 
         bs = self.config.train.batch_size
         return Task(
             batches=self._batches,
             train_step=train_step,
             eval_step=eval_step,
-            finalize=finalize,
+            finalize=lambda s: classification_metrics(s, K),
             num_batches=lambda split: -(-len(self.splits[split]["ids"]) // bs),
         )
 
@@ -259,37 +239,14 @@ class TextClassification(TaskKind):
     def plots(self, model, run_dir, metrics) -> list[Path]:
         from ..plots import confusion_matrix_plot
 
-        K = len(self.labels)
         pred = self._probabilities(model, self.splits["test"]["ids"]).argmax(-1).tolist()
-        cm = [[0] * K for _ in range(K)]
-        for y, p in zip(self.splits["test"]["labels"], pred, strict=True):
-            cm[y][p] += 1
+        cm = confusion_matrix(zip(self.splits["test"]["labels"], pred, strict=True), len(self.labels))
         return [confusion_matrix_plot(cm, self.labels, run_dir / "plots" / "confusion_matrix.png")]
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         ids = encode_texts(self.tokenizer, inputs, max_length=self.state_max_length())
-        probs = self._probabilities(model, ids)
-        out = []
-        for text, p in zip(inputs, probs.tolist(), strict=True):
-            best = max(range(len(p)), key=p.__getitem__)
-            probabilities = {lab: round(v, 6) for lab, v in zip(self.labels, p, strict=True)}
-            label, prob = self.labels[best], round(p[best], 6)
-            out.append({"text": text, "label": label, "probability": prob, "probabilities": probabilities})
-        return out
+        probs = self._probabilities(model, ids).tolist()
+        return [{"text": text} | label_probabilities(p, self.labels) for text, p in zip(inputs, probs, strict=True)]
 
     def state_max_length(self) -> int | None:
         return self.config.data.max_length
-
-
-def classification_metrics(s: dict[str, float], K: int) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean loss from summed confusion counts."""
-    n = max(s["n"], 1.0)
-    cm = [[s.get(f"cm_{i}_{j}", 0.0) for j in range(K)] for i in range(K)]
-    correct = sum(cm[i][i] for i in range(K))
-    f1s = []
-    for k in range(K):
-        tp = cm[k][k]
-        fp = sum(cm[i][k] for i in range(K)) - tp
-        fn = sum(cm[k][j] for j in range(K)) - tp
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return {"loss": s["loss_sum"] / n, "accuracy": correct / n, "f1": sum(f1s) / K}

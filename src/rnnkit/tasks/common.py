@@ -1,0 +1,116 @@
+"""Small pieces several task kinds share: the encoder's arguments, masked token losses, classification
+counts, and the specials, reference batches and search of the tasks that generate (seq2seq, captioning)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.vocab import BOS, EOS, PAD, UNK
+from ..decoding import SearchResult, beam_search, greedy
+from ..layers import lengths_to_mask
+
+#: the vocabulary specials of the tasks that generate, with ids 0, 1, 2, 3
+SPECIALS = (PAD, UNK, BOS, EOS)
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIALS))
+
+
+def encoder_args(m: Any, vocab_size: int, **extra: Any) -> dict[str, Any]:
+    """The token encoder's arguments from a task's ``model`` section (``embed_dim``, ``cell``, ``hidden_size``,
+    ``num_layers``, ``dropout``); dropout acts between layers only when there are several. ``extra``:
+    what only some tasks set (``bidirectional``, ``padding_idx``)."""
+    return dict(
+        vocab_size=vocab_size,
+        embed_dim=m.embed_dim,
+        cell=m.cell,
+        hidden_size=m.hidden_size,
+        num_layers=m.num_layers,
+        dropout=m.dropout if m.num_layers > 1 else 0.0,
+        embed_dropout=m.dropout,
+        **extra,
+    )
+
+
+def masked_cross_entropy(
+    logits: Tensor, target: Tensor, lengths: Tensor, reduction: str = "mean"
+) -> tuple[Tensor, int]:
+    """Cross-entropy (in float32) of logits (B, T, V) against target (B, T) over each row's first ``lengths``
+    steps, and the number of those steps."""
+    mask = lengths_to_mask(lengths, target.shape[1])  # (B, T)
+    return F.cross_entropy(logits[mask].float(), target[mask], reduction=reduction), int(mask.sum())
+
+
+# -- classification -------------------------------------------------------------------------------------
+def confusion_stats(logits: Tensor, y: Tensor, K: int) -> dict[str, float]:
+    """Additive evaluation sums of a batch of ``K``-class logits (B, K): the confusion counts
+    ``cm_{true}_{predicted}``, ``loss_sum`` and ``n``."""
+    cm = torch.bincount(y * K + logits.argmax(-1), minlength=K * K)
+    stats = {f"cm_{i}_{j}": float(cm[i * K + j]) for i in range(K) for j in range(K)}
+    stats["loss_sum"] = float(F.cross_entropy(logits.float(), y, reduction="sum"))
+    stats["n"] = float(len(y))
+    return stats
+
+
+def classification_metrics(s: dict[str, float], K: int) -> dict[str, float]:
+    """Accuracy, macro-F1 and mean loss from summed confusion counts."""
+    n = max(s["n"], 1.0)
+    cm = [[s.get(f"cm_{i}_{j}", 0.0) for j in range(K)] for i in range(K)]
+    correct = sum(cm[i][i] for i in range(K))
+    f1s = []
+    for k in range(K):
+        tp = cm[k][k]
+        fp = sum(cm[i][k] for i in range(K)) - tp
+        fn = sum(cm[k][j] for j in range(K)) - tp
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return {"loss": s["loss_sum"] / n, "accuracy": correct / n, "f1": sum(f1s) / K}
+
+
+def confusion_matrix(pairs: Iterable[tuple[int, int]], K: int) -> list[list[int]]:
+    """Counts ``cm[true][predicted]`` of ``(true, predicted)`` pairs (for the confusion-matrix plot)."""
+    cm = [[0] * K for _ in range(K)]
+    for y, p in pairs:
+        cm[y][p] += 1
+    return cm
+
+
+def label_probabilities(p: list[float], labels: list[str]) -> dict[str, Any]:
+    """One example's class probabilities -> ``{"label", "probability", "probabilities"}`` (rounded)."""
+    best = max(range(len(p)), key=p.__getitem__)
+    return {
+        "label": labels[best],
+        "probability": round(p[best], 6),
+        "probabilities": {lab: round(v, 6) for lab, v in zip(labels, p, strict=True)},
+    }
+
+
+# -- generation -----------------------------------------------------------------------------------------
+def search(step, state: Any, beam_size: int, max_len: int, length_penalty: float) -> SearchResult:
+    """Greedy (``beam_size == 1``) or beam search from ``<bos>`` until ``<eos>`` or ``max_len`` tokens."""
+    if beam_size == 1:
+        return greedy(step, state, BOS_ID, EOS_ID, max_len)
+    return beam_search(step, state, BOS_ID, EOS_ID, beam_size, max_len, length_penalty=length_penalty)
+
+
+def pad_references(refs: list[list[list[int]]]) -> tuple[Tensor, Tensor]:
+    """Each example's references (id lists) -> ids (B, R, T) padded with ``<pad>`` and lengths (B, R), where R
+    is the most references an example has and a length 0 means "no such reference"."""
+    R, T = max(len(rs) for rs in refs), max(len(ids) for rs in refs for ids in rs)
+    out = torch.full((len(refs), R, T), PAD_ID, dtype=torch.long)
+    lengths = torch.zeros(len(refs), R, dtype=torch.long)
+    for b, rs in enumerate(refs):
+        for r, ids in enumerate(rs):
+            out[b, r, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            lengths[b, r] = len(ids)
+    return out, lengths
+
+
+def unpad_references(refs: Tensor, lengths: Tensor, drop_last: int = 0) -> list[list[list[int]]]:
+    """The inverse of :func:`pad_references`, each reference cut ``drop_last`` ids short (1: without its ``<eos>``)."""
+    return [
+        [ids[: n - drop_last] for ids, n in zip(rs, ns, strict=True) if n > 0]
+        for rs, ns in zip(refs.tolist(), lengths.tolist(), strict=True)
+    ]
