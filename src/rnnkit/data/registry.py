@@ -490,9 +490,8 @@ EXTERNAL: dict[str, ExternalDataset] = {
             "imdb",
             "sentiment",
             "the user's own copy",
-            "not on a registry: get aclImdb/ (25k/25k reviews) yourself; a CSV with review,sentiment columns "
-            "trains with `rnnkit train sentiment --data FILE.csv --set data.text_column=review "
-            "data.label_column=sentiment`",
+            "not on a registry: get aclImdb/ (25k/25k reviews) yourself and train with "
+            "`rnnkit train sentiment-imdb --data PATH/aclImdb` (or --data FILE.csv with review,sentiment columns)",
         ),
     ]
 }

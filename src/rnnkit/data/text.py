@@ -1,14 +1,22 @@
-"""Text to tensors: a word-level tokenizer, padding and collate, and a length-bucketing batch sampler.
+"""Text to tensors: a word-level tokenizer, pretrained WordPiece tokenizers, padding and collate, and a
+length-bucketing batch sampler.
 
-The tokenizer is a Hugging Face ``tokenizers`` word-level model (NFKC + lowercase, split on whitespace and
-punctuation, ``[PAD]`` = 0, ``[UNK]`` = 1). It is trained on the training split only and saved as plain
+The word tokenizer is a Hugging Face ``tokenizers`` word-level model (NFKC + lowercase, split on whitespace
+and punctuation, ``[PAD]`` = 0, ``[UNK]`` = 1). It is trained on the training split only and saved as plain
 JSON (``tokenizer.json``), so a run folder can rebuild it without pickle.
+
+A pretrained WordPiece tokenizer (BERT-style ``tokenizer.json``, e.g. the ``minilm-wordpiece`` dataset) is
+read with :func:`load_wordpiece` (no special tokens added, no padding or truncation) and can be cut down to
+the pieces a corpus uses with :func:`trim_wordpiece`, which renumbers them ``[PAD]`` = 0, ``[UNK]`` = 1, ...
+and says which row of the pretrained matrix each new id takes.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
@@ -17,6 +25,7 @@ from tokenizers.trainers import WordLevelTrainer
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from rnnkit.errors import RnnkitError
 from rnnkit.fileio import atomic_write_text
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -57,12 +66,61 @@ def load_tokenizer(path) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
-def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], *, max_length: int | None = None) -> list[list[int]]:
-    """Token ids per text, cut to ``max_length``. A text with no tokens becomes ``[UNK]`` (length >= 1)."""
+def load_wordpiece(path: str | Path) -> Tokenizer:
+    """A BERT-style WordPiece ``tokenizer.json`` for use as a plain text -> ids map: no ``[CLS]``/``[SEP]``
+    template, no padding, no truncation (the file may ask for all three). Needs ``[PAD]`` and ``[UNK]``."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RnnkitError(f"cannot read tokenizer JSON: {e}", where=str(path)) from None
+    model = spec.get("model") if isinstance(spec, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+        raise RnnkitError("expected a WordPiece tokenizer.json (model.type 'WordPiece' with a vocab)", where=str(path))
+    for special in (PAD, UNK):
+        if special not in model["vocab"]:
+            raise RnnkitError(f"the WordPiece vocabulary has no {special}", where=str(path))
+    spec.update(post_processor=None, padding=None, truncation=None)
+    try:
+        return Tokenizer.from_str(json.dumps(spec))
+    except Exception as e:  # tokenizers raises plain Exception subclasses on bad specs
+        raise RnnkitError(f"not a valid tokenizer: {e}", where=str(path)) from None
+
+
+def trim_wordpiece(tokenizer: Tokenizer, keep: Iterable[int]) -> tuple[Tokenizer, list[int]]:
+    """The WordPiece ``tokenizer`` restricted to the ids ``keep`` (plus ``[PAD]`` and ``[UNK]``), renumbered
+    ``[PAD]`` = 0, ``[UNK]`` = 1, then ``keep`` in increasing id order.
+
+    Returns the new tokenizer and ``rows``: new id ``i`` was old id ``rows[i]`` (so ``weight[rows]`` is the
+    trimmed embedding matrix). A word whose pieces were all kept is split exactly as before (greedy longest
+    match over a subset of the vocabulary finds the same pieces); other words are split into kept pieces,
+    or become ``[UNK]``.
+    """
+    spec = json.loads(tokenizer.to_str())
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    pad, unk = vocab[PAD], vocab[UNK]
+    rows = [pad, unk] + sorted(set(keep) - {pad, unk})
+    by_id = {i: t for t, i in vocab.items()}
+    missing = [i for i in rows if i not in by_id]
+    if missing:
+        raise ValueError(f"trim_wordpiece: ids {missing[:5]} are not in the vocabulary")
+    spec["model"]["vocab"] = {by_id[old]: new for new, old in enumerate(rows)}
+    new_id = {old: new for new, old in enumerate(rows)}
+    spec["added_tokens"] = [
+        {**t, "id": new_id[t["id"]]} for t in spec.get("added_tokens") or [] if t.get("id") in new_id
+    ]
+    return Tokenizer.from_str(json.dumps(spec)), rows
+
+
+def encode_texts(
+    tokenizer: Tokenizer, texts: Sequence[str], *, max_length: int | None = None, unk_id: int = UNK_ID
+) -> list[list[int]]:
+    """Token ids per text (no special tokens added), cut to ``max_length``. A text with no tokens becomes
+    ``[unk_id]`` (length >= 1)."""
     out = []
-    for enc in tokenizer.encode_batch(list(texts)):
+    for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False):
         ids = enc.ids[:max_length] if max_length is not None else enc.ids
-        out.append(ids if ids else [UNK_ID])
+        out.append(ids if ids else [unk_id])
     return out
 
 

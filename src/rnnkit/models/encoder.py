@@ -44,6 +44,7 @@ class EncoderConfig(StrictModel):
     num_layers: int = Field(1, gt=0)
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0, lt=1, description="between recurrent layers")
+    variational_dropout: bool = Field(False, description="the between-layer dropout is locked (one mask per sequence)")
     embed_dropout: float = Field(0.0, ge=0, lt=1, description="locked dropout on the embedded/projected input")
     output_dropout: float = Field(0.0, ge=0, lt=1, description="locked dropout on the encoder's outputs")
     recurrent_dropout: float = Field(0.0, ge=0, lt=1)
@@ -75,6 +76,7 @@ def _make_stack(cfg: EncoderConfig, input_size: int, hidden: int, num_layers: in
         num_layers=num_layers,
         bidirectional=cfg.bidirectional,
         dropout=cfg.dropout if num_layers > 1 else 0.0,
+        variational_dropout=cfg.variational_dropout,
         input_dropout=cfg.embed_dropout if first else 0.0,
         output_dropout=cfg.output_dropout if last else 0.0,
         recurrent_dropout=cfg.recurrent_dropout,

@@ -1,7 +1,15 @@
 """Language modelling (many-to-many, aligned): predict the next word or character; generate continuations.
 
-Data: the user's ``--data``, a plain text file (``data.encoding``, UTF-8 by default), read at
-``data.level``:
+Data: a registry dataset (``data.dataset``) or the user's ``--data`` (which wins when both are given):
+
+* ``ptb`` — Mikolov's Penn Treebank, the official train/valid/test split, word level: one sentence a
+  line, ``<unk>`` and ``N`` already in the text, ``<eos>`` added after every sentence; its defaults are
+  ``level: word`` and ``min_frequency: 1``, so the vocabulary is PTB's own 10k words (+ ``<pad>``);
+* ``shakespeare`` — the Gutenberg texts concatenated, split by characters 90/5/5 (DATASETS.md); its
+  default is ``level: char``, and the splits are the characters exactly as cut (a split may start or
+  end mid-line).
+
+A user's file is plain text (``data.encoding``, UTF-8 by default), read at ``data.level``:
 
 * ``word`` — whitespace-separated tokens, and ``<eos>`` at the end of every non-blank line (as in
   Mikolov's PTB); the vocabulary is the train split's tokens seen at least ``data.min_frequency``
@@ -21,10 +29,14 @@ model's state from window to window (reset at each epoch's start); evaluation ca
 way, so every token of a split is scored exactly once, with all the context before it in its row.
 
 Model: :class:`~rnnkit.models.LanguageModel` (``model.tie_weights`` shares the embedding with the
-output layer, adding a projection to ``embed_dim`` when ``hidden_size`` differs). Metrics from summed
-token log-likelihoods: ``loss`` (nats per token), ``perplexity`` = exp(loss), and for characters
-``bpc`` (bits per character). ``predict`` continues prompts by sampling (``generate`` section,
-seeded: the same prompt gives the same text; ``temperature: 0`` is greedy). Predictions:
+output layer, adding a projection to ``embed_dim`` when ``hidden_size`` differs). Regularisers
+(AWD-LSTM flavour): ``model.dropout`` between layers and on the outputs, ``model.embed_dropout`` on the
+embeddings (locked), ``model.variational`` makes the between-layer and output dropout locked (one mask
+per sequence and window), ``model.weight_drop`` is DropConnect on the hidden-to-hidden weights (the
+fused kernel still runs). ``model.init_range`` draws every parameter from U(-r, r) (Zaremba et al.).
+Metrics from summed token log-likelihoods: ``loss`` (nats per token), ``perplexity`` = exp(loss), and
+for characters ``bpc`` (bits per character). ``predict`` continues prompts by sampling (``generate``
+section, seeded: the same prompt gives the same text; ``temperature: 0`` is greedy). Predictions:
 ``predictions.jsonl`` with continuations of ``generate.test_prompts`` prompts cut from test lines,
 beside the text that really followed.
 """
@@ -41,6 +53,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
+from ..data import registry
 from ..data.bptt import BPTTStream
 from ..data.registry import SPLITS
 from ..data.text import PAD_ID
@@ -62,22 +75,40 @@ log = logging.getLogger("rnnkit")
 SPLIT_AT = (0.90, 0.95)
 #: a test prompt is at most this many words / characters of a test line (about half of it)
 PROMPT_WORDS, PROMPT_CHARS = 10, 40
+#: registry datasets a language model reads -> (default level, whether its records carry their line ends)
+LM_DATASETS = {"ptb": ("word", False), "shakespeare": ("char", True)}
 
 
 class LMDataConfig(StrictModel):
-    level: Literal["word", "char"] = Field("word", description="tokens: whitespace words (+ <eos>) or characters")
-    min_frequency: int = Field(2, ge=1, description="rarer train tokens become <unk> (default: word 2, char 1)")
+    dataset: str | None = Field(None, description="registry dataset: ptb or shakespeare; ignored when --data is given")
+    level: Literal["word", "char"] = Field(
+        "word", description="tokens: whitespace words (+ <eos>) or characters (default: the dataset's, else word)"
+    )
+    min_frequency: int = Field(2, ge=1, description="rarer train tokens become <unk> (default: char 1, ptb 1, word 2)")
     max_vocab: int | None = Field(None, ge=4, description="keep the most frequent tokens (specials included)")
     bptt: int = Field(35, ge=1, description="steps per truncated-BPTT window; the state carries across windows")
     encoding: str = Field("utf-8", description="of the text file")
 
     _encoding = field_validator("encoding")(check_encoding)
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str | None) -> str | None:
+        if v is not None and v not in LM_DATASETS:
+            raise ValueError(f"language-model datasets are {', '.join(LM_DATASETS)}, not {v!r}")
+        return v
+
     @model_validator(mode="before")
     @classmethod
     def _level_default(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("min_frequency") is None:
-            return {**data, "min_frequency": 1 if data.get("level") == "char" else 2}
+        if not isinstance(data, dict):
+            return data
+        dataset = data.get("dataset")
+        if data.get("level") is None and dataset in LM_DATASETS:
+            data = {**data, "level": LM_DATASETS[dataset][0]}
+        if data.get("min_frequency") is None:
+            keep_all = data.get("level") == "char" or dataset == "ptb"  # PTB's 10k words are its vocabulary
+            data = {**data, "min_frequency": 1 if keep_all else 2}
         return data
 
 
@@ -86,8 +117,12 @@ class LMModelConfig(StrictModel):
     embed_dim: int = Field(256, gt=0)
     hidden_size: int = Field(256, gt=0)
     num_layers: int = Field(2, gt=0)
-    dropout: float = Field(0.2, ge=0, lt=1, description="on embeddings (locked), between layers, on outputs")
+    dropout: float = Field(0.2, ge=0, lt=1, description="between layers and on the outputs (and embeddings)")
+    embed_dropout: float | None = Field(None, ge=0, lt=1, description="locked, on the embeddings; default: dropout")
+    variational: bool = Field(False, description="between-layer and output dropout locked (one mask per window)")
+    weight_drop: float = Field(0.0, ge=0, lt=1, description="DropConnect on the hidden-to-hidden weights")
     tie_weights: bool = Field(False, description="the output layer reuses the embedding matrix")
+    init_range: float | None = Field(None, gt=0, description="every parameter from U(-r, r); default: torch's init")
 
 
 class GenerateConfig(StrictModel):
@@ -148,7 +183,10 @@ class LanguageModelTask(TaskKind):
     def _load_lines(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
         d = self.config.data
         if self.data_path is None:
-            raise RnnkitError("no data: give --data FILE (plain text) or a FOLDER with train/valid/test files")
+            raise RnnkitError(
+                "no data: give --data FILE (plain text) or a FOLDER with train/valid/test files, "
+                f"or set data.dataset ({' or '.join(LM_DATASETS)})"
+            )
         path = self.data_path
         if path.is_dir():
             files = split_files(path)
@@ -166,10 +204,40 @@ class LanguageModelTask(TaskKind):
         info["lines"] = {s: len(lines[s]) for s in SPLITS}
         return lines, info
 
+    def _load_registry(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """The registry dataset's splits as text (module docstring): PTB's sentences one a line, Shakespeare's
+        lines joined as they are (its records keep their line ends)."""
+        name = self.config.data.dataset
+        spec = registry.get_spec(name)
+        splits = registry.load_splits(spec.name)
+        has_ends = LM_DATASETS[spec.name][1]
+        text = {s: "".join(r["text"] if has_ends else r["text"] + "\n" for r in splits[s]) for s in SPLITS}
+        for s in SPLITS:
+            if not text[s].strip():
+                raise RnnkitError(f"the {s} split has no text", where=f"dataset {spec.name}")
+        info = {"name": spec.name, "source": f"{spec.client}:{spec.requirement}", "license": spec.license,
+                "split": spec.split_rule}  # fmt: skip
+        return text, info
+
+    def _load_tokens(self) -> tuple[dict[str, list[str]], list[str], dict[str, Any]]:
+        """Each split's tokens, the test split's lines (for prompts) and the dataset info."""
+        d = self.config.data
+        if self.data_path is None and d.dataset is not None:
+            text, info = self._load_registry()
+            lines = {s: text[s].split("\n") for s in SPLITS}
+            if d.level == "char":  # the characters exactly as split, line ends included
+                tokens = {s: list(text[s]) for s in SPLITS}
+            else:
+                tokens = {s: [t for line in lines[s] for t in line_tokens(line, "word")] for s in SPLITS}
+            info["lines"] = {s: len(lines[s]) - (lines[s][-1] == "") for s in SPLITS}
+        else:
+            lines, info = self._load_lines()
+            tokens = {s: [t for line in lines[s] for t in line_tokens(line, d.level)] for s in SPLITS}
+        return tokens, lines["test"], info
+
     def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
         d = self.config.data
-        lines, info = self._load_lines()
-        tokens = {s: [t for line in lines[s] for t in line_tokens(line, d.level)] for s in SPLITS}
+        tokens, self.test_lines, info = self._load_tokens()
         if not reuse:
             specials = (PAD, UNK, boundary_token(d.level))
             self.vocab = Vocabulary.build(
@@ -191,7 +259,6 @@ class LanguageModelTask(TaskKind):
             },
             vocabulary=len(self.vocab),
         )
-        self.test_lines = lines["test"]
         log.info(
             "data %s (%s level): tokens %s, vocabulary %d", info["source"], d.level, info["tokens"], len(self.vocab)
         )
@@ -210,9 +277,23 @@ class LanguageModelTask(TaskKind):
     def build_model(self) -> LanguageModel:
         m = self.config.model
         encoder = encoder_args(m, len(self.vocab))
+        encoder.update(
+            embed_dropout=m.dropout if m.embed_dropout is None else m.embed_dropout,
+            weight_drop=m.weight_drop,
+            variational_dropout=m.variational,
+            # locked output dropout lives in the encoder; the model's own is a fresh mask per step
+            output_dropout=m.dropout if m.variational else 0.0,
+        )
         # tying needs the decoder's input to be embed_dim wide: project the top hidden state when it is not
         proj = m.embed_dim if m.tie_weights and m.hidden_size != m.embed_dim else None
-        return LanguageModel(encoder=encoder, tie_weights=m.tie_weights, proj_size=proj, dropout=m.dropout)
+        model = LanguageModel(
+            encoder=encoder, tie_weights=m.tie_weights, proj_size=proj, dropout=0.0 if m.variational else m.dropout
+        )
+        if m.init_range is not None:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.uniform_(-m.init_range, m.init_range)
+        return model
 
     def trainer_task(self) -> Task:
         level = self.config.data.level

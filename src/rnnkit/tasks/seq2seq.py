@@ -1,10 +1,13 @@
 """Sequence to sequence (many-to-many, encoder–decoder): grapheme-to-phoneme, date normalisation, transliteration.
 
-Data: ``--data FILE``, a UTF-8 TSV with one ``source<TAB>target`` pair per line (blank lines are
-skipped; any other line without exactly one tab is an error naming the file and line). Both fields are
-stripped. Tokens: ``data.level`` splits the source into characters (``char``, the default) or
-whitespace-separated words (``word``); ``data.target_level`` does the same for the target (default: like
-the source) — e.g. ``level=char target_level=word`` for ``hello<TAB>HH AH0 L OW1``.
+Data: a registry dataset (``data.dataset: cmudict``: source = the word's characters, targets = its
+pronunciations as phoneme tokens, stress digits kept — ``level: char`` and ``target_level: word`` are its
+defaults — with the registry's split by word) or the user's ``--data FILE`` (which wins when both are
+given), a UTF-8 TSV with one ``source<TAB>target`` pair per line (blank lines are skipped; any other line
+without exactly one tab is an error naming the file and line). Both fields are stripped. Tokens:
+``data.level`` splits the source into characters (``char``, the default) or whitespace-separated words
+(``word``); ``data.target_level`` does the same for the target (default: like the source) — e.g.
+``level=char target_level=word`` for ``hello<TAB>HH AH0 L OW1``.
 
 Split (the cmudict rule in DATASETS.md): ``h(source) % 10 == 0`` test, ``== 1`` validation, the rest
 train, so all pairs with one source stay together. A source may have several targets (alternate
@@ -22,9 +25,11 @@ same schedule). Evaluation always feeds gold tokens for the loss.
 Metrics (all from additive sums, so they shard): ``loss`` (cross-entropy per target token, ``<eos>``
 included, averaged over every source–reference pair), ``accuracy`` (exact sequence match against any
 reference) and ``ter``, the token error rate: the edit distance to the closest reference over that
-reference's length, summed over sources (the character error rate at ``char`` level, WER / phoneme
-error rate at ``word`` level). Validation decodes greedily (fast); the test split, predictions and
-``predict`` use beam search with ``decode.beam_size``. Plots: attention heatmaps of a few test sources.
+reference's length, summed over sources (the character error rate at ``char`` level, the phoneme error
+rate for G2P). Under the names G2P papers use: ``wer`` = 1 − ``accuracy`` (the share of sources whose
+output matches none of the references) and ``per`` = ``ter`` (phoneme edits to the closest reference over
+that reference's length). Validation decodes greedily (fast); the test split, predictions and ``predict``
+use beam search with ``decode.beam_size``. Plots: attention heatmaps of a few test sources.
 ``predict`` takes source strings and returns ``{"source", "prediction", "score"}``.
 """
 
@@ -35,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
 from ..data import registry
@@ -64,13 +69,31 @@ log = logging.getLogger("rnnkit")
 
 #: reference tokens outside the target vocabulary: never equal to a predicted id
 OOV = -1
+#: registry datasets -> their (source level, target level) defaults
+SEQ2SEQ_DATASETS = {"cmudict": ("char", "word")}
 
 
 class Seq2SeqDataConfig(StrictModel):
+    dataset: str | None = Field(None, description="registry dataset: cmudict; ignored when --data is given")
     level: Literal["char", "word"] = Field("char", description="source tokens: characters or whitespace words")
     target_level: Literal["char", "word"] | None = Field(None, description="target tokens; default: like level")
     min_frequency: int = Field(1, ge=1, description="rarer train tokens become <unk>")
     bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str | None) -> str | None:
+        if v is not None and v not in SEQ2SEQ_DATASETS:
+            raise ValueError(f"seq2seq datasets are {', '.join(SEQ2SEQ_DATASETS)}, not {v!r}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_levels(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("dataset") in SEQ2SEQ_DATASETS:
+            level, target_level = SEQ2SEQ_DATASETS[data["dataset"]]
+            data = {"level": level, "target_level": target_level, **{k: v for k, v in data.items() if v is not None}}
+        return data
 
 
 class Seq2SeqModelConfig(StrictModel):
@@ -164,15 +187,33 @@ class Seq2SeqTask(TaskKind):
         return d.target_level or d.level
 
     # -- data ---------------------------------------------------------------------------------------
-    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
-        if self.data_path is None:
-            raise RnnkitError("no data: give --data FILE, a TSV with one source<TAB>target pair per line")
+    def _load_pairs(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        """Each split's ``{"source", "target"}`` pairs (a source's alternates are consecutive) and the data info."""
         d = self.config.data
-        pairs = read_pairs(self.data_path)
-        splits = registry.split_by_hash(pairs, key="source")  # a source's pairs share its hash
+        if self.data_path is None and d.dataset is not None:
+            spec = registry.get_spec(d.dataset)
+            raw = registry.load_splits(spec.name)
+            splits = {s: [{"source": r["word"], "target": t} for r in raw[s] for t in r["phonemes"]]
+                      for s in registry.SPLITS}  # fmt: skip
+            info = {"name": spec.name, "source": f"{spec.client}:{spec.requirement}", "license": spec.license,
+                    "split": spec.split_rule}  # fmt: skip
+        elif self.data_path is None:
+            raise RnnkitError(
+                "no data: give --data FILE, a TSV with one source<TAB>target pair per line, "
+                f"or set data.dataset ({', '.join(SEQ2SEQ_DATASETS)})"
+            )
+        else:
+            pairs = read_pairs(self.data_path)
+            splits = registry.split_by_hash(pairs, key="source")  # a source's pairs share its hash
+            info = {"source": str(self.data_path)}
         for s in registry.SPLITS:
             if not splits[s]:
-                raise RnnkitError(f"the {s} split is empty (need more distinct sources)", where=str(self.data_path))
+                raise RnnkitError(f"the {s} split is empty (need more distinct sources)", where=info["source"])
+        return splits, info
+
+    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+        d = self.config.data
+        splits, info = self._load_pairs()
         src_tok = {s: [tokenize(p["source"], d.level) for p in splits[s]] for s in registry.SPLITS}
         tgt_tok = {s: [tokenize(p["target"], self.target_level) for p in splits[s]] for s in registry.SPLITS}
         if not reuse:
@@ -197,7 +238,7 @@ class Seq2SeqTask(TaskKind):
                 "refs": [[self._reference_ids(r) for r in g["references"]] for g in groups],
             }
         sizes = {"train": len(splits["train"])} | {s: len(self.splits[s]["src"]) for s in ("validation", "test")}
-        info = {"source": str(self.data_path), "sizes": sizes, "pairs": {s: len(splits[s]) for s in registry.SPLITS}}
+        info.update(sizes=sizes, pairs={s: len(splits[s]) for s in registry.SPLITS})
         log.info("data %s: %s pairs, sources %s, vocabularies %d -> %d", info["source"], info["pairs"], sizes,
                  len(self.src_vocab), len(self.tgt_vocab))  # fmt: skip
         return info
@@ -362,9 +403,8 @@ class Seq2SeqTask(TaskKind):
 
 
 def seq2seq_metrics(s: dict[str, float]) -> dict[str, float]:
-    """Token loss, exact-match accuracy and token error rate from summed statistics."""
-    return {
-        "loss": s["loss_sum"] / max(s["tokens"], 1.0),
-        "accuracy": s["correct"] / max(s["n"], 1.0),
-        "ter": s["edits"] / max(s["ref_tokens"], 1.0),
-    }
+    """Token loss, exact-match accuracy and token error rate from summed statistics, and the same two under
+    their G2P names: ``wer`` = 1 - accuracy, ``per`` = ter (module docstring)."""
+    accuracy, ter = s["correct"] / max(s["n"], 1.0), s["edits"] / max(s["ref_tokens"], 1.0)
+    return {"loss": s["loss_sum"] / max(s["tokens"], 1.0), "accuracy": accuracy, "ter": ter, "wer": 1.0 - accuracy,
+            "per": ter}  # fmt: skip

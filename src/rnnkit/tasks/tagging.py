@@ -1,6 +1,8 @@
 """Sequence tagging (many-to-many, aligned): part-of-speech tags, named entities, chunks — one tag per token.
 
-Data: the user's ``--data`` in one of three formats (``data.format``; ``auto`` picks by the file):
+Data: a registry dataset (``data.dataset: brown-pos``: the Brown corpus with its document split,
+DATASETS.md) or the user's ``--data`` (which wins when both are given) in one of three formats
+(``data.format``; ``auto`` picks by the file):
 
 * ``conll`` — one token per line in columns separated by tabs (or, in a file without tabs, by spaces),
   a blank line between sentences; ``data.token_column`` (default 0) and ``data.tag_column`` (default
@@ -21,13 +23,24 @@ Splits: a single file is split like the registry data, ``h(" ".join(tokens)) % 1
 ``== 1`` validation, the rest train; a folder holding one train, one dev/validation and one test file
 (:func:`rnnkit.data.textfile.split_files`) is used as given. Words (optionally lowercased) seen at
 least ``data.min_frequency`` times in train form the vocabulary (``vocab.json``); the rest read as
-``<unk>``. The tag set is the train split's: a tag found only in validation/test is an error naming
-its file and line.
+``<unk>``.
+
+Tag sets: ``data.tagset: full`` trains on the data's own tags; ``universal`` maps Brown tags to the 12
+universal tags of Petrov et al. (:mod:`rnnkit.data.tagsets`; a tag that is not a Brown tag is an error
+naming its file and line). The model's tags are the train split's. In a user's files a tag found only
+in validation/test is an error naming its file and line. A registry dataset instead keeps going: the
+full Brown tags hold a few compound tags seen only in validation/test (23 and 11 tokens), so the tag
+list gets one more entry, ``<unk-tag>``, that these tokens are read as. It is never a training target,
+and a token whose gold tag is ``<unk-tag>`` always counts as an error (whatever is predicted), so the
+accuracy is over every token of the split, as the perceptron baseline's is. A run that has
+``<unk-tag>`` reads unseen tags in other data (``rnnkit evaluate --data``) the same way.
 
 Model: :class:`~rnnkit.models.Tagger` (BiLSTM, optional CRF with ``model.crf``). Metrics: token
-accuracy and loss (per token). Predictions: ``predictions.jsonl`` on the test split; a confusion
-matrix for up to 20 tags. ``predict`` reads a whitespace-tokenized sentence and answers
-``{"tokens": [...], "tags": [...]}``.
+accuracy and loss (per token); when the model is trained on full tags that are all Brown tags
+(``brown-pos``'s are), also ``universal_accuracy``: the predictions and the gold tags both mapped to the
+universal tags (a gold tag unseen in train is mapped from its own Brown tag, so it can be right there).
+Predictions: ``predictions.jsonl`` on the test split; a confusion matrix for up to 20 tags. ``predict``
+reads a whitespace-tokenized sentence and answers ``{"tokens": [...], "tags": [...]}``.
 """
 
 from __future__ import annotations
@@ -43,7 +56,9 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from ..config import StrictModel
+from ..data import registry
 from ..data.registry import SPLITS, split_by_hash
+from ..data.tagsets import UNIVERSAL_TAGS, brown_to_universal
 from ..data.text import BucketBatchSampler, pad_ids
 from ..data.textfile import check_encoding, read_lines, split_files
 from ..data.vocab import Vocabulary
@@ -64,9 +79,17 @@ CONLLU_COLUMNS = (1, 3)
 _CONLLU_ID = re.compile(r"\d+([-.]\d+)?$")
 #: the most tags the confusion-matrix plot shows (beyond that it is unreadable)
 MAX_PLOT_TAGS = 20
+#: the registry datasets the task reads
+TAGGING_DATASETS = ("brown-pos",)
+#: what a registry dataset's validation/test tag unseen in train reads as (module docstring)
+UNK_TAG = "<unk-tag>"
 
 
 class TaggingDataConfig(StrictModel):
+    dataset: str | None = Field(None, description="registry dataset: brown-pos; ignored when --data is given")
+    tagset: Literal["full", "universal"] = Field(
+        "full", description="full: the data's tags; universal: Brown tags mapped to the 12 universal tags"
+    )
     format: Literal["auto", "conll", "conllu", "wordtag"] = Field("auto", description="see the module docstring")
     token_column: int | None = Field(None, description="conll: default 0; conllu: default 1 (FORM)")
     tag_column: int | None = Field(None, description="conll: default -1 (the last); conllu: default 3 (UPOS)")
@@ -77,6 +100,13 @@ class TaggingDataConfig(StrictModel):
     bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
 
     _encoding = field_validator("encoding")(check_encoding)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str | None) -> str | None:
+        if v is not None and v not in TAGGING_DATASETS:
+            raise ValueError(f"tagging datasets are {', '.join(TAGGING_DATASETS)}, not {v!r}")
+        return v
 
 
 class TaggingModelConfig(StrictModel):
@@ -240,10 +270,27 @@ class Tagging(TaskKind):
         d = self.config.data
         return read_tagged(path, d.format, d.token_column, d.tag_column, d.encoding)
 
-    def _load_splits(self, known_tags: list[str] | None = None) -> tuple[dict[str, list[Sentence]], dict, list[str]]:
-        if self.data_path is None:
-            raise RnnkitError("no data: give --data FILE or FOLDER (CoNLL columns, CoNLL-U, or word/tag lines)")
+    def _read_sources(self) -> tuple[dict[str, list[Sentence]], dict[str, Any]]:
+        """The three splits of the user's file/folder or of the registry dataset, as read (tags unmapped)."""
+        d = self.config.data
         path = self.data_path
+        if path is None and d.dataset is not None:
+            spec = registry.get_spec(d.dataset)
+            raw = registry.load_splits(spec.name)
+            # an error names the split and the record's 1-based position in it
+            splits = {
+                s: [Sentence(r["tokens"], r["tags"], f"{spec.name} {s}", [i] * len(r["tokens"])) for i, r in
+                    enumerate(raw[s], 1)]
+                for s in SPLITS
+            }  # fmt: skip
+            info = {"name": spec.name, "source": f"{spec.client}:{spec.requirement}", "license": spec.license,
+                    "split": spec.split_rule, "format": "wordtag"}  # fmt: skip
+            return splits, info
+        if path is None:
+            raise RnnkitError(
+                "no data: give --data FILE or FOLDER (CoNLL columns, CoNLL-U, or word/tag lines), "
+                f"or set data.dataset ({', '.join(TAGGING_DATASETS)})"
+            )
         if path.is_dir():
             files = split_files(path)
             splits, formats = {}, set()
@@ -258,25 +305,40 @@ class Tagging(TaskKind):
             splits = {s: [r["s"] for r in rows] for s, rows in by_key.items()}
             info = {"source": str(path)}
         info["format"] = "/".join(sorted(formats))
+        return splits, info
+
+    def _load_splits(self, known_tags: list[str] | None = None) -> tuple[dict[str, list[Sentence]], dict, list[str]]:
+        splits, info = self._read_sources()
         for s in SPLITS:
             if not splits[s]:
                 raise RnnkitError(f"the {s} split is empty (need more sentences)", where=info["source"])
-        tags = known_tags or sorted({t for s in splits["train"] for t in s.tags})
+        if self.config.data.tagset == "universal":
+            splits = {s: [_to_universal(x) for x in rows] for s, rows in splits.items()}
+        tags = list(known_tags) if known_tags else sorted({t for s in splits["train"] for t in s.tags})
         known = set(tags)
-        for split in SPLITS if known_tags else SPLITS[1:]:
-            for sent in splits[split]:
-                for tag, line in zip(sent.tags, sent.lines, strict=True):
-                    if tag not in known:
-                        what = "the model was not trained on" if known_tags else "is not in the train split's tags"
-                        raise RnnkitError(
-                            f"tag {tag!r} {what} ({len(tags)} tags: {', '.join(tags[:12])}"
-                            f"{', ...' if len(tags) > 12 else ''})",
-                            where=f"{sent.path}:{line}",
-                        )
-        if len(tags) < 2:
+        unseen = {
+            split: [(sent, tag, line) for sent in splits[split]
+                    for tag, line in zip(sent.tags, sent.lines, strict=True) if tag not in known]
+            for split in (SPLITS if known_tags else SPLITS[1:])
+        }  # fmt: skip
+        if any(unseen.values()):
+            registry_data = self.data_path is None
+            if not known_tags and registry_data:
+                tags.append(UNK_TAG)
+            elif UNK_TAG not in known:
+                sent, tag, line = next(u for rows in unseen.values() for u in rows)
+                what = "the model was not trained on" if known_tags else "is not in the train split's tags"
+                more = ", ..." if len(tags) > 12 else ""
+                raise RnnkitError(
+                    f"tag {tag!r} {what} ({len(tags)} tags: {', '.join(tags[:12])}{more})", where=f"{sent.path}:{line}"
+                )
+            info["unseen_tag_tokens"] = {s: len(rows) for s, rows in unseen.items()}
+            log.info("tags unseen in train, read as %s (counted as errors): %s", UNK_TAG, info["unseen_tag_tokens"])
+        if len([t for t in tags if t != UNK_TAG]) < 2:
             raise RnnkitError(f"need at least 2 tags, the train split has {tags}", where=info["source"])
         info["sizes"] = {s: len(splits[s]) for s in SPLITS}
         info["tokens"] = {s: sum(len(x.tokens) for x in splits[s]) for s in SPLITS}
+        info["tagset"] = self.config.data.tagset
         return splits, info, tags
 
     def _words(self, tokens: list[str]) -> list[str]:
@@ -292,15 +354,20 @@ class Tagging(TaskKind):
             )
             self.vocab.save(run_dir / "vocab.json")
         index = {t: i for i, t in enumerate(self.tags)}
+        unk = index.get(UNK_TAG)  # every tag not in index maps here (_load_splits made sure there is one)
+        self.universal_of = universal_table(self.tags) if d.tagset == "full" else None
         self.splits = {
             s: {
                 "tokens": [x.tokens for x in rows],
                 "tags": [x.tags for x in rows],
                 "ids": [self.vocab.encode(self._words(x.tokens)) for x in rows],
-                "tag_ids": [[index[t] for t in x.tags] for x in rows],
+                "tag_ids": [[index.get(t, unk) for t in x.tags] for x in rows],
             }
             for s, rows in splits.items()
         }
+        if self.universal_of is not None:
+            for data in self.splits.values():
+                data["universal_ids"] = [[universal_id(t) for t in tags] for tags in data["tags"]]
         info["vocabulary"] = len(self.vocab)
         info["tags"] = len(self.tags)
         log.info(
@@ -321,6 +388,7 @@ class Tagging(TaskKind):
         task = cls(config)
         task.tags = list(state["tags"])
         task.vocab = Vocabulary.load(run_dir / state["vocab"])
+        task.universal_of = universal_table(task.tags) if config.data.tagset == "full" else None
         return task
 
     # -- model and training ---------------------------------------------------------------------------
@@ -341,9 +409,15 @@ class Tagging(TaskKind):
         sampler.set_epoch(epoch)
         for idx in sampler:
             x, lengths, y = collate([data["ids"][i] for i in idx], [data["tag_ids"][i] for i in idx])
-            yield {"x": x, "lengths": lengths, "y": y}
+            batch = {"x": x, "lengths": lengths, "y": y}
+            if split != "train" and "universal_ids" in data:
+                batch["y_universal"] = pad_ids([data["universal_ids"][i] for i in idx], 0)
+            yield batch
 
     def trainer_task(self) -> Task:
+        unk = self.tags.index(UNK_TAG) if UNK_TAG in self.tags else None
+        table = torch.tensor(self.universal_of) if self.universal_of is not None else None
+
         def train_step(model, b, carry):
             return model.loss(b["x"], b["lengths"], b["y"]), None, int(b["lengths"].sum())
 
@@ -358,11 +432,21 @@ class Tagging(TaskKind):
                 loss_sum = F.cross_entropy(emissions[mask].float(), y[mask], reduction="sum")
                 pred = emissions.argmax(-1)
             correct = (pred == y) & mask
-            return {"loss_sum": float(loss_sum), "correct": float(correct.sum()), "n": float(mask.sum())}
+            if unk is not None:
+                correct &= y != unk  # an unseen gold tag is an error whatever was predicted
+            stats = {"loss_sum": float(loss_sum), "correct": float(correct.sum()), "n": float(mask.sum())}
+            if table is not None and "y_universal" in b:
+                gold = b["y_universal"]
+                right = (table.to(pred.device)[pred] == gold) & (gold >= 0) & mask
+                stats["universal_correct"] = float(right.sum())
+            return stats
 
         def finalize(s):
             n = max(s["n"], 1.0)
-            return {"loss": s["loss_sum"] / n, "accuracy": s["correct"] / n}
+            out = {"loss": s["loss_sum"] / n, "accuracy": s["correct"] / n}
+            if "universal_correct" in s:
+                out["universal_accuracy"] = s["universal_correct"] / n
+            return out
 
         bs = self.config.train.batch_size
         return Task(
@@ -411,6 +495,35 @@ class Tagging(TaskKind):
         tokens = [text.split() for text in inputs]
         pred = self._tag_ids(model, [self.vocab.encode(self._words(t)) for t in tokens])
         return [{"tokens": t, "tags": [self.tags[i] for i in p]} for t, p in zip(tokens, pred, strict=True)]
+
+
+def _to_universal(sent: Sentence) -> Sentence:
+    """The sentence with its Brown tags mapped to universal tags; a tag that is not Brown's names its line."""
+    out = []
+    for tag, line in zip(sent.tags, sent.lines, strict=True):
+        try:
+            out.append(brown_to_universal(tag))
+        except KeyError:
+            raise RnnkitError(
+                f"tag {tag!r} is not a Brown tag (data.tagset=universal maps Brown tags; use data.tagset=full)",
+                where=f"{sent.path}:{line}",
+            ) from None
+    return Sentence(sent.tokens, out, sent.path, sent.lines)
+
+
+def universal_id(tag: str) -> int:
+    """A Brown tag's index in :data:`UNIVERSAL_TAGS`, or -1 when it is not a Brown tag."""
+    try:
+        return UNIVERSAL_TAGS.index(brown_to_universal(tag))
+    except KeyError:
+        return -1
+
+
+def universal_table(tags: list[str]) -> list[int] | None:
+    """Model tag index -> universal tag index (``<unk-tag>`` -> -2, never right), or None unless every
+    tag is a Brown tag (then there is no universal accuracy to report)."""
+    table = [-2 if t == UNK_TAG else universal_id(t) for t in tags]
+    return None if -1 in table else table
 
 
 def collate(ids: list[list[int]], tags: list[list[int]] | None = None):

@@ -3,11 +3,17 @@
 Data: a registry dataset (``data.dataset``, e.g. ``rotten-tomatoes``) or the user's ``--data FILE``:
 a CSV with a header or a JSONL file, one example per row, with a text and a label column
 (``data.text_column`` / ``data.label_column``). A user file is split like the registry datasets:
-``h(text) % 10 == 0`` test, ``== 1`` validation, the rest train.
+``h(text) % 10 == 0`` test, ``== 1`` validation, the rest train. ``--data FOLDER`` reads the IMDB
+``aclImdb/`` layout (``train|test/pos|neg/<id>_<rating>.txt``; the folder itself or one that holds
+``aclImdb/``): the official train/test split, validation = the train reviews with ``h(text) % 10 == 1``.
 
 Model: :class:`~rnnkit.models.Classifier` over a word vocabulary (``tokenizers``, trained on the train
-split only and saved as ``tokenizer.json`` in the run). Metrics: accuracy, macro-F1, loss; plots: the
-confusion matrix. ``predict`` takes raw texts.
+split only and saved as ``tokenizer.json`` in the run), or, with ``model.pretrained_embeddings`` (e.g.
+``minilm-wordpiece``), over that dataset's WordPiece pieces with its input vectors as the initial embedding
+matrix (``model.freeze_embeddings`` keeps them fixed, ``model.embedding_lr_scale`` trains them slower;
+``model.trim_embeddings`` keeps only the pieces seen in train). The run's ``tokenizer.json`` and
+``model.safetensors`` hold everything ``predict`` needs; the cache is read only when training.
+Metrics: accuracy, macro-F1, loss; plots: the confusion matrix. ``predict`` takes raw texts.
 """
 
 from __future__ import annotations
@@ -15,15 +21,28 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
+from tokenizers import Tokenizer
 
 from ..config import StrictModel
 from ..data import registry
-from ..data.text import BucketBatchSampler, encode_texts, load_tokenizer, pad_collate, train_word_tokenizer
+from ..data.text import (
+    PAD,
+    PAD_ID,
+    UNK,
+    BucketBatchSampler,
+    encode_texts,
+    load_tokenizer,
+    load_wordpiece,
+    pad_collate,
+    train_word_tokenizer,
+    trim_wordpiece,
+)
 from ..data.text import save_tokenizer as _save_tokenizer
 from ..data.textfile import reading
 from ..errors import RnnkitError
@@ -40,15 +59,22 @@ class TextDataConfig(StrictModel):
     dataset: str | None = Field(None, description="a registry dataset; ignored when --data is given")
     text_column: str = "text"
     label_column: str = "label"
-    min_frequency: int = Field(2, ge=1, description="rarer train words become [UNK]")
+    min_frequency: int = Field(2, ge=1, description="word vocabulary: rarer train words become [UNK]")
     max_vocab: int | None = Field(None, ge=3)
     max_length: int | None = Field(None, ge=1, description="tokens kept per text")
     bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
+    replace_br: bool = Field(False, description="'<br />' tags (IMDB reviews) become spaces before tokenizing")
 
 
 class TextModelConfig(StrictModel):
     cell: Literal["lstm", "gru", "rnn_tanh", "rnn_relu", "ln_lstm", "ln_gru", "min_gru", "min_lstm"] = "lstm"
-    embed_dim: int = Field(128, gt=0)
+    embed_dim: int | None = Field(None, gt=0, description="embedding width; null: 128, or the pretrained vectors'")
+    pretrained_embeddings: str | None = Field(
+        None, description="an embeddings dataset (minilm-wordpiece): its WordPiece tokenizer and input vectors"
+    )
+    freeze_embeddings: bool = Field(False, description="pretrained vectors stay fixed")
+    embedding_lr_scale: float = Field(1.0, gt=0, description="pretrained vectors train at lr times this")
+    trim_embeddings: bool = Field(True, description="keep only the pretrained rows of pieces seen in train")
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(1, gt=0)
     bidirectional: bool = True
@@ -61,6 +87,53 @@ class TextClassificationConfig(RecipeConfig):
     task: Literal["text-classification"] = "text-classification"
     data: TextDataConfig = Field(default_factory=TextDataConfig)
     model: TextModelConfig = Field(default_factory=TextModelConfig)
+
+    @model_validator(mode="after")
+    def _check(self):
+        m = self.model
+        if m.pretrained_embeddings is None and (m.freeze_embeddings or m.embedding_lr_scale != 1.0):
+            raise ValueError("model.freeze_embeddings and model.embedding_lr_scale need model.pretrained_embeddings")
+        return self
+
+
+DEFAULT_EMBED_DIM = 128
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def load_pretrained_embeddings(name: str, train_texts: list[str], trim: bool) -> tuple[Tokenizer, torch.Tensor]:
+    """The WordPiece tokenizer and input-embedding matrix (V, E) of embeddings dataset ``name`` (fetched and
+    cached on first use; read with ``safetensors``, never pickle). With ``trim``, both keep only the pieces
+    of ``train_texts`` (+ ``[PAD]`` = 0, ``[UNK]`` = 1)."""
+    from safetensors import SafetensorError, safe_open
+
+    paths = registry.embedding_paths(name)
+    tokenizer = load_wordpiece(paths["tokenizer"])
+    where = str(paths["embeddings"])
+    try:
+        with safe_open(where, framework="pt") as f:
+            keys = list(f.keys())
+            key = next((k for k in ("weight", "embeddings.word_embeddings.weight") if k in keys), None)
+            if key is None:
+                raise RnnkitError(
+                    f"no tensor 'weight' or 'embeddings.word_embeddings.weight' (has {keys[:5]})", where=where
+                )
+            weight = f.get_tensor(key).float()
+    except (SafetensorError, OSError) as e:
+        raise RnnkitError(f"cannot read safetensors: {e}", where=where) from None
+    vocab = tokenizer.get_vocab()
+    if weight.dim() != 2 or weight.shape[0] <= max(vocab.values()):
+        raise RnnkitError(
+            f"the matrix {tuple(weight.shape)} has no row for every one of {len(vocab)} pieces", where=where
+        )
+    if trim:
+        seen = {i for ids in encode_texts(tokenizer, train_texts) for i in ids}
+        tokenizer, rows = trim_wordpiece(tokenizer, seen)
+        weight = weight[rows].clone()
+    elif tokenizer.token_to_id(PAD) != PAD_ID:
+        raise RnnkitError(
+            f"{PAD} has id {tokenizer.token_to_id(PAD)}, not {PAD_ID}; set model.trim_embeddings", where=where
+        )
+    return tokenizer, weight
 
 
 def read_text_file(path: Path, text_column: str, label_column: str) -> list[dict[str, str]]:
@@ -94,6 +167,54 @@ def read_text_file(path: Path, text_column: str, label_column: str) -> list[dict
     return rows
 
 
+ACLIMDB_PARTS = ("train", "test")
+ACLIMDB_LABELS = ("neg", "pos")
+_ACLIMDB_NAME = re.compile(r"(\d+)_(\d+)\.txt")
+
+
+def _aclimdb_root(folder: Path) -> Path:
+    if not (folder / "train").is_dir() and (folder / "aclImdb").is_dir():
+        return folder / "aclImdb"
+    return folder
+
+
+def read_aclimdb(folder: Path) -> dict[str, list[dict[str, str]]]:
+    """The IMDB ``aclImdb/`` folder (or a folder holding it) -> ``{"train", "validation", "test"}`` of
+    ``{"text", "label"}`` with labels ``neg``/``pos``. ``train/unsup`` and other files are ignored.
+
+    Official train/test; validation = the train reviews with ``h(text) % 10 == 1`` (``DATASETS.md``).
+    Files are read in ``(id, rating)`` order (``<id>_<rating>.txt``), so the splits do not depend on the
+    file system.
+    """
+    root = _aclimdb_root(folder)
+    splits: dict[str, list[dict[str, str]]] = {s: [] for s in registry.SPLITS}
+    for part in ACLIMDB_PARTS:
+        for label in ACLIMDB_LABELS:
+            sub = root / part / label
+            if not sub.is_dir():
+                raise RnnkitError(
+                    f"no folder {part}/{label}: expected the aclImdb layout train|test/pos|neg/<id>_<rating>.txt",
+                    where=str(root),
+                )
+            files = [f for f in sub.iterdir() if f.suffix == ".txt" and not f.name.startswith(".") and f.is_file()]
+            if not files:
+                raise RnnkitError("no <id>_<rating>.txt reviews", where=str(sub))
+            files.sort(
+                key=lambda f: (0, *map(int, m.groups())) if (m := _ACLIMDB_NAME.fullmatch(f.name)) else (1, f.name)
+            )
+            for f in files:
+                with reading(f):
+                    text = f.read_text(encoding="utf-8")
+                if not text.strip():
+                    raise RnnkitError("empty review", where=str(f))
+                record = {"text": text, "label": label}
+                if part == "test":
+                    splits["test"].append(record)
+                else:
+                    splits["validation" if registry.text_hash(text) % 10 == 1 else "train"].append(record)
+    return splits
+
+
 def _record(obj: dict, text_column: str, label_column: str, where: str) -> dict[str, str]:
     text, label = obj.get(text_column), obj.get(label_column)
     if text is None or label is None:
@@ -111,11 +232,17 @@ class TextClassification(TaskKind):
     name = "text-classification"
     config_class = TextClassificationConfig
     input_help = "texts to classify"
+    #: the pretrained embedding matrix while training (None otherwise; a run's weights hold it)
+    pretrained: torch.Tensor | None = None
 
     # -- data ---------------------------------------------------------------------------------------
     def _load_splits(self, known_labels: list[str] | None = None):
         d = self.config.data
-        if self.data_path is not None:
+        if self.data_path is not None and self.data_path.is_dir():
+            splits = read_aclimdb(self.data_path)
+            info = {"source": str(self.data_path), "format": "aclImdb", "split": "official; validation from train"}
+            labels = list(ACLIMDB_LABELS)
+        elif self.data_path is not None:
             records = read_text_file(self.data_path, d.text_column, d.label_column)
             splits = registry.split_by_hash(records)
             info = {"source": str(self.data_path)}
@@ -126,7 +253,9 @@ class TextClassification(TaskKind):
             info = {"name": spec.name, "source": f"{spec.client}:{spec.requirement}", "license": spec.license}
             labels = list(spec.labels) if spec.labels else sorted({r["label"] for r in splits["train"]})
         else:
-            raise RnnkitError("no data: give --data FILE (CSV or JSONL with text,label) or set data.dataset")
+            raise RnnkitError(
+                "no data: give --data FILE (CSV or JSONL with text,label) or an aclImdb/ folder, or set data.dataset"
+            )
         for s in registry.SPLITS:
             if not splits[s]:
                 raise RnnkitError(f"the {s} split is empty (need more examples)", where=info["source"])
@@ -143,17 +272,24 @@ class TextClassification(TaskKind):
     def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
         splits, info, labels = self._load_splits(known_labels=self.labels if reuse else None)
         d = self.config.data
+        m = self.config.model
         if not reuse:
             self.labels = labels
-            self.tokenizer = train_word_tokenizer(
-                (r["text"] for r in splits["train"]), min_frequency=d.min_frequency, max_vocab=d.max_vocab
-            )
+            train_texts = self._clean([r["text"] for r in splits["train"]])
+            if m.pretrained_embeddings is not None:
+                self.tokenizer, self.pretrained = load_pretrained_embeddings(
+                    m.pretrained_embeddings, train_texts, trim=m.trim_embeddings
+                )
+                info["embeddings"] = m.pretrained_embeddings
+                log.info("embeddings %s: %d x %d", m.pretrained_embeddings, *self.pretrained.shape)
+            else:
+                self.tokenizer = train_word_tokenizer(train_texts, min_frequency=d.min_frequency, max_vocab=d.max_vocab)
             _save_tokenizer(self.tokenizer, run_dir / "tokenizer.json")
         index = {name: i for i, name in enumerate(self.labels)}
         self.splits = {
             s: {
                 "texts": [r["text"] for r in rows],
-                "ids": encode_texts(self.tokenizer, [r["text"] for r in rows], max_length=d.max_length),
+                "ids": self._encode([r["text"] for r in rows]),
                 "labels": [index[r["label"]] for r in rows],
             }
             for s, rows in splits.items()
@@ -161,6 +297,13 @@ class TextClassification(TaskKind):
         log.info("data %s: %s, labels %s, vocabulary %d", info["source"], info["sizes"], self.labels,
                  self.tokenizer.get_vocab_size())  # fmt: skip
         return info
+
+    def _clean(self, texts: list[str]) -> list[str]:
+        return [_BR.sub(" ", t) for t in texts] if self.config.data.replace_br else texts
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        unk = self.tokenizer.token_to_id(UNK)
+        return encode_texts(self.tokenizer, self._clean(texts), max_length=self.config.data.max_length, unk_id=unk)
 
     def state(self) -> dict[str, Any]:
         return {"labels": self.labels, "tokenizer": "tokenizer.json", "max_length": self.config.data.max_length}
@@ -175,13 +318,33 @@ class TextClassification(TaskKind):
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Classifier:
         m = self.config.model
-        return Classifier(
-            encoder=encoder_args(m, self.tokenizer.get_vocab_size(), bidirectional=m.bidirectional),
+        pretrained = self.pretrained
+        encoder = encoder_args(m, self.tokenizer.get_vocab_size(), bidirectional=m.bidirectional)
+        encoder["embed_dim"] = m.embed_dim or DEFAULT_EMBED_DIM
+        if pretrained is not None:
+            if m.embed_dim is not None and m.embed_dim != pretrained.shape[1]:
+                raise RnnkitError(
+                    f"model.embed_dim={m.embed_dim}, but {m.pretrained_embeddings} vectors have "
+                    f"{pretrained.shape[1]} dimensions (leave embed_dim unset)"
+                )
+            encoder["embed_dim"] = pretrained.shape[1]
+        model = Classifier(
+            encoder=encoder,
             num_classes=len(self.labels),
             pooling=m.pooling,
             head_hidden=m.head_hidden,
             dropout=m.dropout,
         )
+        if pretrained is not None:
+            weight = model.encoder.embedding.weight
+            with torch.no_grad():
+                weight.copy_(pretrained)
+                weight[PAD_ID].zero_()  # the padding row, as nn.Embedding keeps it
+            if m.freeze_embeddings:
+                weight.requires_grad_(False)
+            elif m.embedding_lr_scale != 1.0:
+                weight.lr_scale = m.embedding_lr_scale  # read by the trainer's optimizer
+        return model
 
     def _batches(self, split: str, epoch: int):
         data = self.splits[split]
@@ -244,9 +407,6 @@ class TextClassification(TaskKind):
         return [confusion_matrix_plot(cm, self.labels, run_dir / "plots" / "confusion_matrix.png")]
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
-        ids = encode_texts(self.tokenizer, inputs, max_length=self.state_max_length())
+        ids = self._encode(inputs)
         probs = self._probabilities(model, ids).tolist()
         return [{"text": text} | label_probabilities(p, self.labels) for text, p in zip(inputs, probs, strict=True)]
-
-    def state_max_length(self) -> int | None:
-        return self.config.data.max_length

@@ -54,6 +54,9 @@ class TrainConfig(StrictModel):
     scheduler: Literal["none", "cosine", "linear", "step", "plateau"] = "none"
     warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 over this many optimizer steps")
     step_size: int = Field(1, ge=1, description="'step' scheduler: epochs between decays")
+    step_start: int | None = Field(
+        None, ge=0, description="'step' scheduler: epochs at the initial lr before the first decay (default step_size)"
+    )
     gamma: float = Field(0.5, gt=0, le=1, description="'step'/'plateau' decay factor")
     plateau_patience: int = Field(1, ge=0)
     monitor: str = Field("loss", description="validation metric for best model, plateau and early stopping")
@@ -165,8 +168,16 @@ class Trainer:
 
     # -- pieces ---------------------------------------------------------------------------------
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The configured optimizer over the trainable parameters. A parameter with an ``lr_scale`` attribute
+        (e.g. pretrained embeddings that should move slowly) goes into its own group at ``lr * lr_scale``."""
         c = self.config
-        params = [p for p in model.parameters() if p.requires_grad]
+        groups: dict[float, list[nn.Parameter]] = {}
+        for p in model.parameters():
+            if p.requires_grad:
+                groups.setdefault(float(getattr(p, "lr_scale", 1.0)), []).append(p)
+        params: Any = [
+            {"params": ps, "lr": c.lr * scale} for scale, ps in sorted(groups.items(), key=lambda kv: kv[0] != 1.0)
+        ]
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         if c.optimizer == "adamw":
@@ -194,7 +205,10 @@ class Trainer:
             if c.scheduler == "linear":
                 return w * (1 - progress)
             if c.scheduler == "step":
-                return w * c.gamma ** (step // max(1, c.step_size * steps_per_epoch))
+                # decays after epoch `start`, then every step_size epochs (start = step_size: torch's StepLR)
+                epoch = step // max(1, steps_per_epoch)
+                start = c.step_size if c.step_start is None else c.step_start
+                return w * (c.gamma ** ((epoch - start) // c.step_size + 1) if epoch >= start else 1.0)
             return w
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
