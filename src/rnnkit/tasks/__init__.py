@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     image_classification,
     language_model,
     seq2seq,
+    series_classification,
     tagging,
     text_classification,
 )
