@@ -52,6 +52,7 @@ from .common import (
     PAD_ID,
     SPECIALS,
     UNK_ID,
+    epoch_order,
     masked_cross_entropy,
     pad_references,
     search,
@@ -274,9 +275,7 @@ class Captioning(TaskKind):
         bs = self.config.train.batch_size
         if split == "train":
             pairs = data["pairs"]
-            # the same order for the same (seed, epoch), so a resumed run sees the same batches
-            g = torch.Generator().manual_seed(self.config.train.seed * 100003 + epoch)
-            order = torch.randperm(len(pairs), generator=g).tolist()
+            order = epoch_order(len(pairs), self.config.train.seed, epoch, shuffle=True).tolist()
             for k in range(0, len(order), bs):
                 chosen = [pairs[i] for i in order[k : k + bs]]
                 tgt_out, lengths = _targets([ids for _, ids in chosen])

@@ -45,6 +45,39 @@ def masked_cross_entropy(
 
 
 # -- classification -------------------------------------------------------------------------------------
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> Tensor:
+    """Example order for one pass: a permutation fixed by ``(seed, epoch)`` when shuffling (so a resumed run
+    sees the same batches), else ``0..n-1``."""
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+
+
+def classification_task(batches, num_classes: int, num_examples, batch_size: int):
+    """The trainer's view of a classifier task: batches hold ``x``, ``y`` and, for sequences, ``lengths``;
+    the loss comes from the model, evaluation sums confusion counts (accuracy / macro-F1 / loss)."""
+    from ..training import Task
+
+    K = num_classes
+
+    def inputs(b):
+        return (b["x"], b["lengths"]) if "lengths" in b else (b["x"],)
+
+    def train_step(model, b, carry):
+        return model.loss(*inputs(b), b["y"]), None, len(b["y"])
+
+    def eval_step(model, b):
+        return confusion_stats(model(*inputs(b)), b["y"], K)
+
+    return Task(
+        batches=batches,
+        train_step=train_step,
+        eval_step=eval_step,
+        finalize=lambda s: classification_metrics(s, K),
+        num_batches=lambda split: -(-num_examples(split) // batch_size),
+    )
+
+
 def confusion_stats(logits: Tensor, y: Tensor, K: int) -> dict[str, float]:
     """Additive evaluation sums of a batch of ``K``-class logits (B, K): the confusion counts
     ``cm_{true}_{predicted}``, ``loss_sum`` and ``n``."""

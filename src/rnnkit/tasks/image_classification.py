@@ -38,7 +38,12 @@ from ..models import MLP
 from ..models.base import eval_mode
 from ..training import Task
 from .base import RecipeConfig, TaskKind
-from .common import classification_metrics, confusion_matrix, confusion_stats, label_probabilities
+from .common import (
+    classification_task,
+    confusion_matrix,
+    epoch_order,
+    label_probabilities,
+)
 
 log = logging.getLogger("rnnkit")
 
@@ -300,31 +305,14 @@ class ImageClassification(TaskKind):
     def _batches(self, split: str, epoch: int):
         data = self.splits[split]
         n, bs = len(data["y"]), self.config.train.batch_size
-        if split == "train":  # the same order for the same (seed, epoch), so a resumed run sees the same batches
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.train.seed * 100003 + epoch))
-        else:
-            order = torch.arange(n)
+        order = epoch_order(n, self.config.train.seed, epoch, shuffle=split == "train")
         for i in range(0, n, bs):
             idx = order[i : i + bs]
             yield {"x": data["x"][idx], "y": data["y"][idx]}
 
     def trainer_task(self) -> Task:
-        K = len(self.labels)
-
-        def train_step(model, b, carry):
-            return model.loss(b["x"], b["y"]), None, len(b["y"])
-
-        def eval_step(model, b):
-            return confusion_stats(model(b["x"]), b["y"], K)
-
-        bs = self.config.train.batch_size
-        return Task(
-            batches=self._batches,
-            train_step=train_step,
-            eval_step=eval_step,
-            finalize=lambda s: classification_metrics(s, K),
-            num_batches=lambda split: -(-len(self.splits[split]["y"]) // bs),
-        )
+        n = lambda split: len(self.splits[split]["y"])  # noqa: E731
+        return classification_task(self._batches, len(self.labels), n, self.config.train.batch_size)
 
     # -- outputs ------------------------------------------------------------------------------------
     @torch.no_grad()

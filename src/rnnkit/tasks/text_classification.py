@@ -50,7 +50,7 @@ from ..fileio import atomic_write_jsonl
 from ..models import Classifier
 from ..training import Task
 from .base import RecipeConfig, TaskKind
-from .common import classification_metrics, confusion_matrix, confusion_stats, encoder_args, label_probabilities
+from .common import classification_task, confusion_matrix, encoder_args, label_probabilities
 
 log = logging.getLogger("rnnkit")
 
@@ -362,22 +362,8 @@ class TextClassification(TaskKind):
             yield {"x": ids, "lengths": lengths, "y": labels, "index": torch.tensor(idx)}
 
     def trainer_task(self) -> Task:
-        K = len(self.labels)
-
-        def train_step(model, b, carry):
-            return model.loss(b["x"], b["lengths"], b["y"]), None, len(b["y"])
-
-        def eval_step(model, b):
-            return confusion_stats(model(b["x"], b["lengths"]), b["y"], K)
-
-        bs = self.config.train.batch_size
-        return Task(
-            batches=self._batches,
-            train_step=train_step,
-            eval_step=eval_step,
-            finalize=lambda s: classification_metrics(s, K),
-            num_batches=lambda split: -(-len(self.splits[split]["ids"]) // bs),
-        )
+        n = lambda split: len(self.splits[split]["ids"])  # noqa: E731
+        return classification_task(self._batches, len(self.labels), n, self.config.train.batch_size)
 
     # -- outputs ------------------------------------------------------------------------------------
     def _probabilities(self, model: Classifier, ids: list[list[int]]) -> torch.Tensor:
