@@ -39,6 +39,9 @@ class TaskKind:
     config_class: ClassVar[type[RecipeConfig]]
     #: what ``rnnkit predict`` reads: a short phrase for --help
     input_help: ClassVar[str] = "inputs"
+    #: JSON-able attributes set by :meth:`prepare` that :meth:`predict` needs; the default
+    #: :meth:`state` / :meth:`from_run` save and restore exactly these
+    state_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -66,7 +69,7 @@ class TaskKind:
 
     def state(self) -> dict[str, Any]:
         """JSON-able preprocessing state for ``meta.json`` (label maps, tokenizer file names, ...)."""
-        return {}
+        return {k: getattr(self, k) for k in self.state_keys}
 
     def write_predictions(self, model: Model, run_dir: Path) -> None:
         """Predictions on the test split into ``run_dir`` (``predictions.jsonl``)."""
@@ -79,7 +82,10 @@ class TaskKind:
     @classmethod
     def from_run(cls, config: RecipeConfig, run_dir: Path, state: dict[str, Any]) -> TaskKind:
         """Rebuild the preprocessing (vocabularies, label maps) from a finished run folder."""
-        raise NotImplementedError
+        task = cls(config)
+        for k in cls.state_keys:
+            setattr(task, k, state[k])
+        return task
 
     def predict(self, model: Model, inputs: list[str]) -> list[dict[str, Any]]:
         """One result dict per input, JSON-able."""

@@ -52,6 +52,7 @@ from .common import (
     PAD_ID,
     SPECIALS,
     UNK_ID,
+    VocabularyState,
     epoch_order,
     masked_cross_entropy,
     pad_references,
@@ -181,7 +182,7 @@ def image_folder(json_path: Path, image_dir: str | None) -> Path:
 
 
 # -- the task -------------------------------------------------------------------------------------------
-class Captioning(TaskKind):
+class Captioning(VocabularyState, TaskKind):
     name = "captioning"
     config_class = CaptioningConfig
     input_help = "image files to caption"
@@ -251,15 +252,6 @@ class Captioning(TaskKind):
         for i, p in enumerate(paths):
             out[i] = read_image(p, tuple(d.image_size), d.channels)
         return out
-
-    def state(self) -> dict[str, Any]:
-        return {"vocab": "vocab.json"}
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        task = cls(config)
-        task.vocab = Vocabulary.load(run_dir / state["vocab"])
-        return task
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> ConditionalGenerator:

@@ -19,6 +19,21 @@ SPECIALS = (PAD, UNK, BOS, EOS)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIALS))
 
 
+class VocabularyState:
+    """Mixin for tasks whose only preprocessing state is ``self.vocab``, saved as ``vocab.json`` in the run."""
+
+    def state(self) -> dict[str, Any]:
+        return {"vocab": "vocab.json"}
+
+    @classmethod
+    def from_run(cls, config, run_dir, state):
+        from ..data.vocab import Vocabulary
+
+        task = cls(config)
+        task.vocab = Vocabulary.load(run_dir / state["vocab"])
+        return task
+
+
 def encoder_args(m: Any, vocab_size: int, **extra: Any) -> dict[str, Any]:
     """The token encoder's arguments from a task's ``model`` section (``embed_dim``, ``cell``, ``hidden_size``,
     ``num_layers``, ``dropout``); dropout acts between layers only when there are several. ``extra``:

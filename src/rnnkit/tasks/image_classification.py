@@ -202,6 +202,7 @@ def _label_order(labels: set[str]) -> list[str]:
 class ImageClassification(TaskKind):
     name = "image-classification"
     config_class = ImageClassificationConfig
+    state_keys = ("labels", "num_pixels", "image_shape", "scale", "raw_max")
     input_help = "CSV files of pixel rows, or image files"
 
     def _read(self) -> dict[str, Any]:
@@ -274,22 +275,6 @@ class ImageClassification(TaskKind):
     @property
     def input_shape(self) -> list[int]:
         return self.image_shape if self.image_shape is not None else [self.num_pixels]
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "labels": self.labels,
-            "num_pixels": self.num_pixels,
-            "image_shape": self.image_shape,
-            "scale": self.scale,
-            "raw_max": self.raw_max,
-        }
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        task = cls(config)
-        for k in ("labels", "num_pixels", "image_shape", "scale", "raw_max"):
-            setattr(task, k, state[k])
-        return task
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> MLP:

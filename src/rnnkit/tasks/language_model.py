@@ -67,7 +67,7 @@ from ..models.base import eval_mode
 from ..models.encoder import CellName
 from ..training import Task
 from .base import RecipeConfig, TaskKind
-from .common import encoder_args, masked_cross_entropy
+from .common import VocabularyState, encoder_args, masked_cross_entropy
 
 log = logging.getLogger("rnnkit")
 
@@ -175,7 +175,7 @@ def detokenize(tokens: list[str], level: str) -> str:
 
 
 # -- the task -----------------------------------------------------------------------------------------
-class LanguageModelTask(TaskKind):
+class LanguageModelTask(VocabularyState, TaskKind):
     name = "language-model"
     config_class = LanguageModelTaskConfig
     input_help = "prompts to continue"
@@ -263,15 +263,6 @@ class LanguageModelTask(TaskKind):
             "data %s (%s level): tokens %s, vocabulary %d", info["source"], d.level, info["tokens"], len(self.vocab)
         )
         return info
-
-    def state(self) -> dict[str, Any]:
-        return {"vocab": "vocab.json"}
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        task = cls(config)
-        task.vocab = Vocabulary.load(run_dir / state["vocab"])
-        return task
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> LanguageModel:

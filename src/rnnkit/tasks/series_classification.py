@@ -174,6 +174,7 @@ def pad_series(series: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 class SeriesClassification(TaskKind):
     name = "series-classification"
     config_class = SeriesClassificationConfig
+    state_keys = ("labels", "channels", "normalize", "mean", "std")
     input_help = ".ts files of series (class labels optional)"
 
     def _load(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
@@ -258,17 +259,6 @@ class SeriesClassification(TaskKind):
     def _standardize(self, series: np.ndarray) -> np.ndarray:
         mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
         return (series - mean) / std
-
-    def state(self) -> dict[str, Any]:
-        return {"labels": self.labels, "channels": self.channels, "normalize": self.normalize, "mean": self.mean,
-                "std": self.std}  # fmt: skip
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        task = cls(config)
-        for k in ("labels", "channels", "normalize", "mean", "std"):
-            setattr(task, k, state[k])
-        return task
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Classifier:
