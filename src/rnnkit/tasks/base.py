@@ -34,6 +34,18 @@ class RecipeConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
+class GenerateOptions(StrictModel):
+    """What ``rnnkit generate`` and the server's ``/generate`` may set; ``None`` keeps the run's own setting."""
+
+    max_tokens: int | None = Field(None, ge=1, le=100_000, description="tokens/events generated per sample")
+    temperature: float | None = Field(None, gt=0, description="softmax temperature (sampling)")
+    top_k: int | None = Field(None, ge=0, description="sample among the k most likely (0: all)")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass")
+    beam_size: int | None = Field(None, ge=1, le=64, description="beam search instead of sampling, where supported")
+    num_samples: int = Field(1, ge=1, le=100, description="samples per prompt")
+    seed: int | None = Field(None, description="random seed (sampling)")
+
+
 class TaskKind:
     name: ClassVar[str] = ""
     config_class: ClassVar[type[RecipeConfig]]
@@ -90,6 +102,21 @@ class TaskKind:
     def predict(self, model: Model, inputs: list[str]) -> list[dict[str, Any]]:
         """One result dict per input, JSON-able."""
         raise NotImplementedError
+
+    #: whether :meth:`generate_outputs` is implemented (``rnnkit generate``, the server's ``/generate``)
+    can_generate: ClassVar[bool] = False
+
+    def generate_outputs(
+        self, model: Model, prompts: list[str], options: GenerateOptions, out_dir: Path | None = None
+    ) -> list[dict[str, Any]]:
+        """Generate ``options.num_samples`` samples per prompt (``""``: from scratch); one JSON-able dict each.
+
+        Tasks whose samples are files (MIDI, PNG) write them under ``out_dir`` when given and list their
+        paths in the dict under ``"files"``.
+        """
+        from ..errors import RnnkitError
+
+        raise RnnkitError(f"task {self.name!r} does not generate (rnnkit predict is what it offers)")
 
 
 def get_task(name: str) -> type[TaskKind]:
