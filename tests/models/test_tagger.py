@@ -129,3 +129,31 @@ def test_feature_input_and_validation():
         model.loss(x, torch.tensor([4, 2]), torch.tensor([[0, 1, 2, 3], [0, 1, 9, 9]]))
     with pytest.raises(ValueError, match="lengths must lie in"):
         model(x, torch.tensor([5, 2]))
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_character_features_padding_save_load_and_validation(tmp_path, kind):
+    torch.manual_seed(0)
+    model = Tagger(encoder=dict(vocab_size=V, embed_dim=8, hidden_size=6, bidirectional=True), num_tags=K,
+                   chars=dict(num_chars=9, kind=kind, embed_dim=4, hidden_size=3), crf=True).eval()  # fmt: skip
+    assert model.encoder.config.extra_features == model.chars.output_size
+    ids, lengths, alone = ragged_batch([5, 2, 4], T=7)
+    g = torch.Generator().manual_seed(3)
+    word_len = torch.randint(1, 6, (3, 7), generator=g)
+    chars = torch.randint(1, 9, (3, 7, 5), generator=g).masked_fill(torch.arange(5) >= word_len[..., None], 0)
+    emissions = model(ids, lengths, chars)
+    for i, x in enumerate(alone):  # garbage words past a sentence's end change nothing before it
+        n = x.shape[1]
+        torch.testing.assert_close(emissions[i, :n], model(x, None, chars[i : i + 1, :n])[0])
+    other = chars.clone()
+    other[0, 1] = torch.tensor([3, 3, 0, 0, 0])  # another spelling of one word changes the emissions
+    assert not torch.allclose(model(ids, lengths, other)[0], emissions[0])
+    args, kwargs = model.example_inputs()
+    assert model(*args, **kwargs).shape == (2, 7, K)
+    save_model(model, tmp_path / "chars")
+    loaded = load_model(tmp_path / "chars")
+    assert torch.equal(loaded.predict(ids, lengths, chars), model.predict(ids, lengths, chars))
+    with pytest.raises(ValueError, match="expected chars"):
+        model(ids, lengths)
+    with pytest.raises(ValueError, match="no character features"):
+        tiny()(ids, lengths, chars)

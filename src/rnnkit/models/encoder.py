@@ -38,6 +38,9 @@ class EncoderConfig(StrictModel):
     vocab_size: int | None = Field(None, gt=0, description="token input: number of ids (0 is padding)")
     input_size: int | None = Field(None, gt=0, description="real-valued input: features per step")
     embed_dim: int = Field(128, gt=0, description="embedding size for token input")
+    extra_features: int = Field(
+        0, ge=0, description="token input: features per step joined to the embeddings (e.g. a word's characters)"
+    )
     padding_idx: int = Field(0, ge=0)
     cell: CellName = "lstm"
     hidden_size: int | list[int] = Field(128, description="per-layer width; a list stacks layers of different widths")
@@ -57,6 +60,8 @@ class EncoderConfig(StrictModel):
     def _check(self):
         if (self.vocab_size is None) == (self.input_size is None):
             raise ValueError("set exactly one of vocab_size (token input) and input_size (real-valued input)")
+        if self.extra_features and self.vocab_size is None:
+            raise ValueError("extra_features goes with token input (vocab_size); real-valued input has input_size")
         if self.vocab_size is not None and self.padding_idx >= self.vocab_size:
             raise ValueError(f"padding_idx must be < vocab_size ({self.vocab_size}), got {self.padding_idx}")
         if isinstance(self.hidden_size, list):
@@ -116,7 +121,7 @@ class SequenceEncoder(nn.Module):
         self.embedding = (
             nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.padding_idx) if cfg.vocab_size else None
         )
-        size = cfg.embed_dim if cfg.vocab_size else cfg.input_size
+        size = cfg.embed_dim + cfg.extra_features if cfg.vocab_size else cfg.input_size
         widths = cfg.hidden_size if isinstance(cfg.hidden_size, list) else [cfg.hidden_size]
         D = 2 if cfg.bidirectional else 1
         stacks = []
@@ -131,13 +136,24 @@ class SequenceEncoder(nn.Module):
     def token_input(self) -> bool:
         return self.embedding is not None
 
-    def embed(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor, features: Tensor | None = None) -> Tensor:
+        """The recurrent stack's input: embeddings (joined with ``features`` (B, T, extra_features) when the
+        config has ``extra_features``), or the real-valued features themselves."""
+        extra = self.config.extra_features
         if self.embedding is not None:
             if x.dim() != 2 or x.dtype not in (torch.long, torch.int32, torch.int64):
                 raise ValueError(
                     f"SequenceEncoder: expected token ids (B, T) of integers, got {x.dtype} {tuple(x.shape)}"
                 )
-            return self.embedding(x)
+            e = self.embedding(x)
+            if not extra:
+                if features is not None:
+                    raise ValueError("SequenceEncoder: features given, but the config has no extra_features")
+                return e
+            if features is None or tuple(features.shape) != (*x.shape, extra):
+                got = None if features is None else tuple(features.shape)
+                raise ValueError(f"SequenceEncoder: expected features {(*x.shape, extra)} beside the ids, got {got}")
+            return torch.cat([e, features.to(e.dtype)], dim=-1)
         if x.dim() != 3 or x.shape[-1] != self.config.input_size:
             raise ValueError(
                 f"SequenceEncoder: expected features (B, T, {self.config.input_size}), got {tuple(x.shape)}"
@@ -145,9 +161,9 @@ class SequenceEncoder(nn.Module):
         return x
 
     def forward(
-        self, x: Tensor, lengths: Tensor | None = None, state: list[State] | None = None
+        self, x: Tensor, lengths: Tensor | None = None, state: list[State] | None = None, features: Tensor | None = None
     ) -> tuple[Tensor, list[State]]:
-        h = self.embed(x)
+        h = self.embed(x, features)
         finals: list[State] = []
         for i, stack in enumerate(self.stacks):
             s0 = None if state is None else state[i]

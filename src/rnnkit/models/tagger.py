@@ -3,6 +3,7 @@ r"""Many-to-many, aligned: one tag per input step (POS tagging, NER, chunking, p
 ::
 
     x (B, T) ids or (B, T, F) features -> SequenceEncoder (B, T, D*H) -> dropout -> Linear -> emissions (B, T, K)
+    with ``chars``: x (B, T) word ids + chars (B, T, W) -> [word embedding; CharWordEncoder] -> recurrent stack
     training:   masked token cross-entropy          |  CRF negative log-likelihood (crf=True)
     prediction: argmax per step                     |  Viterbi over the whole sequence
 
@@ -11,6 +12,10 @@ A 2-layer BiLSTM-CRF POS tagger (Huang et al. 2015; Lample et al. 2016) is::
     Tagger(encoder=dict(vocab_size=V, embed_dim=100, hidden_size=128, num_layers=2, bidirectional=True),
            num_tags=K, crf=True, dropout=0.5)
 
+Character features (``chars=CharFeaturesConfig(kind="cnn"|"lstm", ...)``) give every word a vector built
+from its spelling, joined to its embedding, which is what rare and unseen words need (Plank et al. 2016;
+Ma & Hovy 2016). The task passes ``chars`` beside ``x`` to every method.
+
 Emissions are zero past each sequence's length, and :meth:`Tagger.predict` writes
 :data:`PAD_TAG` (-100, PyTorch's ``ignore_index``) there. Tags given to :meth:`Tagger.loss` may
 hold anything at padded steps: only ``lengths`` decides what is real.
@@ -18,7 +23,7 @@ hold anything at padded steps: only ``lengths`` decides what is real.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +31,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..config import StrictModel
-from ..layers import lengths_to_mask
+from ..layers import CharWordEncoder, lengths_to_mask
 from ..layers.masking import check_lengths
 from .base import Model, eval_mode
 from .crf import CRF
@@ -36,10 +41,21 @@ from .encoder import EncoderConfig, SequenceEncoder
 PAD_TAG = -100
 
 
+class CharFeaturesConfig(StrictModel):
+    """Character features of each word (:class:`~rnnkit.layers.CharWordEncoder`)."""
+
+    num_chars: int = Field(gt=1, description="character vocabulary size (0 is padding)")
+    kind: Literal["cnn", "lstm"] = Field("cnn", description="cnn: Ma & Hovy 2016; lstm: a BiLSTM (Lample et al.)")
+    embed_dim: int = Field(32, gt=0)
+    hidden_size: int = Field(64, gt=0, description="CNN filters, or BiLSTM units per direction")
+    kernel_size: int = Field(3, gt=0, description="CNN window over characters (odd)")
+
+
 class TaggerConfig(StrictModel):
     """Configuration of :class:`Tagger` (unknown keys are errors, also inside ``encoder``)."""
 
     encoder: EncoderConfig
+    chars: CharFeaturesConfig | None = Field(None, description="character features joined to word embeddings")
     num_tags: int = Field(gt=1, description="number of tags (K)")
     crf: bool = Field(False, description="score whole tag sequences with a linear-chain CRF")
     dropout: float = Field(0.0, ge=0, lt=1, description="on the encoder's features, before the output layer")
@@ -48,8 +64,9 @@ class TaggerConfig(StrictModel):
 class Tagger(Model):
     """Encoder -> per-step emissions, optionally with a CRF on top (module docstring).
 
-    ``forward(x, lengths=None) -> emissions (B, T, K)``; ``loss(x, lengths, tags) -> scalar``;
-    ``predict(x, lengths=None) -> tags (B, T) long`` with :data:`PAD_TAG` at padded steps.
+    ``forward(x, lengths=None, chars=None) -> emissions (B, T, K)``; ``loss(x, lengths, tags, chars=None) ->
+    scalar``; ``predict(x, lengths=None, chars=None) -> tags (B, T) long`` with :data:`PAD_TAG` at padded steps.
+    ``chars`` (B, T, W) is required exactly when the config has ``chars``.
     """
 
     config_class = TaggerConfig
@@ -59,7 +76,15 @@ class Tagger(Model):
     def __init__(self, config: TaggerConfig | dict | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         cfg = self.config
-        self.encoder = SequenceEncoder(cfg.encoder)
+        self.chars = None
+        encoder = cfg.encoder
+        if cfg.chars is not None:
+            c = cfg.chars
+            self.chars = CharWordEncoder(c.num_chars, c.kind, c.embed_dim, c.hidden_size, c.kernel_size)
+            if encoder.vocab_size is None:
+                raise ValueError("Tagger: character features go with word ids (encoder.vocab_size)")
+            encoder = encoder.model_copy(update={"extra_features": self.chars.output_size})
+        self.encoder = SequenceEncoder(encoder)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.encoder.output_size, cfg.num_tags)
         self.crf = CRF(cfg.num_tags) if cfg.crf else None
@@ -70,15 +95,25 @@ class Tagger(Model):
             return torch.full((B,), T, dtype=torch.long, device=x.device)
         return check_lengths(lengths, B, T, x.device)
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def _char_features(self, x: Tensor, chars: Tensor | None) -> Tensor | None:
+        if self.chars is None:
+            if chars is not None:
+                raise ValueError("Tagger: chars given, but the model has no character features (config.chars)")
+            return None
+        if chars is None or chars.dim() != 3 or tuple(chars.shape[:2]) != tuple(x.shape[:2]):
+            got = None if chars is None else tuple(chars.shape)
+            raise ValueError(f"Tagger: expected chars ({x.shape[0]}, {x.shape[1]}, W) beside the words, got {got}")
+        return self.chars(chars)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None) -> Tensor:
         """Emissions (B, T, K): per-step tag scores (logits without a CRF), zero past each length."""
         lengths = self._lengths(x, lengths)
-        h, _ = self.encoder(x, lengths)  # (B, T, D*H)
+        h, _ = self.encoder(x, lengths, features=self._char_features(x, chars))  # (B, T, D*H)
         emissions = self.head(self.drop(h))  # (B, T, K)
         mask = lengths_to_mask(lengths, x.shape[1])
         return emissions.masked_fill(~mask.unsqueeze(-1), 0.0)
 
-    def loss(self, x: Tensor, lengths: Tensor | None, tags: Tensor) -> Tensor:
+    def loss(self, x: Tensor, lengths: Tensor | None, tags: Tensor, chars: Tensor | None = None) -> Tensor:
         """Mean over real steps of the token cross-entropy, or with ``crf`` the CRF negative
         log-likelihood summed over the batch and divided by the number of real steps (so both
         losses have the same per-token scale)."""
@@ -86,7 +121,7 @@ class Tagger(Model):
         B, T = x.shape[:2]
         if tuple(tags.shape) != (B, T):
             raise ValueError(f"Tagger: expected tags ({B}, {T}), got {tuple(tags.shape)}")
-        emissions = self(x, lengths)
+        emissions = self(x, lengths, chars)
         mask = lengths_to_mask(lengths, T)
         if self.crf is not None:
             return self.crf.nll(emissions, tags, mask, reduction="token_mean")
@@ -99,12 +134,12 @@ class Tagger(Model):
         return F.cross_entropy(emissions[mask], real)
 
     @torch.no_grad()
-    def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def predict(self, x: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None) -> Tensor:
         """Best tags (B, T) long — per-step argmax, or Viterbi with ``crf`` — and :data:`PAD_TAG` at
         padded steps. Runs in eval mode (no dropout) and restores the previous mode."""
         with eval_mode(self):
             lengths = self._lengths(x, lengths)
-            emissions = self(x, lengths)
+            emissions = self(x, lengths, chars)
             mask = lengths_to_mask(lengths, x.shape[1])
             if self.crf is not None:
                 return self.crf.viterbi(emissions, mask, pad=PAD_TAG)[0]
@@ -118,4 +153,8 @@ class Tagger(Model):
         else:
             x = torch.randn(batch_size, length, enc.input_size, generator=g)
         lengths = torch.tensor([max(1, length - i) for i in range(batch_size)])  # ragged, longest first
-        return (x,), {"lengths": lengths}
+        if self.config.chars is None:
+            return (x,), {"lengths": lengths}
+        chars = torch.randint(1, self.config.chars.num_chars, (batch_size, length, 5), generator=g)
+        chars[..., 3:] = 0  # words of 3 characters
+        return (x,), {"lengths": lengths, "chars": chars}

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
@@ -98,6 +99,9 @@ class TaggingDataConfig(StrictModel):
     min_frequency: int = Field(2, ge=1, description="rarer train words become <unk>")
     max_vocab: int | None = Field(None, ge=3, description="keep the most frequent words (specials included)")
     bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
+    max_word_chars: int = Field(
+        20, ge=2, description="character features: longer words keep their first and last max/2 characters"
+    )
 
     _encoding = field_validator("encoding")(check_encoding)
 
@@ -117,6 +121,11 @@ class TaggingModelConfig(StrictModel):
     bidirectional: bool = True
     dropout: float = Field(0.3, ge=0, lt=1, description="on embeddings (locked), between layers, before the output")
     crf: bool = Field(False, description="score whole tag sequences with a linear-chain CRF (Viterbi decoding)")
+    char_features: Literal["none", "cnn", "lstm"] = Field(
+        "none", description="a vector per word from its characters (CNN or BiLSTM), joined to its embedding"
+    )
+    char_embed_dim: int = Field(32, gt=0, description="character embedding size")
+    char_hidden: int = Field(64, gt=0, description="character CNN filters, or BiLSTM units per direction")
 
 
 class TaggingConfig(RecipeConfig):
@@ -265,6 +274,8 @@ class Tagging(TaskKind):
     name = "tagging"
     config_class = TaggingConfig
     input_help = "sentences to tag (tokens separated by spaces)"
+    #: with ``model.char_features``: the characters of the train words (``chars.json`` in the run)
+    char_vocab: Vocabulary | None = None
 
     def _read(self, path: Path) -> tuple[list[Sentence], Format]:
         d = self.config.data
@@ -353,6 +364,10 @@ class Tagging(TaskKind):
                 (self._words(s.tokens) for s in splits["train"]), min_frequency=d.min_frequency, max_size=d.max_vocab
             )
             self.vocab.save(run_dir / "vocab.json")
+            self.char_vocab = None
+            if self.config.model.char_features != "none":  # characters keep their case even with lowercase words
+                self.char_vocab = Vocabulary.build(list(w) for x in splits["train"] for w in x.tokens)
+                self.char_vocab.save(run_dir / "chars.json")
         index = {t: i for i, t in enumerate(self.tags)}
         unk = index.get(UNK_TAG)  # every tag not in index maps here (_load_splits made sure there is one)
         self.universal_of = universal_table(self.tags) if d.tagset == "full" else None
@@ -361,6 +376,7 @@ class Tagging(TaskKind):
                 "tokens": [x.tokens for x in rows],
                 "tags": [x.tags for x in rows],
                 "ids": [self.vocab.encode(self._words(x.tokens)) for x in rows],
+                "char_ids": [self._char_ids(x.tokens) for x in rows] if self.char_vocab is not None else None,
                 "tag_ids": [[index.get(t, unk) for t in x.tags] for x in rows],
             }
             for s, rows in splits.items()
@@ -380,14 +396,24 @@ class Tagging(TaskKind):
         )
         return info
 
+    def _char_ids(self, tokens: list[str]) -> list[list[int]]:
+        """Each word's character ids; a word longer than ``data.max_word_chars`` keeps its two ends."""
+        n = self.config.data.max_word_chars
+        head = n // 2
+        return [self.char_vocab.encode(w if len(w) <= n else w[:head] + w[len(w) - (n - head) :]) for w in tokens]
+
     def state(self) -> dict[str, Any]:
-        return {"tags": self.tags, "vocab": "vocab.json"}
+        state = {"tags": self.tags, "vocab": "vocab.json"}
+        if self.char_vocab is not None:
+            state["chars"] = "chars.json"
+        return state
 
     @classmethod
     def from_run(cls, config, run_dir, state):
         task = cls(config)
         task.tags = list(state["tags"])
         task.vocab = Vocabulary.load(run_dir / state["vocab"])
+        task.char_vocab = Vocabulary.load(run_dir / state["chars"]) if "chars" in state else None
         task.universal_of = universal_table(task.tags) if config.data.tagset == "full" else None
         return task
 
@@ -395,7 +421,11 @@ class Tagging(TaskKind):
     def build_model(self) -> Tagger:
         m = self.config.model
         encoder = encoder_args(m, len(self.vocab), bidirectional=m.bidirectional)
-        return Tagger(encoder=encoder, num_tags=len(self.tags), crf=m.crf, dropout=m.dropout)
+        chars = None
+        if self.char_vocab is not None:
+            chars = dict(num_chars=len(self.char_vocab), kind=m.char_features, embed_dim=m.char_embed_dim,
+                         hidden_size=m.char_hidden)  # fmt: skip
+        return Tagger(encoder=encoder, chars=chars, num_tags=len(self.tags), crf=m.crf, dropout=m.dropout)
 
     def _batches(self, split: str, epoch: int):
         data = self.splits[split]
@@ -410,6 +440,8 @@ class Tagging(TaskKind):
         for idx in sampler:
             x, lengths, y = collate([data["ids"][i] for i in idx], [data["tag_ids"][i] for i in idx])
             batch = {"x": x, "lengths": lengths, "y": y}
+            if data["char_ids"] is not None:
+                batch["chars"] = collate_chars([data["char_ids"][i] for i in idx])
             if split != "train" and "universal_ids" in data:
                 batch["y_universal"] = pad_ids([data["universal_ids"][i] for i in idx], 0)
             yield batch
@@ -419,11 +451,11 @@ class Tagging(TaskKind):
         table = torch.tensor(self.universal_of) if self.universal_of is not None else None
 
         def train_step(model, b, carry):
-            return model.loss(b["x"], b["lengths"], b["y"]), None, int(b["lengths"].sum())
+            return model.loss(b["x"], b["lengths"], b["y"], b.get("chars")), None, int(b["lengths"].sum())
 
         def eval_step(model, b):
             x, lengths, y = b["x"], b["lengths"], b["y"]
-            emissions = model(x, lengths)  # (B, T, K); computed once for the loss and the prediction
+            emissions = model(x, lengths, b.get("chars"))  # (B, T, K); computed once for the loss and the prediction
             mask = lengths_to_mask(lengths, x.shape[1])
             if model.crf is not None:
                 loss_sum = model.crf.nll(emissions, y, mask, reduction="sum")
@@ -458,22 +490,27 @@ class Tagging(TaskKind):
         )
 
     # -- outputs ------------------------------------------------------------------------------------
-    def _tag_ids(self, model: Tagger, ids: list[list[int]]) -> list[list[int]]:
+    def _tag_ids(self, model: Tagger, sentences: list[list[str]]) -> list[list[int]]:
+        """The model's tag ids for each sentence (a list of tokens), batched by length."""
         device = next(model.parameters()).device
+        ids = [self.vocab.encode(self._words(t)) for t in sentences]
         out: list[list[int]] = [[] for _ in ids]
         nonempty = [i for i, x in enumerate(ids) if x]
         sampler = BucketBatchSampler([len(ids[i]) for i in nonempty], 256, shuffle=False)
         for batch in sampler:
             idx = [nonempty[j] for j in batch]
             x, lengths, _ = collate([ids[i] for i in idx])
-            pred = model.predict(x.to(device), lengths.to(device)).cpu().tolist()
+            chars = None
+            if self.char_vocab is not None:
+                chars = collate_chars([self._char_ids(sentences[i]) for i in idx]).to(device)
+            pred = model.predict(x.to(device), lengths.to(device), chars).cpu().tolist()
             for i, row, n in zip(idx, pred, lengths.tolist(), strict=True):
                 out[i] = row[:n]
         return out
 
     def write_predictions(self, model, run_dir) -> None:
         data = self.splits["test"]
-        pred = self._tag_ids(model, data["ids"])
+        pred = self._tag_ids(model, data["tokens"])
         rows = [
             {"tokens": tokens, "tags": tags, "predicted": [self.tags[t] for t in p]}
             for tokens, tags, p in zip(data["tokens"], data["tags"], pred, strict=True)
@@ -487,13 +524,13 @@ class Tagging(TaskKind):
         from ..plots import confusion_matrix_plot
 
         data = self.splits["test"]
-        sentences = zip(data["tag_ids"], self._tag_ids(model, data["ids"]), strict=True)
+        sentences = zip(data["tag_ids"], self._tag_ids(model, data["tokens"]), strict=True)
         cm = confusion_matrix((pair for gold, pred in sentences for pair in zip(gold, pred, strict=True)), K)
         return [confusion_matrix_plot(cm, self.tags, run_dir / "plots" / "confusion_matrix.png")]
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         tokens = [text.split() for text in inputs]
-        pred = self._tag_ids(model, [self.vocab.encode(self._words(t)) for t in tokens])
+        pred = self._tag_ids(model, tokens)
         return [{"tokens": t, "tags": [self.tags[i] for i in p]} for t, p in zip(tokens, pred, strict=True)]
 
 
@@ -524,6 +561,18 @@ def universal_table(tags: list[str]) -> list[int] | None:
     tag is a Brown tag (then there is no universal accuracy to report)."""
     table = [-2 if t == UNK_TAG else universal_id(t) for t in tags]
     return None if -1 in table else table
+
+
+def collate_chars(words: list[list[list[int]]]) -> torch.Tensor:
+    """Sentences of words of character ids -> (B, T, W) long, 0 past each word's and sentence's end."""
+    B = len(words)
+    T = max((len(s) for s in words), default=0)
+    W = max((len(w) for s in words for w in s), default=0)
+    out = np.zeros((B, T, W), dtype=np.int64)
+    for b, sentence in enumerate(words):
+        for t, w in enumerate(sentence):
+            out[b, t, : len(w)] = w
+    return torch.from_numpy(out)
 
 
 def collate(ids: list[list[int]], tags: list[list[int]] | None = None):
