@@ -4,12 +4,16 @@ For each size it times one training step (forward, a scalar loss over every outp
 
 * ``torch.nn.LSTM`` / ``torch.nn.GRU`` — the peers;
 * ``rnnkit.layers.LSTM`` / ``GRU`` on the fused path (target ≤ 1.03× the peer: the wrapper costs nothing);
-* ``rnnkit.layers.LSTM(implementation="loop")`` — the reference loop over rnnkit's own cells (target ≤ 1.5×);
-* ``Recurrent(LayerNormLSTMCell)`` — no CPU peer has a fused LN-LSTM (target ≤ 1.6× ``nn.LSTM``);
-* ``Recurrent(MinGRUCell)`` — the parallel log-space scan, against ``nn.GRU``;
+* ``rnnkit.layers.LSTM(implementation="loop")`` — the time loop over rnnkit's own cells, i.e. the
+  hand-differentiated LSTM loop of ``rnnkit.layers.fastloop`` (target ≤ 1.5×), and
+  ``implementation="reference"`` — ``recur`` per step under autograd (the oracle);
+* ``Recurrent(LayerNormLSTMCell)`` — no CPU peer has a fused LN-LSTM (target ≤ 1.6× ``nn.LSTM``), on
+  the fast loop and on the reference loop;
+* ``Recurrent(MinGRUCell)`` — the chunked linear-space scan, against ``nn.GRU``;
 
 and prints ratios to the peer plus the achieved GFLOP/s of the matmuls against a measured matmul
-ceiling. Run: ``python benchmarks/layers.py`` (``--quick`` for a smoke run, ``--device cuda`` on a GPU).
+ceiling. Run: ``python benchmarks/layers.py`` (``--quick`` for a smoke run, ``--device cuda`` on a GPU;
+``--clock cpu`` with ``OMP_NUM_THREADS=1`` times CPU time, for a shared machine).
 """
 
 from __future__ import annotations
@@ -49,16 +53,17 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke run")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall time or process CPU time")
     args = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes] if args.sizes else DEFAULT_SIZES
     if args.quick:
         sizes, args.repeats = [(8, 32, 16, 32)], 2
     dev = args.device
     torch.manual_seed(0)
-    ceiling = matmul_ceiling(device=dev)
+    ceiling = matmul_ceiling(device=dev, clock=args.clock)
     print(f"# benchmarks/layers.py — {dt.date.today()}")
     print(f"machine: {machine()}")
-    print(f"matmul ceiling (1024² float32): {ceiling:.1f} GFLOP/s\n")
+    print(f"matmul ceiling (1024² float32): {ceiling:.1f} GFLOP/s; clock: {args.clock}\n")
     print("| B | T | I | H | model | ms / training step | ratio to peer | GFLOP/s | % of ceiling |")
     print("|---|---|---|---|---|---|---|---|---|")
     for B, T, I, H in sizes:
@@ -66,15 +71,26 @@ def main(argv=None) -> int:
         models = {
             "torch.nn.LSTM": (torch.nn.LSTM(I, H, batch_first=True), 4, None),
             "rnnkit LSTM (fused)": (LSTM(I, H, batch_first=True), 4, "torch.nn.LSTM"),
-            "rnnkit LSTM (reference loop)": (LSTM(I, H, batch_first=True, implementation="loop"), 4, "torch.nn.LSTM"),
+            "rnnkit LSTM (loop)": (LSTM(I, H, batch_first=True, implementation="loop"), 4, "torch.nn.LSTM"),
+            "rnnkit LSTM (reference loop)": (
+                LSTM(I, H, batch_first=True, implementation="reference"),
+                4,
+                "torch.nn.LSTM",
+            ),
             "rnnkit LayerNorm-LSTM": (Recurrent(LayerNormLSTMCell, I, H), 4, "torch.nn.LSTM"),
+            "rnnkit LayerNorm-LSTM (reference loop)": (
+                Recurrent(LayerNormLSTMCell, I, H, implementation="reference"),
+                4,
+                "torch.nn.LSTM",
+            ),
             "torch.nn.GRU": (torch.nn.GRU(I, H, batch_first=True), 3, None),
             "rnnkit GRU (fused)": (GRU(I, H, batch_first=True), 3, "torch.nn.GRU"),
-            "rnnkit minGRU (scan)": (Recurrent(MinGRUCell, I, H), None, "torch.nn.GRU"),
+            "rnnkit minGRU (chunked scan)": (Recurrent(MinGRUCell, I, H), None, "torch.nn.GRU"),
         }
         for m, *_ in models.values():
             m.to(dev)
-        times = time_interleaved({k: step_fn(m, x, dev) for k, (m, _, _) in models.items()}, args.repeats, device=dev)
+        fns = {k: step_fn(m, x, dev) for k, (m, _, _) in models.items()}
+        times = time_interleaved(fns, args.repeats, device=dev, clock=args.clock)
         for k, (_, gates, peer) in models.items():
             t = times[k]
             ratio = f"{t / times[peer]:.2f}×" if peer else "1.00× (peer)"

@@ -18,7 +18,9 @@ target: ≤ 0.8×).
 By default each side runs ``--batches`` windows ``--repeats`` times, interleaved (plain, rnnkit, then
 rnnkit, plain, ...), after a short warm-up; the fastest repeat is extrapolated to a whole epoch. ``--full`` times one
 whole epoch per side instead. ``--amp`` adds a row for rnnkit with ``train.amp=true`` (bfloat16 autocast;
-the plain script stays float32, so that row is not like for like). ``--smoke`` runs a tiny synthetic
+the plain script stays float32, so that row is not like for like). ``--split`` also times each phase of a
+batch (data, forward, backward, clipping, optimizer) in a hand-written loop over each side's model and
+data, and the Trainer's own overhead against that loop. ``--smoke`` runs a tiny synthetic
 corpus and model in a few seconds (tests). Use ``OMP_NUM_THREADS=1`` on a shared machine: with 2 threads
 and a busy neighbour, OpenMP waits make step times jump by 10x.
 
@@ -52,6 +54,7 @@ from rnnkit.data import registry  # noqa: E402
 from rnnkit.tasks.language_model import LanguageModelTask  # noqa: E402
 from rnnkit.tasks.runner import resolve_config  # noqa: E402
 from rnnkit.training import Trainer  # noqa: E402
+from rnnkit.training.trainer import detach  # noqa: E402
 
 TARGET = 0.8
 #: the smoke run: a tiny model over a synthetic corpus
@@ -144,6 +147,83 @@ def rnnkit_epoch(task, model, ttask, train_config, max_batches: int | None) -> d
     return {"seconds": total, "data": timed.seconds, "batches": result.steps, "loss": result.history[-1]["train_loss"]}
 
 
+# -- where the time goes ----------------------------------------------------------------------------
+PHASES = ("data", "forward", "backward", "clip", "optimizer")
+
+
+def phase_split(step_parts, batches: int) -> dict[str, float]:
+    """Seconds per batch of each phase: ``step_parts()`` yields one ``(phase, callable)`` per phase of a
+    batch, in order; each callable's time is added to its phase."""
+    totals = dict.fromkeys(PHASES, 0.0)
+    for _ in range(batches):
+        for name, fn in step_parts():
+            t = time.perf_counter()
+            fn()
+            totals[name] += time.perf_counter() - t
+    return {k: v / batches for k, v in totals.items()}
+
+
+def plain_parts(model, optimizer, data, bptt: int, clip: float):
+    """The plain script's batch, cut into phases (same calls as :func:`plain_epoch`)."""
+    box = {"i": 0, "hidden": None}
+
+    def parts():
+        def fetch():
+            i = box["i"] if box["i"] + 1 < data.size(0) else 0
+            n = min(bptt, data.size(0) - 1 - i)
+            box["x"], box["y"] = data[i : i + n], data[i + 1 : i + 1 + n].reshape(-1)
+            box["i"] = i + n
+
+        def forward():
+            hidden = None if box["hidden"] is None else tuple(h.detach() for h in box["hidden"])
+            logits, box["hidden"] = model(box["x"], hidden)
+            box["loss"] = F.cross_entropy(logits.view(-1, logits.size(-1)), box["y"])
+
+        def backward():
+            optimizer.zero_grad(set_to_none=True)
+            box["loss"].backward()
+
+        yield "data", fetch
+        yield "forward", forward
+        yield "backward", backward
+        yield "clip", lambda: nn.utils.clip_grad_norm_(model.parameters(), clip)
+        yield "optimizer", optimizer.step
+
+    return parts
+
+
+def rnnkit_parts(model, ttask, optimizer, clip: float):
+    """rnnkit's batch, cut into phases: the task's batches and ``train_step`` (what the Trainer calls), the
+    Trainer's clipping and SGD step, without the Trainer's own bookkeeping."""
+    box = {"it": iter(ttask.batches("train", 0)), "carry": None}
+
+    def parts():
+        def fetch():
+            try:
+                box["batch"] = next(box["it"])
+            except StopIteration:
+                box["it"] = iter(ttask.batches("train", 0))
+                box["batch"], box["carry"] = next(box["it"]), None
+
+        def forward():
+            box["loss"], box["carry"], _ = ttask.train_step(model, box["batch"], detach(box["carry"]))
+
+        def backward():
+            box["loss"].backward()
+
+        def step():
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        yield "data", fetch
+        yield "forward", forward
+        yield "backward", backward
+        yield "clip", lambda: nn.utils.clip_grad_norm_(model.parameters(), clip)
+        yield "optimizer", step
+
+    return parts
+
+
 # -- the run ----------------------------------------------------------------------------------------
 def smoke_corpus(folder: Path, seed: int = 0) -> Path:
     """A small synthetic corpus with train/valid/test files (what ``--data FOLDER`` reads)."""
@@ -173,6 +253,7 @@ def main(argv=None) -> int:
     p.add_argument("--full", action="store_true", help="time one whole epoch per side (no extrapolation)")
     p.add_argument("--amp", action="store_true", help="also rnnkit with train.amp=true (bfloat16 autocast)")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic corpus and model: a few seconds")
+    p.add_argument("--split", action="store_true", help="also time each phase (data, forward, backward, ...)")
     args = p.parse_args(argv)
     overrides = SMOKE if args.smoke else []
     if args.smoke:
@@ -216,6 +297,22 @@ def main(argv=None) -> int:
             order = list(sides.items())
             for name, run in order if rep % 2 == 0 else order[::-1]:  # alternate which side goes first
                 runs[name].append(run(None if args.full else args.batches))
+        splits = {}
+        if args.split:  # the same models and optimizers, each batch cut into timed phases
+            model.train()
+            opt = torch.optim.SGD(model.parameters(), lr=c.lr)
+            parts = {
+                "plain": plain_parts(plain, plain_opt, columns, bptt, c.grad_clip),
+                "rnnkit": rnnkit_parts(model, ttask, opt, c.grad_clip),
+            }
+            for step_parts in parts.values():
+                phase_split(step_parts, args.warmup)
+            for rep in range(args.repeats):
+                for name in ("plain", "rnnkit") if rep % 2 == 0 else ("rnnkit", "plain"):
+                    split = phase_split(parts[name], args.batches)
+                    best = splits.get(name)
+                    if best is None or sum(split.values()) < sum(best.values()):
+                        splits[name] = split
 
     print(f"# benchmarks/ptb_epoch.py — {dt.date.today()}{' (smoke)' if args.smoke else ''}")
     print(f"machine: {machine()}")
@@ -247,6 +344,18 @@ def main(argv=None) -> int:
     print(f"\nrnnkit / plain epoch time: {ratio:.2f}× (target ≤ {TARGET}×: {verdict})")
     if "rnnkit amp" in per:
         print(f"rnnkit amp / plain (float32) epoch time: {per['rnnkit amp'][0] * n_rnnkit / ref:.2f}×")
+    if splits:
+        print(
+            "\nwhere the time goes: ms per batch by phase (a hand-written loop over each side's model and data, "
+            "the fastest of the interleaved repeats; 'trainer overhead' = Trainer ms / batch - this loop's)\n"
+        )
+        print(f"| side | {' | '.join(PHASES)} | total | trainer overhead |")
+        print("|---|" + "---|" * (len(PHASES) + 2))
+        for name, split in splits.items():
+            total = sum(split.values())
+            over = f"{1e3 * (per['rnnkit'][0] - total):+.1f}" if name == "rnnkit" else "—"
+            cells = " | ".join(f"{1e3 * split[k]:.2f} ({100 * split[k] / total:.0f}%)" for k in PHASES)
+            print(f"| {labels[name]} | {cells} | {1e3 * total:.1f} | {over} |")
     return 0
 
 

@@ -18,7 +18,7 @@ def load(name):
 def test_layers_benchmark_smoke(capsys):
     assert load("layers").main(["--quick"]) == 0
     out = capsys.readouterr().out
-    for name in ("torch.nn.LSTM", "rnnkit LSTM (fused)", "reference loop", "LayerNorm-LSTM", "minGRU"):
+    for name in ("torch.nn.LSTM", "rnnkit LSTM (fused)", "LSTM (loop)", "reference loop", "LayerNorm-LSTM", "minGRU"):
         assert name in out
     assert "matmul ceiling" in out and "machine:" in out
 
@@ -54,3 +54,78 @@ def test_recipes_report_reads_finished_runs(tmp_path, capsys):
     assert "1.40" in chars and "| met |" in chars  # the validation figure, not the test one
     assert "not run" in out and "3 epochs, 2.0 min" in out and "machine:" in out
     assert out_md.read_text().startswith("| recipe |")
+
+
+def test_forecasting_benchmark_smoke(tmp_path, monkeypatch, capsys):
+    """The whole script on a fake 144-month series (2 epochs, one ARIMA order), and its results.md section."""
+    import math
+
+    import pytest
+
+    pytest.importorskip("statsmodels")
+    from rnnkit.data import registry
+
+    values = [100 + i + 20 * math.sin(2 * math.pi * i / 12) for i in range(144)]
+    records = [{"time": f"{1949 + i // 12}-{i % 12 + 1:02d}", "value": v} for i, v in enumerate(values)]
+    monkeypatch.setattr(registry, "load_splits", lambda name: {"train": records[:108], "validation": [],
+                                                               "test": records[108:]})  # fmt: skip
+    bench = load("forecasting")
+    assert bench.main(["--quick", "--datasets", "air-passengers", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    names = ["rnnkit recipe `air-passengers`", "ETS (additive trend, additive season)", "multiplicative season"]
+    names += ["statsmodels ARIMA", "seasonal naive (period 12)", "machine:", "## Forecasting (issue #6)"]
+    for name in names:
+        assert name in out, name
+    assert "1958-01..1960-12, 36 points" in out
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\n## Forecasting (issue #6)\n\nold table\n\n## Next\n\nkept\n")
+    bench.write_section("## Forecasting (issue #6)\n\nnew table\n", results)
+    assert results.read_text() == "# Results\n\n## Forecasting (issue #6)\n\nnew table\n\n## Next\n\nkept\n"
+
+
+def test_ucr_benchmark_table_and_section(tmp_path):
+    bench = load("ucr")
+
+    def row(name, acc, overrides, dtw, minirocket):
+        rnnkit = {"accuracy": acc, "seconds": 40.0, "epoch": 90, "epochs": 150, "overrides": overrides}
+        return {"name": name, "rnnkit": rnnkit, "peers": {"1-NN DTW (sktime)": dtw, "MiniRocket (sktime)": minirocket}}
+
+    rows = [row("GunPoint", 96.0, "", (90.7, 12.0), (99.3, 30.0)),
+            row("BasicMotions", 95.0, "data.downsample=2", (97.5, 3.0), (100.0, 20.0))]  # fmt: skip
+    lines = bench.table(rows)
+    assert "| GunPoint | 96.0% | 90.7% | 99.3% | 90.7% | yes |" in lines[2]
+    assert "| BasicMotions | 95.0% | 97.5% | 100.0% | — | **no** |" in lines[3] and "data.downsample=2" in lines[3]
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\n## Time-series classification (issue #6, first measurement)\n\nold\n\n## Next\n")
+    bench.write_section(bench.section(rows, "python benchmarks/ucr.py"), results)
+    text = results.read_text()
+    assert "old" not in text and text.count("## Time-series classification (issue #6)") == 1
+    assert text.endswith("## Next\n") and "| GunPoint | 96.0%" in text
+
+
+def test_varlen_benchmark_smoke(capsys):
+    assert load("varlen").main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for name in ("torch.nn.LSTM packed", "rnnkit lengths=", "bidirectional", "smallest speed-up", "machine:"):
+        assert name in out
+
+
+def test_scan_benchmark_smoke(capsys):
+    assert load("scan").main(["--quick", "--clock", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for name in ("torch.nn.GRU", "chunked scan", "log-space scan", "crossover", "clock: cpu", "machine:"):
+        assert name in out
+
+
+def test_streaming_benchmark_smoke(capsys):
+    assert load("streaming").main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for name in ("torch.nn.LSTM one-step call", "rnnkit LSTM.step", "largest ratio", "machine:"):
+        assert name in out
+
+
+def test_ptb_epoch_split_smoke(capsys):
+    assert load("ptb_epoch").main(["--smoke", "--split"]) == 0
+    out = capsys.readouterr().out
+    for name in ("where the time goes", "forward", "backward", "optimizer", "trainer overhead"):
+        assert name in out

@@ -1,4 +1,4 @@
-"""MinGRUCell / MinLSTMCell: the log-space parallel scan against the sequential step (the oracle)."""
+"""MinGRUCell / MinLSTMCell: the chunked and the log-space scans against the sequential step (the oracle)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit.cells import MinGRUCell, MinLSTMCell
-from rnnkit.cells.minimal import g, log_g, log_space_scan
+from rnnkit.cells.minimal import chunk_size_for, chunked_scan, g, log_g, log_space_scan
 
 B, T, I, H = 4, 11, 3, 5
 CELLS = [MinGRUCell, MinLSTMCell]
@@ -160,6 +160,82 @@ def test_gradcheck_scan(cls):
     assert torch.autograd.gradcheck(scan, (xp, h0), eps=1e-6, atol=1e-6)
 
 
+# -- the two scans, every chunk length ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("method, chunk", [("log", None), ("chunked", 1), ("chunked", 2), ("chunked", 4),
+                                           ("chunked", T), ("chunked", 50), ("chunked", None)])  # fmt: skip
+def test_every_scan_equals_stepping_with_mask_and_gradients(cls, method, chunk):
+    cell = make(cls)
+    x, h0 = data()
+    mask = torch.rand(B, T, generator=torch.Generator().manual_seed(9)) < 0.7
+    mask[0, :3] = False
+    mask[1] = False
+    weights = torch.randn(B, T, H, dtype=F64)
+
+    def run(fn):
+        cell.zero_grad()
+        xx, hh = x.clone().requires_grad_(), h0.clone().requires_grad_()
+        out, hT = fn(cell.project_input(xx), hh)
+        ((out * weights).sum() + hT.pow(2).sum()).backward()
+        return [out.detach(), hT.detach(), xx.grad, hh.grad] + [p.grad.clone() for p in cell.parameters()]
+
+    def scan(xp, hh):
+        out, (hT,) = cell.scan(xp, (hh,), mask=mask, method=method, chunk=chunk)
+        return out, hT
+
+    for a, b in zip(run(scan), run(lambda xp, hh: step_all(cell, xp, hh, mask)), strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_chunked_scan_stays_exact_in_float32_at_long_lengths(cls):
+    # the log-space scan loses ~1e-4..1e-3 at T = 1024 in float32; products in linear space do not
+    cell = make(cls, dtype=torch.float32)
+    x, h0 = data(dtype=torch.float32, t=1500)
+    xp = cell.project_input(x)
+    out, _ = cell.scan(xp, (h0,))
+    ref, _ = step_all(cell.double(), xp.double(), h0.double())
+    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=2e-5)
+
+
+def test_chunked_scan_is_the_affine_recurrence_and_survives_underflow():
+    gen = torch.Generator().manual_seed(8)
+    a = torch.rand(2, 40, 3, generator=gen, dtype=F64)
+    a[0, 5:30] = 1e-200  # running products underflow to 0 inside a chunk: no NaN, no inf
+    b = torch.randn(2, 40, 3, generator=gen, dtype=F64)  # any sign
+    h0 = torch.randn(2, 3, generator=gen, dtype=F64)
+    h, ref = h0, []
+    for t in range(40):
+        h = a[:, t] * h + b[:, t]
+        ref.append(h)
+    for chunk in (None, 1, 7, 40):
+        torch.testing.assert_close(chunked_scan(a, b, h0, chunk=chunk), torch.stack(ref, 1), atol=1e-12, rtol=1e-12)
+    assert [chunk_size_for(t) for t in (1, 2, 8, 1024)] == [1, 1, 2, 18]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7])
+def test_gradcheck_chunked_scan_with_leftover_steps(chunk):
+    gen = torch.Generator().manual_seed(10)
+    a = torch.rand(2, 7, 3, generator=gen, dtype=F64).requires_grad_()
+    b = torch.randn(2, 7, 3, generator=gen, dtype=F64).requires_grad_()
+    h0 = torch.randn(2, 3, generator=gen, dtype=F64).requires_grad_()
+    mask = torch.rand(2, 7, generator=gen) < 0.7
+    assert torch.autograd.gradcheck(lambda a, b, h0: chunked_scan(a, b, h0, mask, chunk), (a, b, h0))
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_linear_coefficients_are_the_log_ones(cls):
+    cell = make(cls)
+    k = torch.randn(B, cls.num_gates * H, dtype=F64) * 4
+    a, b = cell.coefficients(k)
+    log_a, log_b = cell.log_coefficients(k)
+    torch.testing.assert_close(a, log_a.exp())
+    torch.testing.assert_close(b, log_b.exp())
+
+
 # -- the pieces --------------------------------------------------------------------------------
 
 
@@ -307,3 +383,5 @@ def test_scan_validates_shapes(cls):
         cell.scan(xp, mask=torch.ones(B, T))  # not bool
     with pytest.raises(ValueError, match="mask"):
         cell.scan(xp, mask=torch.ones(B, T + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="method"):
+        cell.scan(xp, method="parallel")

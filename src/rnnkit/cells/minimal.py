@@ -5,10 +5,11 @@ Neither gate looks at the previous state, so every step is an affine map of it,
 .. math::
     h_t = a_t \odot h_{t-1} + b_t, \qquad a_t \in (0, 1),\; b_t > 0,
 
-whose coefficients depend on ``x_t`` only. Training runs all steps at once with Heinsen's
-log-space parallel scan (:func:`log_space_scan`, via :meth:`MinimalCell.scan`); decoding runs
-:meth:`~MinimalCell.recur` one step at a time, written directly from the equations (the reference
-the scan is tested against).
+whose coefficients depend on ``x_t`` only. Training runs all steps at once (:meth:`MinimalCell.scan`)
+with a chunked scan in linear space (:func:`chunked_scan`, the default: ``2 sqrt(2T)`` small steps
+instead of ``T``, as accurate as stepping) or Heinsen's log-space parallel scan
+(:func:`log_space_scan`); decoding runs :meth:`~MinimalCell.recur` one step at a time, written
+directly from the equations (the reference both scans are tested against).
 
 Both use the paper's positive activation for the candidate state, so that ``log b_t`` exists:
 
@@ -23,6 +24,8 @@ input size (``2H`` for minGRU, ``3H`` for minLSTM).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -74,6 +77,124 @@ def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, mask: Tensor | None
     return log_A.exp() * h0.unsqueeze(1) + (log_A + log_sum).exp()
 
 
+def chunk_size_for(T: int) -> int:
+    """The default chunk length ``C`` of :func:`chunked_scan`: about ``sqrt(T / 3)``, which balances the
+    ``3 C`` in-chunk steps against the ``T / C`` carry steps."""
+    return max(1, min(T, round(math.sqrt(T / 3))))
+
+
+def _step_into(a: Tensor, b: Tensor, h: Tensor, out: Tensor) -> Tensor:
+    return torch.addcmul(b, a, h, out=out)
+
+
+def _scan_chunks(a: Tensor, b: Tensor, h0: Tensor, out: Tensor, C: int, reverse: bool) -> Tensor:
+    """The chunked scan over ``N * C`` steps (no autograd): writes every state into ``out`` and returns the
+    last one. ``reverse`` runs time backwards (``out_t = a_t out_{t+1} + b_t``, ``h0`` entering at the end)."""
+    B, M, H = a.shape
+    N = M // C
+    av, bv, ov = a.reshape(B, N, C, H), b.reshape(B, N, C, H), out.view(B, N, C, H)
+    order = range(C - 1, -1, -1) if reverse else range(C)
+    # 1. every chunk from a zero state at once: its local end state and the product of its a's
+    first, *rest = order
+    h_loc, prod = bv[:, :, first], av[:, :, first]
+    for c in rest:
+        h_loc = torch.addcmul(bv[:, :, c], av[:, :, c], h_loc)
+        prod = prod * av[:, :, c]
+    # 2. the state entering each chunk, carried across the chunks in order
+    starts = torch.empty_like(h_loc)  # (B, N, H)
+    chunks = range(N - 1, -1, -1) if reverse else range(N)
+    prev = None
+    for n in chunks:
+        if prev is None:
+            starts[:, n] = h0
+        else:
+            _step_into(prod[:, prev], h_loc[:, prev], starts[:, prev], starts[:, n])
+        prev = n
+    last = torch.addcmul(h_loc[:, prev], prod[:, prev], starts[:, prev])
+    # 3. every chunk again, now from its true start, writing the states
+    h = starts
+    for c in order:
+        h = _step_into(av[:, :, c], bv[:, :, c], h, ov[:, :, c])
+    return last
+
+
+def _scan(a: Tensor, b: Tensor, h0: Tensor, C: int, reverse: bool = False) -> Tensor:
+    """All states of the affine recurrence (no autograd); the ``T mod C`` leftover steps run one by one."""
+    B, T, H = a.shape
+    out = torch.empty(B, T, H, dtype=a.dtype, device=a.device)
+    M = (T // C) * C
+    h = h0
+    if reverse:
+        for t in range(T - 1, M - 1, -1):
+            h = _step_into(a[:, t], b[:, t], h, out[:, t])
+        if M:
+            _scan_chunks(a[:, :M], b[:, :M], h, out[:, :M], C, True)
+    else:
+        if M:
+            h = _scan_chunks(a[:, :M], b[:, :M], h, out[:, :M], C, False)
+        for t in range(M, T):
+            h = _step_into(a[:, t], b[:, t], h, out[:, t])
+    return out
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """``h = scan(a, b, h0)`` with its adjoint written out: the gradient runs the same scan backwards in
+    time, ``lam_t = dL/dh_t + a_{t+1} lam_{t+1}``; then ``dL/db = lam``, ``dL/da_t = lam_t h_{t-1}``,
+    ``dL/dh0 = a_0 lam_0``."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor, C: int) -> Tensor:
+        a, b, h0 = a.contiguous(), b.contiguous(), h0.contiguous()
+        h = _scan(a, b, h0, C)
+        ctx.save_for_backward(a, h, h0)
+        ctx.C = C
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h: Tensor):
+        a, h, h0 = ctx.saved_tensors
+        grad_h = grad_h.contiguous()
+        a_next = torch.empty_like(a)
+        a_next[:, :-1] = a[:, 1:]
+        a_next[:, -1] = 0.0
+        lam = _scan(a_next, grad_h, torch.zeros_like(h0), ctx.C, reverse=True)
+        grad_a = torch.empty_like(a)
+        torch.mul(lam[:, 1:], h[:, :-1], out=grad_a[:, 1:])
+        torch.mul(lam[:, 0], h0, out=grad_a[:, 0])
+        return grad_a, lam, a[:, 0] * lam[:, 0], None
+
+
+def chunked_scan(a: Tensor, b: Tensor, h0: Tensor, mask: Tensor | None = None, chunk: int | None = None) -> Tensor:
+    r"""All states of ``h_t = a_t h_{t-1} + b_t`` in linear space, ``C`` steps at a time.
+
+    Time is cut into ``N = T // C`` chunks (the ``T mod C`` leftover steps run one by one). One loop of
+    ``C`` steps runs every chunk at once from a zero state, giving each chunk's local end state and the
+    product of its ``a_t``; a loop of ``N`` steps carries the state across chunks; a second loop of ``C``
+    steps runs every chunk again from its true start and writes the states. That is about ``3 C + N``
+    small elementwise ops (each on ``B * N * H`` or ``B * H`` values) instead of ``T``. The gradient is
+    written out (:class:`_ChunkedScan`): the same scan backwards in time, plus two products.
+
+    Only products and sums of the coefficients appear, never a quotient or a logarithm: with
+    ``a_t`` in [0, 1] the products just shrink (towards 0 without harm), so this is as accurate as
+    stepping, in float32 too, for any ``T`` (unlike the log-space scan, whose error grows with ``T``).
+    ``h0`` and ``b`` may have any sign.
+
+    ``a``, ``b``: (B, T, H); ``h0``: (B, H); ``mask``: (B, T) bool, True at real steps (masked-out
+    steps use ``a = 1, b = 0``: the state is carried unchanged); ``chunk``: ``C`` (default
+    :func:`chunk_size_for`). Returns ``h`` (B, T, H), the state after each step.
+    """
+    B, T, H = a.shape
+    if T == 0:
+        return a.new_zeros(B, 0, H)
+    if mask is not None:
+        keep = mask.unsqueeze(-1)
+        a = torch.where(keep, a, torch.ones((), dtype=a.dtype, device=a.device))
+        b = torch.where(keep, b, torch.zeros((), dtype=b.dtype, device=b.device))
+    C = chunk_size_for(T) if chunk is None else max(1, min(int(chunk), T))
+    return _ChunkedScan.apply(a, b, h0.to(a.dtype), C)
+
+
 class MinimalCell(RecurrentCell):
     """Shared plumbing of :class:`MinGRUCell` and :class:`MinLSTMCell`.
 
@@ -105,6 +226,10 @@ class MinimalCell(RecurrentCell):
         """``(log a, log b)`` of the step ``h_t = a h_{t-1} + b``: (..., G) -> two (..., H)."""
         raise NotImplementedError
 
+    def coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:
+        """``(a, b)`` of the step ``h_t = a h_{t-1} + b``: (..., G) -> two (..., H)."""
+        raise NotImplementedError
+
     def _reject_hooks(self, weight_hh: Tensor | None, h_mask: Tensor | None) -> None:
         if weight_hh is not None or h_mask is not None:
             raise ValueError(
@@ -112,9 +237,19 @@ class MinimalCell(RecurrentCell):
                 "h_mask (recurrent dropout) do not apply; pass neither"
             )
 
-    def scan(self, xp: Tensor, state: State | Tensor | None = None, mask: Tensor | None = None):
+    def scan(
+        self,
+        xp: Tensor,
+        state: State | Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        method: str = "chunked",
+        chunk: int | None = None,
+    ):
         """All steps at once: ``xp`` (B, T, G) from :meth:`project_input`, ``state`` ``(h0,)`` with
         ``h0`` (B, H) of any sign (None for zeros), ``mask`` (B, T) bool, True at real steps.
+        ``method``: ``"chunked"`` (:func:`chunked_scan`, linear space, the default: faster and exact
+        at any length) or ``"log"`` (:func:`log_space_scan`); ``chunk``: the chunked scan's ``C``.
 
         Returns ``(outputs, (h_T,))``: outputs (B, T, H) are the states after each step; at
         masked-out steps the state is carried unchanged (so the output there repeats the last
@@ -139,13 +274,19 @@ class MinimalCell(RecurrentCell):
             raise ValueError(
                 f"{name}.scan: expected a bool mask of shape ({B}, {T}), got {mask.dtype} {tuple(mask.shape)}"
             )
+        if method not in ("chunked", "log"):
+            raise ValueError(f"{name}.scan: method must be 'chunked' or 'log', got {method!r}")
         (h0,) = state
         if T == 0:
             return xp.new_zeros(B, 0, self.hidden_size), (h0,)
-        # low-precision inputs would lose the cumulative sums, so compute in float32 at least
+        # low-precision inputs would lose the running products, so compute in float32 at least
         dtype = torch.promote_types(xp.dtype, torch.float32)
-        log_a, log_b = self.log_coefficients(xp.to(dtype))  # (B, T, H) each
-        h = log_space_scan(log_a, log_b, h0.to(dtype), mask).to(xp.dtype)  # (B, T, H)
+        if method == "chunked":
+            a, b = self.coefficients(xp.to(dtype))  # (B, T, H) each
+            h = chunked_scan(a, b, h0.to(dtype), mask, chunk).to(xp.dtype)  # (B, T, H)
+        else:
+            log_a, log_b = self.log_coefficients(xp.to(dtype))  # (B, T, H) each
+            h = log_space_scan(log_a, log_b, h0.to(dtype), mask).to(xp.dtype)  # (B, T, H)
         return h, (h[:, -1],)
 
     def extra_repr(self) -> str:
@@ -174,6 +315,11 @@ class MinGRUCell(MinimalCell):
     def log_coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:  # (..., 2H) -> 2 x (..., H)
         k_z, k_h = xp.chunk(2, dim=-1)
         return -F.softplus(k_z), -F.softplus(-k_z) + log_g(k_h)
+
+    def coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:  # (..., 2H) -> 2 x (..., H)
+        k_z, k_h = xp.chunk(2, dim=-1)
+        z = torch.sigmoid(k_z)
+        return 1 - z, z * g(k_h)
 
     def recur(self, xp, state, *, weight_hh=None, h_mask=None) -> tuple[Tensor, State]:
         self._reject_hooks(weight_hh, h_mask)
@@ -215,6 +361,11 @@ class MinLSTMCell(MinimalCell):
         k_f, k_i, k_h = xp.chunk(3, dim=-1)
         d = self._log_ratio(k_f, k_i)
         return -F.softplus(d), -F.softplus(-d) + log_g(k_h)
+
+    def coefficients(self, xp: Tensor) -> tuple[Tensor, Tensor]:  # (..., 3H) -> 2 x (..., H)
+        k_f, k_i, k_h = xp.chunk(3, dim=-1)
+        d = self._log_ratio(k_f, k_i)
+        return torch.sigmoid(-d), torch.sigmoid(d) * g(k_h)
 
     def recur(self, xp, state, *, weight_hh=None, h_mask=None) -> tuple[Tensor, State]:
         self._reject_hooks(weight_hh, h_mask)

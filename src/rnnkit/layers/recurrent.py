@@ -4,8 +4,11 @@
 ``lengths`` without packing, and adds the regularisers ``torch.nn`` lacks. When every cell is a
 classic :class:`~rnnkit.cells.RNNCell` / :class:`~rnnkit.cells.LSTMCell` /
 :class:`~rnnkit.cells.GRUCell` and no option needs a per-step hook, the same parameters are run
-through PyTorch's fused kernel (oneDNN on CPU, cuDNN on GPU); otherwise the reference loop runs.
-``layer.path`` says which path the next call takes, ``layer.last_path`` which one ran.
+through PyTorch's fused kernel (oneDNN on CPU, cuDNN on GPU); otherwise the time loop runs
+(``"loop"``: the LSTM cells run the hand-differentiated loop of :mod:`rnnkit.layers.fastloop`, other
+cells ``recur`` per step; ``"reference"``: ``recur`` per step under autograd for every cell, the
+oracle). ``layer.path`` says which path the next call takes, ``layer.last_path`` which one ran.
+:meth:`RecurrentStack.step` runs one step at a time for streaming inference.
 
 Shape legend: ``B`` batch, ``T`` time, ``I`` input, ``H`` hidden, ``O`` cell output, ``L`` layers,
 ``D`` directions (1 or 2). Inputs are batch-first ``(B, T, I)``. The final state is a tuple with one
@@ -40,11 +43,12 @@ from torch import Tensor, nn
 
 from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, State
 from ..cells.base import check_positive_int, check_probability
+from . import fastloop
 from .masking import check_lengths, lengths_to_mask, reverse_padded
 
 log = logging.getLogger("rnnkit")
 
-PATHS = ("auto", "fused", "loop")
+PATHS = ("auto", "fused", "loop", "reference")
 
 
 # -- regularisers -------------------------------------------------------------------------------
@@ -73,13 +77,31 @@ def run_cell(
     h_mask: Tensor | None = None,
     zoneout: float = 0.0,
     training: bool = False,
+    reference: bool = False,
+    xp_has_bias_hh: bool = False,
 ) -> tuple[Tensor, State]:
     """Run one cell forward in time over a projected input ``xp`` (B, T, G).
 
     ``mask`` (B, T) marks real steps: at padded steps the state is carried unchanged and the
     output is zero. Returns outputs (B, T, O) and the final state. Cells with a parallel ``scan``
-    (minGRU/minLSTM) use it when no per-step hook is needed.
+    (minGRU/minLSTM) use it when no per-step hook is needed; the LSTM cells run the
+    hand-differentiated loop of :mod:`rnnkit.layers.fastloop` (same results, fewer ops). With
+    ``reference=True`` every cell runs the plain loop below, ``cell.recur`` once per step under
+    autograd: the oracle the fast paths are tested against. ``xp_has_bias_hh``: ``xp`` came from
+    :func:`rnnkit.layers.fastloop.project_input` (the LSTM cells only).
     """
+    if not reference and fastloop.usable(cell, xp):
+        return fastloop.run_lstm(
+            cell,
+            xp,
+            state,
+            mask,
+            weight_hh=weight_hh,
+            h_mask=h_mask,
+            zoneout=zoneout,
+            training=training,
+            xp_has_bias_hh=xp_has_bias_hh,
+        )
     if hasattr(cell, "scan") and weight_hh is None and h_mask is None and zoneout == 0.0:
         out, state = cell.scan(xp, state, mask)
         if mask is not None:
@@ -182,6 +204,15 @@ def fused_causal(
     return out.index_select(0, inverse), tuple(h.index_select(1, inverse) for h in final)
 
 
+#: one step of a classic cell in torch's own kernel, with the weights in ``_cell_weights``'s order
+_FUSED_STEP = {
+    "lstm": torch.lstm_cell,
+    "gru": torch.gru_cell,
+    "rnn_tanh": torch.rnn_tanh_cell,
+    "rnn_relu": torch.rnn_relu_cell,
+}
+
+
 def _cell_weights(cell: RecurrentCell, weight_hh: Tensor | None) -> list[Tensor]:
     w = [cell.weight_ih, cell.weight_hh if weight_hh is None else weight_hh]
     if cell.bias_ih is not None:
@@ -250,10 +281,69 @@ class RecurrentStack(nn.Module):
 
     @property
     def path(self) -> str:
-        """The path the next call will take in the current mode: ``"fused"`` or ``"loop"``."""
+        """The path the next call will take in the current mode: ``"fused"``, ``"loop"`` or ``"reference"``."""
         if self.implementation != "auto":
             return self.implementation
         return "loop" if self._loop_reason(self.training) is not None else "fused"
+
+    # -- streaming: one step at a time -----------------------------------------------------------
+    def _step_state_out(self, state: State):
+        """The state as :meth:`step` returns it (the drop-ins return a bare tensor where torch does)."""
+        return state
+
+    def step(self, x_t: Tensor, state: State | Tensor | None = None):
+        """One time step for streaming inference: ``x_t`` (B, I), ``state`` as :meth:`forward` takes
+        and returns it (None for zeros) -> ``(y_t (B, O), state)``.
+
+        Stepping a sequence through ``step`` equals :meth:`forward` on the whole sequence (in
+        evaluation mode; zoneout uses its expectation there). Classic cells run torch's one-step
+        kernels (``torch.lstm_cell`` ...) on the layer's own parameters, other cells their
+        ``project_input`` + ``recur``. Unidirectional layers only (a backward direction needs the
+        whole sequence); in training mode no regulariser may be active (they act on whole sequences).
+        Wrap the calls in ``torch.inference_mode()`` for the lowest latency.
+        """
+        name = type(self).__name__
+        grid = self._grid()
+        if len(grid[0]) != 1:
+            raise ValueError(f"{name}.step: a bidirectional layer cannot run one step at a time")
+        if self.training and any(
+            getattr(self, k)
+            for k in ("dropout", "input_dropout", "output_dropout", "recurrent_dropout", "weight_drop", "zoneout")
+        ):
+            raise ValueError(f"{name}.step: regularisers act on whole sequences; call .eval() before stepping")
+        cell0 = grid[0][0]
+        if x_t.dim() != 2 or x_t.shape[-1] != cell0.input_size:
+            raise ValueError(f"{name}.step: expected input (B, {cell0.input_size}), got {tuple(x_t.shape)}")
+        B, L, sizes = x_t.shape[0], len(grid), cell0.state_sizes
+        if state is None:
+            state = tuple(x_t.new_zeros(L, B, s) for s in sizes)
+        elif isinstance(state, Tensor):
+            state = (state,)
+        else:
+            state = tuple(state)
+        if len(state) != len(sizes) or any(tuple(s.shape) != (L, B, k) for s, k in zip(state, sizes, strict=False)):
+            want = ", ".join(f"({L}, {B}, {k})" for k in sizes)
+            got = ", ".join(str(tuple(s.shape)) for s in state)
+            raise ValueError(f"{name}.step: expected state of shapes {want}, got {got}")
+        finals = []
+        y = x_t
+        for layer, (cell,) in enumerate(grid):
+            old = tuple(s[layer] for s in state)
+            kind = _fused_kind(cell)
+            if kind is not None and getattr(cell, "weight_hr", None) is None:
+                new = _FUSED_STEP[kind](y, old if kind == "lstm" else old[0], *_cell_weights(cell, None))
+                new = tuple(new) if kind == "lstm" else (new,)
+            else:
+                new = cell.recur(cell.project_input(y), old)[1]
+            if self.zoneout:  # evaluation mode here: the expectation
+                new = _zoneout(old, new, self.zoneout, False)
+            y = new[0]
+            finals.append(new)
+        if L == 1:
+            final = tuple(f.unsqueeze(0) for f in finals[0])
+        else:
+            final = tuple(torch.stack([f[k] for f in finals]) for k in range(len(sizes)))
+        return y, self._step_state_out(final)
 
     def _run(self, x: Tensor, state: list[State], lengths: Tensor | None) -> tuple[Tensor, list[State]]:
         """``x`` (B, T, I), ``state`` a list over ``layer * D + direction`` of per-cell state tuples."""
@@ -267,7 +357,7 @@ class RecurrentStack(nn.Module):
         kind = _fused_kind(grid[0][0]) if path == "fused" else None
         if lengths is not None and bool((lengths == x.shape[1]).all()):
             lengths = None  # nothing is padded: the plain path below is exact and faster
-        mask = lengths_to_mask(lengths, x.shape[1]) if lengths is not None and path == "loop" else None
+        mask = lengths_to_mask(lengths, x.shape[1]) if lengths is not None and path != "fused" else None
 
         # the plain case: one fused call over every layer and direction, exactly what torch.nn does
         if path == "fused" and not self.weight_drop and not self.variational_dropout and (D == 1 or lengths is None):
@@ -308,15 +398,19 @@ class RecurrentStack(nn.Module):
                     if self.recurrent_dropout and training:
                         p = self.recurrent_dropout
                         h_mask = s0[0].new_empty(s0[0].shape).bernoulli_(1 - p) / (1 - p)
+                    reference = path == "reference"
+                    fast = not reference and fastloop.usable(cell, inp)
                     out, fin = run_cell(
                         cell,
-                        cell.project_input(inp),
+                        fastloop.project_input(cell, inp) if fast else cell.project_input(inp),
                         s0,
                         mask,
                         weight_hh=w_hh,
                         h_mask=h_mask,
                         zoneout=self.zoneout,
                         training=training,
+                        reference=reference,
+                        xp_has_bias_hh=fast,
                     )
                 outs.append(out if d == 0 else reverse_padded(out, lengths))
                 finals.append(fin)
@@ -344,8 +438,10 @@ class Recurrent(RecurrentStack):
         bidirectional: run a second stack of cells backwards in time (``D = 2``).
         dropout, variational_dropout, input_dropout, output_dropout, recurrent_dropout,
         weight_drop, zoneout: regularisers (module docstring).
-        implementation: ``"auto"`` (fused when possible), ``"fused"`` (error if impossible) or
-            ``"loop"`` (always the reference loop; the oracle in tests).
+        implementation: ``"auto"`` (fused when possible), ``"fused"`` (error if impossible),
+            ``"loop"`` (always the time loop: the LSTM cells' hand-differentiated loop, other cells'
+            ``recur`` per step) or ``"reference"`` (``recur`` per step under autograd for every cell;
+            the oracle in tests).
         **cell_kwargs: passed to every cell (``bias``, ``recurrent_init``, ``forget_bias``, ...).
 
     Forward: ``x`` (B, T, I), ``state`` tuple of ``(L*D, B, S_k)`` or None, ``lengths`` (B,) or None

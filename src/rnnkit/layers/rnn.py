@@ -12,10 +12,12 @@ return values are torch's, and ``load_state_dict`` works both ways. What it adds
   (see :mod:`rnnkit.layers.recurrent`);
 * init: ``recurrent_init="orthogonal"`` (each gate block of every ``weight_hh``), ``forget_bias``
   (LSTM: the forget gate's total bias starts at this value);
-* ``implementation="auto"|"fused"|"loop"`` and ``layer.path`` / ``layer.last_path``: the fused
+* ``implementation="auto"|"fused"|"loop"|"reference"`` and ``layer.path`` / ``layer.last_path``: the fused
   kernel runs whenever the options allow it (plain, ``lengths``, dropout variants, weight drop);
   zoneout and recurrent dropout (in training) run the reference loop over rnnkit's cells, which use
   these very parameters.
+* ``step(x_t, hx=None) -> (y_t, hx)`` — streaming inference one step at a time (unidirectional),
+  equal to ``forward`` over the whole sequence; it calls torch's one-step kernels directly.
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ class _DropIn(RecurrentStack):
         elif not self.batch_first:
             out = out.transpose(0, 1)
         return (out, final) if self.mode == "LSTM" else (out, final[0])
+
+    def _step_state_out(self, state):
+        return state if self.mode == "LSTM" else state[0]
 
     def _state_in(self, hx, B: int, x: Tensor, unbatched: bool) -> tuple[Tensor, ...]:
         name = type(self).__name__

@@ -1,0 +1,244 @@
+"""A hand-differentiated time loop for the LSTM cells: the loop path's fast step.
+
+The reference loop (:func:`rnnkit.layers.recurrent.run_cell` with ``reference=True``) calls
+``cell.recur`` once per step and lets autograd record every operation: about a dozen small ops per
+step forward, twice that backward, each with its autograd bookkeeping, and ``T`` small matmuls for
+the gradient of ``weight_hh``. For :class:`~rnnkit.cells.LSTMCell` (without projection) and
+:class:`~rnnkit.cells.LayerNormLSTMCell`, :class:`LSTMLoop` runs the same equations as one autograd
+node instead:
+
+* forward without autograd: ``addmm`` for the hidden product, the activations in place on the gate
+  tensor, ``torch.native_layer_norm`` for the norms (about 9 ops per step);
+* backward written out step by step (the LSTM adjoint; ``native_layer_norm_backward`` for the
+  norms, which also gives their gains' and shifts' gradients), and ``dW_hh = dG^T H`` as one large
+  matmul over all steps instead of ``T`` small ones.
+
+What it does not remove is the per-op cost of ~9 small kernels per step forward and ~15 backward,
+where torch's fused kernel runs one (see ``docs/results.md``: the loop stays 1.5-2x ``nn.LSTM`` at
+small sizes; a compiled C++ step would be the next move).
+
+The hooks the layer's regularisers need are built in: ``weight_hh`` (weight drop: any tensor,
+gradients flow back to it), ``h_mask`` (recurrent dropout), zoneout (training: the per-step masks
+are drawn with ``torch.rand_like`` in the reference's order, so a seeded run draws the same masks;
+evaluation: the expectation) and the padding mask. Results equal the reference loop up to rounding
+(tests compare them in float64, gradients included); ``bias_hh`` is added to the hoisted input
+projection instead of at every step.
+
+Shape legend: ``B`` batch, ``T`` time, ``H`` hidden, ``G = 4H``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cells import LayerNormLSTMCell, LSTMCell, RecurrentCell, State
+
+_ln = torch.native_layer_norm
+_ln_backward = torch.ops.aten.native_layer_norm_backward
+
+
+def supports(cell: RecurrentCell) -> bool:
+    """Whether :func:`run_lstm` can run this cell."""
+    return (type(cell) is LSTMCell and cell.weight_hr is None) or type(cell) is LayerNormLSTMCell
+
+
+def usable(cell: RecurrentCell, x: Tensor) -> bool:
+    """Whether to run this cell on ``x`` with :func:`run_lstm`: a supported cell, and no autocast (under
+    autocast the reference loop runs, with autocast's per-op precision choices)."""
+    return supports(cell) and not torch.is_autocast_enabled(x.device.type)
+
+
+def project_input(cell: RecurrentCell, x: Tensor) -> Tensor:
+    """``cell.project_input(x) + bias_hh`` in one pass (the reference adds ``bias_hh`` at every step)."""
+    if cell.bias_hh is None:
+        return cell.project_input(x)
+    if type(cell) is LSTMCell:
+        return F.linear(x, cell.weight_ih, cell.bias_ih + cell.bias_hh)
+    return cell.ln_ih(F.linear(x, cell.weight_ih)) + (cell.bias_ih + cell.bias_hh)
+
+
+def run_lstm(
+    cell: RecurrentCell,
+    xp: Tensor,
+    state: State,
+    mask: Tensor | None,
+    *,
+    weight_hh: Tensor | None = None,
+    h_mask: Tensor | None = None,
+    zoneout: float = 0.0,
+    training: bool = False,
+    xp_has_bias_hh: bool = False,
+) -> tuple[Tensor, State]:
+    """:func:`~rnnkit.layers.recurrent.run_cell`'s contract for the cells :func:`supports` accepts:
+    ``xp`` (B, T, 4H) from ``cell.project_input`` (or from :func:`project_input`, with
+    ``xp_has_bias_hh=True``), ``state`` ``(h0, c0)``, ``mask`` (B, T) bool or None -> outputs
+    (B, T, H), ``(h_T, c_T)``."""
+    w = cell.weight_hh if weight_hh is None else weight_hh
+    if cell.bias_hh is not None and not xp_has_bias_hh:
+        xp = xp + cell.bias_hh  # added at every step by the reference; once here
+    ln = type(cell) is LayerNormLSTMCell
+    g_hh = cell.ln_hh.weight if ln else None
+    g_c = cell.ln_c.weight if ln else None
+    b_c = cell.ln_c.bias if ln else None
+    eps = cell.eps if ln else 0.0
+    h0, c0 = state
+    if h_mask is not None:
+        h_mask = h_mask.detach()
+    out, h, c = LSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, float(zoneout), bool(training), eps)
+    return out, (h, c)
+
+
+class LSTMLoop(torch.autograd.Function):
+    """``(xp + b_hh, h0, c0, W_hh, [ln gains]) -> (outputs, h_T, c_T)`` over all steps; see the module.
+
+    Per-step tensors are small separate allocations kept in lists, not slices of large preallocated
+    buffers: a fresh multi-megabyte buffer per call costs a page fault per 4 KiB page on first touch,
+    which measured slower than the whole step on the machines we time on; small blocks are reused
+    from the allocator's free lists.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, p, training, eps):
+        B, T, G = xp.shape
+        H = G // 4
+        ln = g_hh is not None
+        zone_train = p > 0 and training
+        zone_eval = p > 0 and not training
+        xs = xp.unbind(1)
+        wt = w.t()
+        steps = mask.unsqueeze(-1).unbind(1) if mask is not None else None
+        hs, cs = [h0], [c0]  # the states entering each step (and the last)
+        hins, acts, tcs, cns, ys = [], [], [], [], []
+        hps, stats_hh, stats_c, masks_h, masks_c = [], [], [], [], []
+        h, c = h0, c0
+        for t in range(T):
+            hin = h if h_mask is None else h * h_mask  # h as it enters the hidden product
+            if ln:
+                hp = torch.mm(hin, wt)
+                hpn, mean, rstd = _ln(hp, (G,), g_hh, None, eps)
+                hps.append(hp)
+                stats_hh.append((mean, rstd))
+                gates = xs[t] + hpn
+            else:
+                gates = torch.addmm(xs[t], hin, wt)
+            i, f, g, o = gates.split(H, 1)
+            gates[:, : 2 * H].sigmoid_()
+            g.tanh_()
+            o.sigmoid_()  # gates now holds the activations: sigmoid, tanh in the g slot
+            cn = torch.addcmul(f * c, i, g)
+            if ln:
+                c_norm, mean_c, rstd_c = _ln(cn, (H,), g_c, b_c, eps)
+                stats_c.append((mean_c, rstd_c))
+                tc = torch.tanh(c_norm)
+            else:
+                tc = torch.tanh(cn)
+            hn = o * tc
+            hins.append(hin)
+            acts.append(gates)
+            tcs.append(tc)
+            cns.append(cn)
+            hz, cz = hn, cn
+            if zone_train:
+                kh, kc = torch.rand_like(hz) < p, torch.rand_like(cz) < p
+                masks_h.append(kh)
+                masks_c.append(kc)
+                hz, cz = torch.where(kh, h, hz), torch.where(kc, c, cz)
+            elif zone_eval:
+                hz, cz = p * h + (1 - p) * hz, p * c + (1 - p) * cz
+            if steps is not None:
+                m = steps[t]
+                ys.append(hz * m.to(hz.dtype))
+                h, c = torch.where(m, hz, h), torch.where(m, cz, c)
+            else:
+                ys.append(hz)
+                h, c = hz, cz
+            hs.append(h)
+            cs.append(c)
+        out = torch.stack(ys, 1)
+        ctx.p, ctx.training, ctx.ln, ctx.eps = p, training, ln, eps
+        ctx.lists = (hs, cs, hins, acts, tcs, cns, hps, stats_hh, stats_c, masks_h, masks_c)
+        ctx.save_for_backward(w, h_mask, mask, g_hh, g_c, b_c)
+        return out, h.clone(), c.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_hT, d_cT):
+        w, h_mask, mask, g_hh, g_c, b_c = ctx.saved_tensors
+        hs, cs, hins, acts, tcs, cns, hps, stats_hh, stats_c, masks_h, masks_c = ctx.lists
+        del ctx.lists
+        p, training, ln = ctx.p, ctx.training, ctx.ln
+        zone_train, zone_eval = p > 0 and training, p > 0 and not training
+        T = len(acts)
+        B, G = acts[0].shape
+        H = G // 4
+        one = torch.ones((), dtype=w.dtype, device=w.device)
+        d_ghh = d_gc = d_bc = None
+        if ln:  # the norms' parameter gradients, summed over the steps
+            d_ghh = torch.zeros_like(g_hh)
+            d_gc = torch.zeros_like(g_c)
+            d_bc = torch.zeros_like(b_c) if b_c is not None else None
+        dy = d_out.unbind(1) if d_out is not None else None  # T x (B, H)
+        dh = d_hT if d_hT is not None else hs[0].new_zeros(B, H)
+        dc = d_cT if d_cT is not None else cs[0].new_zeros(B, H)
+        mf = mask.to(w.dtype).unsqueeze(-1).unbind(1) if mask is not None else None  # T x (B, 1)
+        d_gates, d_hps = [None] * T, [None] * T
+        for t in range(T - 1, -1, -1):
+            # padding, then zoneout: the gradients of the new state (hn, cn) and of the old one
+            if mf is not None:
+                m = mf[t]
+                dhz = dh * m if dy is None else (dy[t] + dh) * m
+                dh_old, dcz, dc_old = dh - dh * m, dc * m, dc - dc * m
+            else:
+                dhz = dh if dy is None else dy[t] + dh
+                dcz, dh_old, dc_old = dc, None, None
+            if zone_train:
+                kh, kc = masks_h[t].to(w.dtype), masks_c[t].to(w.dtype)
+                dhn, dcn = dhz - dhz * kh, dcz - dcz * kc
+                dh_old = dhz * kh if dh_old is None else dh_old + dhz * kh
+                dc_old = dcz * kc if dc_old is None else dc_old + dcz * kc
+            elif zone_eval:
+                dhn, dcn = dhz * (1 - p), dcz * (1 - p)
+                dh_old = dhz * p if dh_old is None else dh_old + dhz * p
+                dc_old = dcz * p if dc_old is None else dc_old + dcz * p
+            else:
+                dhn, dcn = dhz, dcz
+            # the cell: h = o * tanh(N(c)), c = f * c_old + i * g
+            s, tc = acts[t], tcs[t]
+            i, f, g, o = s.split(H, 1)
+            ds = torch.empty_like(s)  # first the gradients of the gate outputs, then through them
+            d_i, d_f, d_g, d_o = ds.split(H, 1)
+            torch.mul(dhn, tc, out=d_o)
+            dtc = dhn * o
+            dtc = torch.addcmul(dtc, dtc * tc, tc, value=-1)  # through tanh
+            if ln:
+                mean_c, rstd_c = stats_c[t]
+                dtc, dgc, dbc = _ln_backward(dtc, cns[t], (H,), mean_c, rstd_c, g_c, b_c, (True, True, b_c is not None))
+                d_gc += dgc
+                if b_c is not None:
+                    d_bc += dbc
+            dct = dcn + dtc
+            torch.mul(dct, g, out=d_i)
+            torch.mul(dct, cs[t], out=d_f)
+            dc_prev = dct * f
+            ds.mul_(torch.addcmul(s, s, s, value=-1))  # sigmoid' = s (1 - s), right for i, f, o
+            torch.mul(dct, i, out=d_g)  # and tanh' = 1 - g^2 for g
+            d_g.mul_(torch.addcmul(one, g, g, value=-1))
+            d_gates[t] = ds
+            if ln:
+                mean, rstd = stats_hh[t]
+                dhp, dghh, _ = _ln_backward(ds, hps[t], (G,), mean, rstd, g_hh, None, (True, True, False))
+                d_ghh += dghh
+                d_hps[t] = dhp
+            else:
+                dhp = ds
+            dh_prev = torch.mm(dhp, w)
+            if h_mask is not None:
+                dh_prev = dh_prev * h_mask
+            dh = dh_prev if dh_old is None else dh_prev + dh_old
+            dc = dc_prev if dc_old is None else dc_prev + dc_old
+        d_xp = torch.stack(d_gates, 1)  # (B, T, G)
+        d_hp = torch.stack(d_hps, 1) if ln else d_xp
+        d_w = torch.mm(d_hp.view(B * T, G).t(), torch.stack(hins, 1).view(B * T, H))
+        return d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc, None, None, None, None, None
