@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import add_run_options, make_parser, print_summary
@@ -14,7 +15,7 @@ examples:
   rnnkit train text-classification --data reviews.csv      # your CSV/JSONL with text,label columns
   rnnkit train sentiment-imdb --data aclImdb/              # your IMDB copy (or a review,sentiment CSV)
   rnnkit train sentiment --config my.yaml                  # YAML on top of the recipe's defaults
-  rnnkit train --resume runs/sentiment                     # continue an interrupted run
+  rnnkit train --resume runs/sentiment                     # continue an interrupted run (Ctrl-C saves first)
   torchrun --nproc_per_node=2 -m rnnkit train sentiment    # the same command, data-parallel
 """
 
@@ -40,14 +41,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 0 when trained, 2 on bad input, 130 when SIGINT/SIGTERM stopped training (after saving a checkpoint)."""
     from rnnkit.errors import RnnkitError
     from rnnkit.tasks.runner import train
+    from rnnkit.training import TrainingInterrupted
 
     if args.resume is not None and (args.target or args.config or args.data):
         raise RnnkitError("--resume continues a run with its saved config; do not give a target, --config or --data")
-    summary = train(
-        args.target, config_file=args.config, overrides=args.overrides, data=args.data, runs_dir=args.runs_dir,
-        name=args.name, resume=args.resume, quiet=args.quiet,
-    )  # fmt: skip
+    try:
+        summary = train(
+            args.target, config_file=args.config, overrides=args.overrides, data=args.data, runs_dir=args.runs_dir,
+            name=args.name, resume=args.resume, quiet=args.quiet,
+        )  # fmt: skip
+    except TrainingInterrupted as e:
+        print(f"rnnkit: {e}", file=sys.stderr)
+        return 130
     print_summary(summary, quiet=args.quiet)
     return 0

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from ..errors import RnnkitError
 
+# A CSV field may hold a whole document: lift the csv module's 128 KiB default (a safety limit, not a rule of
+# the format), so a long text is read, and a malformed row after it is reported with its line number.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
 SPLIT_WORDS = {
     "train": ("train",),
     "validation": ("dev", "val", "valid", "validation"),

@@ -15,13 +15,30 @@ It owns the loop: device, mixed precision, optimizer and schedule, gradient accu
 early stopping on a validation metric, callbacks, checkpoints that resume to the same weights, progress
 and logs, and data-parallel training under ``torchrun`` (each batch is split across ranks, so the same
 command with N processes trains on the same global batches).
+
+Faults. A NaN/Inf training loss, or a non-finite gradient norm before the optimizer step (after unscaling;
+with float16 loss scaling on CUDA an overflowing gradient is the scaler's business: it skips the step and
+lowers the scale, as usual), is handled by ``train.on_nonfinite``: ``stop`` raises :class:`NonFiniteError`;
+``skip`` drops that accumulated step (the optimizer is not stepped, the batch's loss is not counted);
+``rollback`` restores the state of the last checkpoint (the same state ``--resume`` would load; kept in
+memory, so it works without a run folder too), multiplies the learning rate by ``nonfinite_lr_factor`` and
+trains on, at most ``max_rollbacks`` times. Every event is a warning in ``train.log`` and is counted in the
+epoch records (``skipped_steps``, ``rollbacks``, present once non-zero).
+
+Interruption. SIGINT (Ctrl-C) or SIGTERM while training (one process, main thread) stops after the current
+optimizer step: a checkpoint is written and :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) is
+raised, so ``fit(..., resume=True)`` continues from exactly there. A second signal aborts at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,12 +47,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..config import StrictModel
+from ..errors import RnnkitError
+from ..fileio import atomic_write_file, atomic_write_jsonl, remove_temporaries
 from . import distributed as dist
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger("rnnkit")
 
@@ -69,6 +88,23 @@ class TrainConfig(StrictModel):
     keep_checkpoints: int = Field(2, ge=1)
     log_every: int = Field(50, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (smoke runs)")
+    on_nonfinite: Literal["stop", "skip", "rollback"] = Field(
+        "stop",
+        description="a NaN/Inf loss or gradient: stop (one-line error, the run folder stays resumable), skip that "
+        "optimizer step, or rollback to the last checkpoint and train on at lr * nonfinite_lr_factor",
+    )
+    nonfinite_lr_factor: float = Field(0.5, gt=0, lt=1, description="rollback: the lr is multiplied by this each time")
+    max_rollbacks: int = Field(3, ge=1, description="rollback: stop after this many rollbacks in one run")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "auto":
+            try:
+                torch.device(v)
+            except (RuntimeError, ValueError):
+                raise ValueError(f"{v!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        return v
 
 
 @dataclass
@@ -92,10 +128,11 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise RnnkitError(f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import RnnkitError
-
         raise RnnkitError(f"train.device={name!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
     return dev
 
@@ -131,6 +168,76 @@ class Task:
     eval_step: Callable[[nn.Module, Any], dict[str, float]]
     finalize: Callable[[dict[str, float]], dict[str, float]]
     num_batches: Callable[[str], int] | None = None
+
+
+class NonFiniteError(RnnkitError):
+    """Training met a NaN/Inf loss or gradient and ``train.on_nonfinite`` (or the rollback limit) says stop."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped training after a step; ``checkpoint`` is where it was saved (None: no run folder)."""
+
+    def __init__(self, message: str, checkpoint: Path | None = None, signal_name: str = "SIGINT") -> None:
+        super().__init__(message)
+        self.message = message
+        self.checkpoint = checkpoint
+        self.signal_name = signal_name
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class _Snapshot:
+    """The state of the last checkpoint, on the CPU, for ``on_nonfinite: rollback``."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    rng: tuple[dict[str, torch.Tensor], dict[str, Any]]
+    step: int
+    state: dict[str, Any]
+
+
+def _cpu_copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _mark_last(items: Iterable[Any]):
+    """``(item, is_last)`` pairs, reading one item ahead."""
+    it = iter(items)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for item in it:
+        yield prev, False
+        prev = item
+    yield prev, True
+
+
+def _scale_lr(optimizer: torch.optim.Optimizer, scheduler: Any, ratio: float) -> None:
+    """Multiply every learning rate (the optimizer's, and a per-step schedule's base rates) by ``ratio``."""
+    for g in optimizer.param_groups:
+        g["lr"] *= ratio
+        if "initial_lr" in g:
+            g["initial_lr"] *= ratio
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
+    if scheduler is not None and hasattr(scheduler, "min_lrs"):  # ReduceLROnPlateau
+        scheduler.min_lrs = [lr * ratio for lr in scheduler.min_lrs]
+
+
+_STATE_DEFAULTS: dict[str, Any] = {
+    "epoch": 0, "batch": 0, "best": None, "bad_epochs": 0, "history": [], "skipped_steps": 0, "rollbacks": 0,
+    "lr_scale": 1.0,
+}  # fmt: skip
 
 
 @dataclass
@@ -254,22 +361,34 @@ class Trainer:
         scheduler = self.make_scheduler(optimizer, total, max(1, steps_per_epoch))
         scaler = torch.amp.GradScaler("cuda", enabled=c.amp and self.device.type == "cuda")
         result = FitResult()
-        state = {"epoch": 0, "batch": 0, "best": None, "bad_epochs": 0, "history": []}
+        state = copy.deepcopy(_STATE_DEFAULTS)
         ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None else None
         if resume:
             path = latest_checkpoint(ckpt_dir) if ckpt_dir is not None else None
             if path is None:
-                from ..errors import RnnkitError
-
                 raise RnnkitError(f"nothing to resume: no checkpoint under {ckpt_dir}")
-            state = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler)
+            state = {**copy.deepcopy(_STATE_DEFAULTS), **load_checkpoint(path, model=model, optimizer=optimizer,
+                                                                         scheduler=scheduler)}  # fmt: skip
             self.step = state["step"]
+            saved_lr = state.get("config_lr", c.lr)
+            if saved_lr != c.lr:  # `--resume --set train.lr=...`: the saved optimizer holds the old lr
+                _scale_lr(optimizer, scheduler, c.lr / saved_lr)
+                log.info("train.lr %g -> %g: learning rates scaled by %g", saved_lr, c.lr, c.lr / saved_lr)
+            if self.world.is_main:  # what a killed process left half-written
+                remove_temporaries(ckpt_dir)
+                remove_temporaries(self.run_dir)
             log.info("resumed from %s (epoch %d, batch %d)", path, state["epoch"] + 1, state["batch"])
         result.history = state["history"]
+        if resume:
+            self._write_metrics(result.history)  # drop records of epochs after the checkpoint
+        self._snapshot = None
+        if c.on_nonfinite == "rollback":
+            self._take_snapshot(model, optimizer, scheduler, state, state.get("carry"))
         writer = self._tensorboard()
         for cb in self.callbacks:
             cb.on_fit_start(self)
         progress = _Progress(quiet=self.quiet or not self.world.is_main)
+        restore_signals = self._catch_signals()
         try:
             epoch = state["epoch"]
             while epoch < c.epochs and not self.stop:
@@ -284,41 +403,82 @@ class Trainer:
                 train_model.train()
                 total_batches = task.num_batches("train") if task.num_batches else None
                 progress.start(f"epoch {epoch + 1}/{c.epochs}", total_batches)
-                for i, batch in enumerate(task.batches("train", epoch)):
+                batches: Iterable[tuple[Any, bool]] = task.batches("train", epoch)
+                # a last, partial accumulation group is stepped at the end of the epoch (not carried into the next)
+                batches = _mark_last(batches) if c.grad_accum > 1 else ((b, False) for b in batches)
+                group = (loss_sum, n_sum, carry)  # at the start of the current accumulation group
+                bad_loss: tuple[float, int] | None = None
+                stepped = skipped = 0
+                rolled_back = False
+                for i, (batch, is_last) in enumerate(batches):
                     if i < skip:
                         continue  # already trained on before the interruption
                     batch = move(self.world.shard(batch), self.device)
                     with self._autocast():
                         loss, carry, n = task.train_step(train_model, batch, carry)
                     carry = detach(carry)
-                    if not torch.isfinite(loss):
-                        from ..errors import RnnkitError
-
-                        raise RnnkitError(
-                            f"training loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
-                            "lower train.lr or enable train.grad_clip"
-                        )
-                    scaler.scale(loss / c.grad_accum).backward()
-                    loss_sum += float(loss.detach()) * n
-                    n_sum += n
+                    loss_value = float(loss.detach())
+                    if math.isfinite(loss_value):
+                        scaler.scale(loss / c.grad_accum).backward()
+                        loss_sum += loss_value * n
+                        n_sum += n
+                    elif bad_loss is None:
+                        bad_loss = (loss_value, i)
                     n_step += n
-                    if (i + 1) % c.grad_accum == 0:
-                        self._optimizer_step(model, optimizer, scaler, n_step)
-                        n_step = 0
+                    if (i + 1) % c.grad_accum and not is_last:
+                        continue
+                    ok = self._optimizer_step(model, optimizer, scaler, n_step, bad_loss is not None)
+                    n_step = 0
+                    if not ok:  # a non-finite loss or gradient: nothing was applied
+                        what = f"gradient norm became {self._norm}"
+                        if bad_loss is not None:
+                            what = f"loss became {bad_loss[0]}"
+                        at = f"epoch {epoch + 1}, batch {(bad_loss[1] if bad_loss else i) + 1}"
+                        bad_loss = None
+                        if c.on_nonfinite == "skip":
+                            loss_sum, n_sum, carry = group
+                            skipped += 1
+                            state["skipped_steps"] += 1
+                            log.warning("training %s at %s: optimizer step skipped (%d skipped so far)",
+                                        what, at, state["skipped_steps"])  # fmt: skip
+                        elif c.on_nonfinite == "rollback" and state["rollbacks"] < c.max_rollbacks:
+                            state = self._rollback(model, optimizer, scheduler, state, f"training {what} at {at}")
+                            result.history = state["history"]
+                            rolled_back = True
+                            break
+                        else:
+                            self._nonfinite_stop(what, at, state)
+                    else:
+                        stepped += 1
+                        group = (loss_sum, n_sum, carry)
                         if scheduler is not None and c.scheduler != "plateau":
                             scheduler.step()
                         for cb in self.callbacks:
-                            cb.on_step_end(self, self.step, float(loss.detach()))
+                            cb.on_step_end(self, self.step, loss_value)
                         if writer is not None:
-                            writer.add_scalar("train/loss", float(loss.detach()), self.step)
+                            writer.add_scalar("train/loss", loss_value, self.step)
+                        saved = None
                         if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                             state.update(epoch=epoch, batch=i + 1, loss_sum=loss_sum, n_sum=n_sum)
-                            self._checkpoint(model, optimizer, scheduler, state, carry)
-                    progress.advance(float(loss.detach()), n, i + 1)
+                            saved = self._checkpoint(model, optimizer, scheduler, state, carry)
+                        if self._signal is not None:
+                            if saved is None:
+                                state.update(epoch=epoch, batch=i + 1, loss_sum=loss_sum, n_sum=n_sum)
+                                saved = self._checkpoint(model, optimizer, scheduler, state, carry)
+                            self._interrupted(saved, f"epoch {epoch + 1}, batch {i + 1}")
+                    progress.advance(loss_value, n, i + 1)
                     if c.max_steps and self.step >= c.max_steps:
                         self.stop = True
                         break
                 progress.stop()
+                if rolled_back:
+                    epoch = state["epoch"]
+                    continue
+                if skipped and not stepped and skip == 0:
+                    raise NonFiniteError(
+                        f"every optimizer step of epoch {epoch + 1} was non-finite and skipped; lower train.lr, "
+                        "enable train.grad_clip, or check the data"
+                    )
                 tot = self.world.all_reduce_sum({"loss": loss_sum, "n": float(n_sum)})
                 record: dict[str, Any] = {
                     "epoch": epoch + 1,
@@ -327,6 +487,9 @@ class Trainer:
                     "lr": optimizer.param_groups[0]["lr"],
                     "seconds": round(time.perf_counter() - t0, 3),
                 }
+                for key in ("skipped_steps", "rollbacks"):
+                    if state[key]:
+                        record[key] = state[key]
                 if val_split is not None:
                     metrics = self.evaluate(model, task, val_split)
                     for cb in self.callbacks:
@@ -334,8 +497,6 @@ class Trainer:
                     record.update({f"val_{k}": v for k, v in metrics.items()})
                     value = metrics.get(c.monitor)
                     if value is None:
-                        from ..errors import RnnkitError
-
                         raise RnnkitError(
                             f"train.monitor={c.monitor!r} is not a validation metric; choose one of {sorted(metrics)}"
                         )
@@ -348,7 +509,7 @@ class Trainer:
                     else:
                         state["bad_epochs"] += 1
                 result.history.append(record)
-                self._log_epoch(record, writer)
+                self._log_epoch(record, writer, result.history)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, record)
                 epoch += 1
@@ -357,8 +518,11 @@ class Trainer:
                     log.info("early stopping: %s did not improve for %d epochs", c.monitor, c.early_stopping)
                     result.stopped_early = True
                     self.stop = True
-                self._checkpoint(model, optimizer, scheduler, state)
+                saved = self._checkpoint(model, optimizer, scheduler, state)
+                if self._signal is not None:
+                    self._interrupted(saved, f"the end of epoch {epoch}")
         finally:
+            restore_signals()
             progress.stop()
             if writer is not None:
                 writer.close()
@@ -368,22 +532,120 @@ class Trainer:
             cb.on_fit_end(self, result.history)
         return result
 
-    def _optimizer_step(self, model, optimizer, scaler, n_local: int) -> None:
+    def _optimizer_step(self, model, optimizer, scaler, n_local: int, bad_loss: bool = False) -> bool:
+        """Apply the accumulated gradients; False (nothing applied, gradients dropped) when the loss or the
+        gradient norm was not finite on any rank."""
+        c = self.config
         self.world.sync_grads(model, n_local)
-        if self.config.grad_clip is not None:
+        check = not scaler.is_enabled()  # float16 loss scaling handles overflowing gradients itself
+        unscaled = False
+        if c.grad_clip is not None and not bad_loss:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+            unscaled = scaler.is_enabled()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+        elif check and not bad_loss:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        self._norm = float(norm) if check and not bad_loss else None
+        bad = bad_loss or (check and not math.isfinite(self._norm))
+        if self.world.size > 1:  # every rank takes the same decision
+            bad = self.world.all_reduce_sum({"bad": float(bad)})["bad"] > 0
+        if bad:
+            optimizer.zero_grad(set_to_none=True)
+            if unscaled:
+                scaler.update()  # unscale_ was called: close the scaler's iteration
+            return False
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        return True
+
+    # -- faults ---------------------------------------------------------------------------------
+    def _nonfinite_stop(self, what: str, at: str, state: dict[str, Any]) -> None:
+        c = self.config
+        tried = f" after {state['rollbacks']} rollbacks" if c.on_nonfinite == "rollback" else ""
+        message = (
+            f"training {what} at {at} (step {self.step + 1}){tried}; "
+            "lower train.lr, enable train.grad_clip, or set train.on_nonfinite=skip|rollback"
+        )
+        log.info("stopping: %s", message)  # into train.log; the error itself is the command's one line
+        raise NonFiniteError(message)
+
+    def _take_snapshot(self, model, optimizer, scheduler, state, carry) -> None:
+        kept = {k: v for k, v in state.items() if k != "carry"}
+        self._snapshot = _Snapshot(
+            model=_cpu_copy(model.state_dict()),
+            optimizer=_cpu_copy(optimizer.state_dict()),
+            scheduler=copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+            rng=_cpu_copy(rng_state()),
+            step=self.step,
+            state={**copy.deepcopy(kept), "carry": _cpu_copy(carry)},
+        )
+
+    def _rollback(self, model, optimizer, scheduler, state, why: str) -> dict[str, Any]:
+        """Restore the last checkpoint's state; the learning rate is multiplied by ``nonfinite_lr_factor``."""
+        c, snap = self.config, self._snapshot
+        model.load_state_dict(snap.model)
+        optimizer.load_state_dict(copy.deepcopy(snap.optimizer))
+        if scheduler is not None and snap.scheduler is not None:
+            scheduler.load_state_dict(copy.deepcopy(snap.scheduler))
+        set_rng_state(*snap.rng)
+        optimizer.zero_grad(set_to_none=True)
+        self.step = snap.step
+        restored = copy.deepcopy({k: v for k, v in snap.state.items() if k != "carry"})
+        restored["carry"] = snap.state["carry"]
+        # the fault counters and the lr reduction outlive the rollback
+        restored["rollbacks"] = state["rollbacks"] + 1
+        restored["skipped_steps"] = state["skipped_steps"]
+        restored["lr_scale"] = state["lr_scale"] * c.nonfinite_lr_factor
+        _scale_lr(optimizer, scheduler, restored["lr_scale"] / snap.state["lr_scale"])
+        log.warning(
+            "%s: rolled back to step %d (epoch %d, batch %d), lr x%g (rollback %d of at most %d)", why, self.step,
+            restored["epoch"] + 1, restored["batch"], restored["lr_scale"], restored["rollbacks"], c.max_rollbacks,
+        )  # fmt: skip
+        return restored  # later checkpoints (and snapshots) carry the reduced lr and the counts
+
+    # -- interruption ---------------------------------------------------------------------------
+    def _catch_signals(self) -> Callable[[], None]:
+        """Turn SIGINT/SIGTERM into "stop after this step" while fit runs; returns the undo."""
+        self._signal: str | None = None
+        if self.world.size > 1 or threading.current_thread() is not threading.main_thread():
+            return lambda: None  # under torchrun the launcher owns signals; ranks must not stop at different steps
+        old: dict[int, Any] = {}
+
+        def handler(signum, frame) -> None:
+            name = signal.Signals(signum).name
+            if self._signal is not None:  # a second signal: abort at once
+                restore()
+                signal.raise_signal(signum)
+                return
+            self._signal = name
+            log.info("%s: stopping after this step and saving a checkpoint (send it again to abort at once)", name)
+
+        def restore() -> None:
+            for signum, h in old.items():
+                signal.signal(signum, h)
+            old.clear()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):  # not allowed here
+                old[signum] = signal.signal(signum, handler)
+        return restore
+
+    def _interrupted(self, saved: Path | None, at: str) -> None:
+        where = f"checkpoint saved in {saved}" if saved is not None else "nothing saved (no run folder)"
+        raise TrainingInterrupted(
+            f"interrupted by {self._signal} at {at} (step {self.step}); {where}", saved, self._signal or ""
+        )
 
     # -- files (rank 0 only) --------------------------------------------------------------------
-    def _checkpoint(self, model, optimizer, scheduler, state, carry=None) -> None:
+    def _checkpoint(self, model, optimizer, scheduler, state, carry=None) -> Path | None:
+        if self.config.on_nonfinite == "rollback":
+            self._take_snapshot(model, optimizer, scheduler, state, carry)
         if self.run_dir is None or not self.world.is_main:
-            return
-        state = {k: v for k, v in state.items() if k != "carry"}
-        save_checkpoint(
+            return None
+        state = {k: v for k, v in state.items() if k != "carry"} | {"config_lr": self.config.lr}
+        return save_checkpoint(
             self.run_dir / "checkpoints",
             step=self.step,
             model=model,
@@ -397,15 +659,16 @@ class Trainer:
     def _save_best(self, model) -> None:
         if self.run_dir is None or not self.world.is_main:
             return
-        import os
-
         import safetensors.torch
 
-        tmp = self.run_dir / f".best.safetensors.tmp-{os.getpid()}"
-        safetensors.torch.save_model(model, str(tmp))
-        os.replace(tmp, self.run_dir / "best.safetensors")
+        atomic_write_file(self.run_dir / "best.safetensors", lambda tmp: safetensors.torch.save_model(model, str(tmp)))
 
-    def _log_epoch(self, record: dict[str, Any], writer) -> None:
+    def _write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """``metrics.jsonl`` rewritten whole (atomically) from the history: never a half line or a stale epoch."""
+        if self.run_dir is not None and self.world.is_main:
+            atomic_write_jsonl(self.run_dir / "metrics.jsonl", history)
+
+    def _log_epoch(self, record: dict[str, Any], writer, history: list[dict[str, Any]] | None = None) -> None:
         if not self.world.is_main:
             return
         skip = ("best", "epoch", "seconds", "step")
@@ -414,11 +677,7 @@ class Trainer:
             "epoch %d/%d: %s (%.1f s)%s", record["epoch"], self.config.epochs, ", ".join(parts), record["seconds"],
             " best" if record.get("best") else "",
         )  # fmt: skip
-        if self.run_dir is not None:
-            import json
-
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+        self._write_metrics(history if history is not None else [record])
         if writer is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step"):

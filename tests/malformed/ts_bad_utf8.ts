@@ -1,0 +1,4 @@
+@problemName Tinyÿ
+@classLabel true a b
+@data
+1,2,3:a

@@ -1,0 +1,3 @@
+@problemName Tiny
+1,2,3:a
+@data

@@ -1,0 +1,3 @@
+@problemName Tiny
+@univariate true
+@classLabel true a b
