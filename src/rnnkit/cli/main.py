@@ -9,10 +9,10 @@ import sys
 from collections.abc import Iterator, Sequence
 
 import rnnkit
-from rnnkit.cli import config, datasets, evaluate, predict, quickstart, train
+from rnnkit.cli import config, datasets, evaluate, export, generate, predict, quickstart, serve, train
 from rnnkit.errors import RnnkitError
 
-SUBCOMMANDS = [quickstart, train, evaluate, predict, config, datasets]
+SUBCOMMANDS = [quickstart, train, evaluate, predict, generate, serve, export, config, datasets]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs (texts, ...); default: --file or stdin")
     p.add_argument("--file", type=Path, default=None, help="read inputs from this file, one per line")
     p.add_argument("--format", choices=["json", "table"], default="json", help="output format (default: json lines)")
+    p.add_argument(
+        "--quantize", choices=["int8"], default=None, help="int8: run the dynamically quantized model (ONNX Runtime)"
+    )
     p.set_defaults(run=run)
     return p
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         inputs += read_lines(args.file)
     if not inputs and not sys.stdin.isatty():
         inputs = [line for line in sys.stdin.read().splitlines() if line.strip()]
-    results = predict(args.run_dir, inputs)
+    results = predict(args.run_dir, inputs, quantize=args.quantize)
     if args.format == "json":
         for r in results:
             print(json.dumps(r, ensure_ascii=False))

@@ -48,7 +48,9 @@ class Model(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.kind:
+        # only a class that names its own kind: subclasses made by tools (torch.export's tracing proxies)
+        # inherit a kind and must not replace the real class in the registry
+        if cls.__dict__.get("kind"):
             MODEL_REGISTRY[cls.kind] = cls
 
     def __init__(self, config: StrictModel | dict | None = None, **overrides: Any) -> None:

@@ -26,10 +26,10 @@ import rnnkit
 
 from ..config import deep_merge, load_yaml, parse_overrides, validate
 from ..errors import RnnkitError
-from ..fileio import atomic_write_json, atomic_write_text, sha256_file
+from ..fileio import atomic_write_bytes, atomic_write_file, atomic_write_json, atomic_write_text, sha256_file
 from ..models.base import MODEL_REGISTRY
 from ..runfolder import check_run_name, next_free_name
-from .base import TASKS, RecipeConfig, TaskKind, get_task
+from .base import TASKS, GenerateOptions, RecipeConfig, TaskKind, get_task
 
 log = logging.getLogger("rnnkit")
 FORMAT_VERSION = 1
@@ -131,23 +131,36 @@ def train(
 
 
 def _train(task_cls, config, run_dir, scratch: Path, resume: bool, main_rank: bool, quiet: bool, t0: float):
-    from ..training import Trainer, seed_everything
+    from ..training import Callback, NonFiniteError, Trainer, TrainingInterrupted, latest_checkpoint, seed_everything
 
-    out_dir = run_dir if main_rank else scratch  # where task files go (tokenizers, ...)
-    handler = _file_log(out_dir / "train.log")
+    # A resumed run folder is left untouched until the data is read and the checkpoint loaded: the task's files
+    # are prepared in scratch (and must equal the run's), log lines wait in memory until then.
+    out_dir = run_dir if main_rank and not resume else scratch / "prepare"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = _file_log(run_dir / "train.log" if main_rank else None, hold=resume)
     created = main_rank and not resume
+    from_checkpoint = resume and latest_checkpoint(run_dir / "checkpoints") is not None
+
+    class OpenLog(Callback):
+        def on_fit_start(self, trainer) -> None:
+            handler.open()
+
     try:
         if created:
             atomic_write_text(run_dir / "config.yaml", config_yaml(config))
         log.info("run folder %s", run_dir)
+        if resume and not from_checkpoint:
+            log.info("no checkpoint yet: training from the start")
         task = task_cls(config)
         dataset = task.prepare(out_dir)
+        if resume and main_rank:
+            _adopt_prepared(out_dir, run_dir)
         seed_everything(config.train.seed)  # the initial weights depend on the seed alone
         model = task.build_model()
         log.info("model %s: %s parameters", model.kind, f"{model.num_parameters():,}")
-        trainer = Trainer(config.train, run_dir=run_dir, quiet=quiet)
+        trainer = Trainer(config.train, run_dir=run_dir, callbacks=[OpenLog()], quiet=quiet)
         ttask = task.trainer_task()
-        result = trainer.fit(model, ttask, resume=resume)
+        result = trainer.fit(model, ttask, resume=from_checkpoint)
         created = False  # from here on the folder holds checkpoints worth keeping
         if main_rank and (run_dir / "best.safetensors").exists():
             import safetensors.torch
@@ -159,6 +172,11 @@ def _train(task_cls, config, run_dir, scratch: Path, resume: bool, main_rank: bo
         if main_rank:
             _finish(run_dir, config, task, model, dataset, result, test, t0)
         return RunSummary(run_dir, test, result.best, time.perf_counter() - t0, result.history)
+    except TrainingInterrupted as e:
+        hint = f"; continue with: rnnkit train --resume {run_dir}" if e.checkpoint is not None else ""
+        raise TrainingInterrupted(f"{e.message}{hint}", e.checkpoint, e.signal_name) from None
+    except NonFiniteError as e:  # the folder stays: resume it with other settings (from the last checkpoint, if any)
+        raise NonFiniteError(f"{e}; the run folder is kept: rnnkit train --resume {run_dir} --set ...") from None
     except BaseException:
         if created and not any((run_dir / "checkpoints").glob("step-*")):
             logging.getLogger("rnnkit").removeHandler(handler)
@@ -170,15 +188,30 @@ def _train(task_cls, config, run_dir, scratch: Path, resume: bool, main_rank: bo
         handler.close()
 
 
+def _adopt_prepared(prepared: Path, run_dir: Path) -> None:
+    """After a resumed run's data was prepared in scratch: its files (tokenizers, vocabularies) must equal the
+    run's own, since the checkpoint was trained with those; a file the run lacks (a kill came first) is copied."""
+    for p in sorted(prepared.iterdir()):
+        if not p.is_file():
+            continue
+        mine = run_dir / p.name
+        if not mine.exists():
+            atomic_write_bytes(mine, p.read_bytes())
+        elif sha256_file(mine) != sha256_file(p):
+            raise RnnkitError(
+                f"the data changed since this run started: {p.name} would differ from the run's own; "
+                "resume with the data the run was started on (config.yaml data_path)",
+                where=str(run_dir),
+            )
+
+
 def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
     import safetensors.torch
 
     from ..plots import learning_curves
 
     device_model = model.to("cpu").eval()
-    tmp = run_dir / f".model.safetensors.tmp-{os.getpid()}"
-    safetensors.torch.save_model(device_model, str(tmp))
-    os.replace(tmp, run_dir / "model.safetensors")
+    atomic_write_file(run_dir / "model.safetensors", lambda tmp: safetensors.torch.save_model(device_model, str(tmp)))
     task.write_predictions(device_model, run_dir)
     plots = [learning_curves(result.history, run_dir / "plots" / "learning_curves.png")] if result.history else []
     plots += task.plots(device_model, run_dir, {f"test_{k}": v for k, v in test.items()})
@@ -192,15 +225,62 @@ def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
         "metrics": {"test": test, "best_validation": result.best, "epochs": len(result.history)},
         "train_seconds": round(time.perf_counter() - t0, 2),
         "plots": [str(p.relative_to(run_dir)) for p in plots],
-        "files": {"model.safetensors": {"sha256": sha256_file(run_dir / "model.safetensors")}},
+        "files": {p.name: {"sha256": sha256_file(p)} for p in _checked_files(run_dir)},
     }
     atomic_write_json(run_dir / "meta.json", meta)  # last: its presence means the run is complete
 
 
-def _file_log(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.INFO)
+#: top-level run files that are outputs or logs, not inputs of ``load_run`` (config.yaml is validated instead)
+UNCHECKED = ("meta.json", "config.yaml", "train.log")
+
+
+def _checked_files(run_dir: Path) -> list[Path]:
+    """The run's own files that ``load_run`` reads: weights, tokenizers, vocabularies (every top-level file
+    but :data:`UNCHECKED`, ``*.jsonl`` outputs and hidden files); meta.json records their SHA-256."""
+    return sorted(
+        p
+        for p in run_dir.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name not in UNCHECKED and p.suffix != ".jsonl"
+    )
+
+
+class _RunLog(logging.Handler):
+    """``train.log``: appends each record; with ``hold``, records wait in memory until :meth:`open` (and are
+    dropped if it never comes), so a resume that fails on bad input leaves the run folder as it was."""
+
+    def __init__(self, path: Path | None, hold: bool) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.path = path
+        self.file: logging.FileHandler | None = None
+        self.held: list[logging.LogRecord] = []
+        if not hold:
+            self.open()
+
+    def open(self) -> None:
+        if self.file is not None or self.path is None:
+            return
+        self.file = logging.FileHandler(self.path, encoding="utf-8")
+        self.file.setFormatter(self.formatter)
+        for record in self.held:
+            self.file.emit(record)
+        self.held.clear()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file is not None:
+            self.file.emit(record)
+        elif self.path is not None:
+            self.held.append(record)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.held.clear()
+        super().close()
+
+
+def _file_log(path: Path | None, hold: bool = False) -> _RunLog:
+    handler = _RunLog(path, hold)
     logger = logging.getLogger("rnnkit")
     logger.addHandler(handler)
     if logger.getEffectiveLevel() > logging.INFO:
@@ -233,32 +313,94 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise RnnkitError(f"invalid JSON: {e}", where=str(meta_path)) from None
+        raise RnnkitError(f"invalid JSON: {_short(e)}", where=str(meta_path)) from None
+    except OSError as e:
+        raise RnnkitError(f"cannot read: {_short(e)}", where=str(meta_path)) from None
+    if not isinstance(meta, dict):
+        raise RnnkitError(f"expected a JSON object, got {type(meta).__name__}", where=str(meta_path))
     if meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version")
         raise RnnkitError(f"format_version {version!r} is not {FORMAT_VERSION}", where=str(meta_path))
+    for key, kind in (("task", str), ("model", dict), ("task_state", dict), ("files", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise RnnkitError(f"field {key!r} is missing or not a {kind.__name__} (damaged file)", where=str(meta_path))
+    if not isinstance(meta["model"].get("kind"), str) or not isinstance(meta["model"].get("config"), dict):
+        raise RnnkitError("field 'model' needs 'kind' and 'config' (damaged file)", where=str(meta_path))
+    files = meta["files"]
+    if "model.safetensors" not in files:
+        raise RnnkitError("field 'files' has no 'model.safetensors' (damaged file)", where=str(meta_path))
+    for name, entry in files.items():  # every file the run reads, checked before anything is loaded
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
+            raise RnnkitError(f"files.{name}: expected a plain file name with a sha256", where=str(meta_path))
+        path = run_dir / name
+        if not path.is_file():
+            raise RnnkitError("missing; the run folder is incomplete", where=str(path))
+        if sha256_file(path) != digest:
+            raise RnnkitError("does not match the SHA-256 in meta.json (damaged or altered)", where=str(path))
     weights = run_dir / "model.safetensors"
-    if not weights.is_file():
-        raise RnnkitError("missing; the run folder is incomplete", where=str(weights))
-    if sha256_file(weights) != meta["files"]["model.safetensors"]["sha256"]:
-        raise RnnkitError("does not match the SHA-256 in meta.json (damaged or altered)", where=str(weights))
     task_cls = get_task(meta["task"])
     saved = load_yaml(run_dir / "config.yaml")
     config = validate(task_cls.config_class, saved, str(run_dir / "config.yaml"))
-    task = task_cls.from_run(config, run_dir, meta["task_state"])
     kind = meta["model"]["kind"]
     if kind not in MODEL_REGISTRY:
         raise RnnkitError(f"unknown model kind {kind!r}", where=str(meta_path))
-    model = MODEL_REGISTRY[kind].from_config(meta["model"]["config"])
-    safetensors.torch.load_model(model, str(weights), device=device)
+    from safetensors import SafetensorError
+
+    try:
+        task = task_cls.from_run(config, run_dir, meta["task_state"])
+        model = MODEL_REGISTRY[kind].from_config(meta["model"]["config"])
+        safetensors.torch.load_model(model, str(weights), device=device)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OSError, SafetensorError) as e:
+        raise RnnkitError(
+            f"the run's files do not fit together (model, task_state, weights): {_short(e)}", where=str(run_dir)
+        ) from None
     return LoadedRun(run_dir, meta, config, task, model.eval())
 
 
-def predict(run_dir: str | Path, inputs: list[str]) -> list[dict[str, Any]]:
+def _short(e: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to ``limit`` characters."""
+    text = "; ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def predict(run_dir: str | Path, inputs: list[str], quantize: str | None = None) -> list[dict[str, Any]]:
+    """``rnnkit predict``; ``quantize="int8"`` runs the int8 model (:func:`rnnkit.export.quantized_model`)."""
     run = load_run(run_dir)
     if not inputs:
         raise RnnkitError("no inputs to predict")
-    return run.task.predict(run.model, inputs)
+    model = run.model
+    if quantize is not None:
+        from ..export import QUANTIZE, quantized_model
+
+        if quantize not in QUANTIZE:
+            raise RnnkitError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZE)}")
+        model = quantized_model(run)
+    return run.task.predict(model, inputs)
+
+
+def generate(
+    run_dir: str | Path,
+    prompts: list[str] | tuple[str, ...] = (),
+    options: GenerateOptions | dict[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """``rnnkit generate``: ``options.num_samples`` samples per prompt (no prompts: one from scratch, ``""``).
+
+    ``options`` (a :class:`~rnnkit.tasks.base.GenerateOptions` or its dict) overrides the run's own settings;
+    tasks whose samples are files write them under ``out_dir``. A task that does not generate is an error.
+    """
+    if isinstance(options, dict) or options is None:
+        options = validate(GenerateOptions, options or {}, "generate options")
+    run = load_run(run_dir)
+    if not type(run.task).can_generate:
+        raise RnnkitError(
+            f"task {run.task.name!r} does not generate (rnnkit predict is what it offers)", where=str(run_dir)
+        )
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return run.task.generate_outputs(run.model, list(prompts) or [""], options, out_dir)
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, quiet: bool = True) -> dict[str, float]:

@@ -389,17 +389,27 @@ class Seq2SeqTask(TaskKind):
         return [attention_heatmaps(examples, run_dir / "plots" / "attention.png")]
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
-        ids = []
+        """``source``, ``prediction``, ``score``; with attention, also ``source_tokens``, ``output_tokens``
+        (``<eos>`` last when produced) and ``attention`` (len(output_tokens), len(source_tokens)): the weights
+        over the source that produced each output token (rows sum to 1), as in ``plots/attention.png``."""
+        ids, sources = [], []
         for text in inputs:
             tokens = tokenize(text.strip(), self.config.data.level)
             if not tokens:
                 raise RnnkitError(f"empty source {text!r}: nothing to transduce")
             ids.append(self.src_vocab.encode(tokens))
+            sources.append(tokens)
         hyps = self._transduce(model, ids, self.config.decode.beam_size)
-        return [
-            {"source": text, "prediction": self._prediction(h), "score": round(h.score, 6)}
-            for text, h in zip(inputs, hyps, strict=True)
-        ]
+        out = []
+        for text, tokens, h in zip(inputs, sources, hyps, strict=True):
+            row = {"source": text, "prediction": self._prediction(h), "score": round(h.score, 6)}
+            if h.attention is not None:
+                weights = h.attention[:, : len(tokens)].float().cpu().tolist()
+                row["source_tokens"] = tokens
+                row["output_tokens"] = self.tgt_vocab.decode(h.tokens) + (["<eos>"] if h.finished else [])
+                row["attention"] = [[round(w, 4) for w in r] for r in weights]
+            out.append(row)
+        return out
 
 
 def seq2seq_metrics(s: dict[str, float]) -> dict[str, float]:

@@ -48,6 +48,7 @@ from ..data.textfile import reading
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
 from ..models import Classifier
+from ..models.base import eval_mode
 from ..training import Task
 from .base import RecipeConfig, TaskKind
 from .common import classification_task, confusion_matrix, encoder_args, label_probabilities
@@ -392,7 +393,83 @@ class TextClassification(TaskKind):
         cm = confusion_matrix(zip(self.splits["test"]["labels"], pred, strict=True), len(self.labels))
         return [confusion_matrix_plot(cm, self.labels, run_dir / "plots" / "confusion_matrix.png")]
 
-    def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+    def predict(self, model, inputs: list[str], *, saliency: bool = False) -> list[dict[str, Any]]:
+        """``text``, ``label``, ``probability``, ``probabilities`` per text; and, to show which words mattered:
+
+        - with ``model.pooling: attention``, ``tokens``, ``offsets`` and ``attention``: the tokens the model
+          read (as written in the text), their ``[start, end)`` character offsets and the pooling's weight on
+          each (summing to 1);
+        - with ``saliency``, ``tokens``, ``offsets`` and ``saliency``: gradient x input per token, the summed
+          product of the embedding and the gradient of the predicted label's log-probability with respect
+          to it (positive: the token speaks for the predicted label, negative: against it).
+        """
         ids = self._encode(inputs)
         probs = self._probabilities(model, ids).tolist()
-        return [{"text": text} | label_probabilities(p, self.labels) for text, p in zip(inputs, probs, strict=True)]
+        out = [{"text": text} | label_probabilities(p, self.labels) for text, p in zip(inputs, probs, strict=True)]
+        attention = model.config.pooling == "attention"
+        if attention or saliency:
+            for row, (tokens, offsets) in zip(out, self._token_spans(inputs), strict=True):
+                row["tokens"], row["offsets"] = tokens, offsets
+        if attention:
+            for row, weights in zip(out, self._attention_weights(model, ids), strict=True):
+                row["attention"] = weights
+        if saliency:
+            predicted = [self.labels.index(row["label"]) for row in out]
+            for row, scores in zip(out, self._saliency(model, ids, predicted), strict=True):
+                row["saliency"] = scores
+        return out
+
+    def _token_spans(self, texts: list[str]) -> list[tuple[list[str], list[list[int]]]]:
+        """Per text, the tokens :meth:`_encode` gives (as written in the cleaned text) and their offsets."""
+        cleaned = self._clean(texts)
+        n = self.config.data.max_length
+        out = []
+        for text, enc in zip(cleaned, self.tokenizer.encode_batch(cleaned, add_special_tokens=False), strict=True):
+            offsets = [list(o) for o in enc.offsets[:n]] if n is not None else [list(o) for o in enc.offsets]
+            if not offsets:  # _encode reads a text without tokens as [UNK]
+                out.append(([UNK], [[0, 0]]))
+            else:
+                out.append(([text[a:b] for a, b in offsets], offsets))
+        return out
+
+    @staticmethod
+    def _batched(model: Classifier, ids: list[list[int]], fn) -> list[list[float]]:
+        """``fn(x, lengths, idx) -> (B, T)`` over length-sorted batches; each row cut to its length, in order."""
+        device = next(model.parameters()).device
+        out: list[Any] = [None] * len(ids)
+        for idx in BucketBatchSampler([len(x) for x in ids], 64, shuffle=False):
+            x, lengths, _ = pad_collate([(ids[i], 0) for i in idx])
+            rows = fn(x.to(device), lengths.to(device), idx).float().cpu().tolist()
+            for i, row in zip(idx, rows, strict=True):
+                out[i] = [round(v, 6) for v in row[: len(ids[i])]]
+        return out
+
+    def _attention_weights(self, model: Classifier, ids: list[list[int]]) -> list[list[float]]:
+        def weights(x, lengths, idx):
+            with torch.no_grad(), eval_mode(model):
+                return model.forward_with_weights(x, lengths)[1]
+
+        return self._batched(model, ids, weights)
+
+    def _saliency(self, model: Classifier, ids: list[list[int]], targets: list[int]) -> list[list[float]]:
+        embedding = model.encoder.embedding
+
+        def scores(x, lengths, idx):
+            captured: list[torch.Tensor] = []
+
+            def hook(module, args, output):  # the embedded input becomes a leaf to differentiate against
+                leaf = output.detach().requires_grad_(True)
+                captured.append(leaf)
+                return leaf
+
+            handle = embedding.register_forward_hook(hook)
+            try:  # cuDNN's RNN backward runs in training mode only
+                with torch.enable_grad(), eval_mode(model), torch.backends.cudnn.flags(enabled=False):
+                    logp = model(x, lengths).float().log_softmax(-1)
+                    y = torch.tensor([targets[i] for i in idx], device=logp.device)
+                    (grad,) = torch.autograd.grad(logp.gather(1, y[:, None]).sum(), captured[0])
+            finally:
+                handle.remove()
+            return (grad * captured[0].detach()).sum(-1)
+
+        return self._batched(model, ids, scores)

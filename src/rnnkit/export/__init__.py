@@ -1,0 +1,268 @@
+"""Run folders out of Python: ONNX (float32 or int8) and the int8 model ``rnnkit predict --quantize int8`` uses.
+
+* :func:`export_run` — ``rnnkit export RUN --format onnx [--quantize int8]``: the model as an ONNX graph
+  (:mod:`.graph` / :mod:`.onnx`: dynamic batch and length, the recurrent state as explicit inputs and outputs
+  for language models) plus a JSON file beside it naming the inputs, the outputs and the preprocessing files
+  (vocabulary / tokenizer, copied next to it), so ONNX Runtime can run it without rnnkit.
+* int8 is ONNX Runtime's dynamic quantization of that graph: the LSTM nodes become ``DynamicQuantizeLSTM``,
+  every MatMul/Gemm (the recurrent ones inside ``Scan`` loops included) gets int8 weights, and activations
+  are quantized on the fly. On the quickstart run it is ~2x faster than the float model in PyTorch for 0.15
+  points of accuracy; ``torch.ao.quantization.quantize_dynamic`` reached 1.6x (docs/results.md).
+* :func:`quantized_model` — a stand-in for a run's model whose forward runs the int8 graph, so the task's
+  own ``predict`` (tokenization, batching, labels) works unchanged.
+* ``--format torchscript`` (:mod:`.torchscript`): the same wrappers traced around a ``torch.jit.script``-ed
+  time loop, for classic LSTM/GRU/RNN layers (torch 2.13 deprecates TorchScript: ONNX is the main format).
+
+Needs the ``export`` extra: ``pip install "rnnkit[export]"`` (onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import RnnkitError
+from ..fileio import atomic_write_json
+from .graph import EXPORTABLE
+
+FORMATS = ("onnx", "torchscript")
+QUANTIZE = ("int8",)
+#: part of the int8 cache's folder names: bump it when the exported graph changes
+CACHE_VERSION = 1
+
+
+def require_onnx() -> None:
+    """A one-line error naming the extra when the ONNX packages are missing."""
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RnnkitError(f"exporting needs {', '.join(missing)}: pip install 'rnnkit[export]'")
+
+
+def check_exportable(kind: str) -> None:
+    if kind not in EXPORTABLE:
+        raise RnnkitError(f"model kind {kind!r} does not export yet; the kinds that do: {', '.join(EXPORTABLE)}")
+
+
+def quantize_onnx(src: str | Path, dst: str | Path) -> None:
+    """ONNX Runtime dynamic int8 quantization of ``src`` into ``dst`` (written atomically), subgraphs included."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer's advice about pre-processing goes to the root logger
+    try:
+        quantize_dynamic(
+            str(src),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm", "LSTM"],  # LSTM -> DynamicQuantizeLSTM
+            extra_options={"EnableSubgraph": True},  # the recurrent products live in the Scan bodies
+        )
+        os.replace(tmp, dst)
+    finally:
+        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+
+
+def _onnx_file(model: nn.Module, path: Path, quantize: str | None) -> tuple[list, list]:
+    from .onnx import export_onnx
+
+    if quantize is None:
+        return export_onnx(model, path)
+    with tempfile.TemporaryDirectory() as tmp:
+        signature = export_onnx(model, Path(tmp) / "float.onnx")
+        quantize_onnx(Path(tmp) / "float.onnx", path)
+    return signature
+
+
+def export_run(
+    run_dir: str | Path, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None
+) -> Path:
+    """Export a finished run's model; returns the model file's path (a ``.json`` description lies beside it).
+
+    ``out``: the file to write (``.onnx`` / ``.pt``), or a folder for ``model.onnx`` / ``model.int8.onnx`` /
+    ``model.pt``; default ``RUN/export/``. Files the preprocessing needs (``vocab.json``, ``tokenizer.json``)
+    are copied beside it.
+    """
+    from .. import __version__
+    from ..tasks.runner import load_run
+
+    if format not in FORMATS:
+        raise RnnkitError(f"unknown export format {format!r}; formats: {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise RnnkitError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZE)}")
+    if format == "torchscript" and quantize is not None:
+        raise RnnkitError("--quantize int8 is offered with --format onnx (ONNX Runtime's int8 kernels)")
+    run = load_run(run_dir)
+    kind = run.meta["model"]["kind"]
+    check_exportable(kind)
+    suffix = ".onnx" if format == "onnx" else ".pt"
+    name = ("model.int8" if quantize else "model") + suffix
+    path = Path(out) if out is not None else Path(run_dir) / "export"
+    if path.suffix != suffix:
+        if path.suffix in (".onnx", ".pt"):
+            raise RnnkitError(f"--format {format} writes a {suffix} file", where=str(path))
+        path = path / name
+    if format == "onnx":
+        require_onnx()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        inputs, outputs = _onnx_file(run.model, path, quantize)
+    else:
+        from .torchscript import export_torchscript
+
+        try:
+            from .graph import graph_for
+
+            graph_for(run.model, backend="torchscript")  # refuses a model it does not cover, before writing
+        except TypeError:
+            cells = sorted({run.model.encoder.config.cell})
+            raise RnnkitError(
+                f"--format torchscript covers lstm/gru/rnn layers without zoneout or LSTM projection, not this "
+                f"run's ({', '.join(cells)}); use --format onnx"
+            ) from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        inputs, outputs = export_torchscript(run.model, path)
+    files = []
+    for value in run.meta["task_state"].values():
+        if isinstance(value, str) and (Path(run_dir) / value).is_file():
+            files.append(value)
+            if (Path(run_dir) / value).resolve() != (path.parent / value).resolve():
+                shutil.copyfile(Path(run_dir) / value, path.parent / value)
+    if format == "onnx":
+        usage = "onnxruntime.InferenceSession(file).run(None, {input name: array})"
+    else:
+        usage = "torch.jit.load(file)(*inputs in order) -> outputs in order"
+    description: dict[str, Any] = {
+        "format": format,
+        "file": path.name,
+        "opset": _opset() if format == "onnx" else None,
+        "quantize": quantize,
+        "rnnkit_version": __version__,
+        "run": str(run_dir),
+        "task": run.meta["task"],
+        "model_kind": kind,
+        "inputs": inputs,
+        "outputs": outputs,
+        "preprocessing": run.meta["task_state"],
+        "files": files,
+        "usage": usage + "; pad rows with 0 to the longest and give each row's real length in 'lengths'",
+    }
+    crf = getattr(run.model, "crf", None)
+    if crf is not None:
+        description["crf"] = {
+            k: getattr(crf, k).detach().tolist() for k in ("start_transitions", "end_transitions", "transitions")
+        }
+    atomic_write_json(path.with_suffix(".json"), description)
+    return path
+
+
+def _opset() -> int:
+    from .onnx import OPSET
+
+    return OPSET
+
+
+# -- int8 inference inside rnnkit ---------------------------------------------------------------------------
+def _cache_root() -> Path:
+    return Path(os.environ.get("RNNKIT_HOME") or "~/.cache/rnnkit").expanduser() / "int8"
+
+
+def int8_onnx(run_dir: str | Path, model: nn.Module, sha256: str) -> Path:
+    """The run's int8 ONNX graph, built once and cached under ``$RNNKIT_HOME/int8/v<N>-<weights' SHA-256>/``
+    (the run folder itself is never written)."""
+    path = _cache_root() / f"v{CACHE_VERSION}-{sha256[:32]}" / "model.int8.onnx"
+    if not path.is_file():
+        require_onnx()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _onnx_file(model, path, "int8")
+    return path
+
+
+class QuantizedModel(nn.Module):
+    """A run's model whose forward runs the int8 ONNX graph in ONNX Runtime (CPU, no gradients).
+
+    Every other method (``predict``, ``step``, ``prime``, ``forward_with_weights`` ...) is the float model's
+    class method bound to this object, so they call the int8 forward; attributes (``config``, ``crf``, the
+    vocabulary sizes) are the float model's.
+    """
+
+    def __init__(self, model: nn.Module, onnx_path: Path) -> None:
+        import onnxruntime as ort
+
+        from .onnx import signature
+
+        super().__init__()
+        self.float_model = model.eval()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        inputs, outputs = signature(model)
+        self.input_names = [i["name"] for i in inputs]
+        self.output_names = [o["name"] for o in outputs]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            pass
+        model = super().__getattr__("float_model")
+        attr = inspect.getattr_static(type(model), name, None)
+        if inspect.isfunction(attr):
+            return attr.__get__(self)
+        return getattr(model, name)
+
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor | None, state: Any = ()) -> list[torch.Tensor]:
+        B, T = x.shape[:2]
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long)
+        feed = {self.input_names[0]: x.cpu().numpy(), "lengths": lengths.cpu().long().numpy()}
+        for name, s in zip(self.input_names[2:], state, strict=True):
+            feed[name] = s.detach().cpu().float().numpy()
+        return [torch.from_numpy(o) for o in self.session.run(None, feed)]
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, state: Any = None):
+        from ..models.language_model import LanguageModel
+
+        model = self.float_model
+        if isinstance(model, LanguageModel):
+            if state is None:
+                state = model.init_state(x.shape[0])
+            flat = [s for st in state for s in st]
+            out = self._run(x, lengths, flat)
+            nest, k = [], 1
+            for st in state:
+                nest.append(tuple(out[k : k + len(st)]))
+                k += len(st)
+            return out[0], nest
+        out = self._run(x, lengths)
+        return out[0]
+
+    def forward_with_weights(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        out = self._run(x, lengths)
+        return out[0], (out[1] if len(out) > 1 else None)
+
+
+def quantized_model(run) -> QuantizedModel:
+    """``run`` (a :class:`~rnnkit.tasks.runner.LoadedRun`) with its model replaced by the int8 stand-in."""
+    kind = run.meta["model"]["kind"]
+    check_exportable(kind)
+    require_onnx()
+    sha = run.meta["files"]["model.safetensors"]["sha256"]
+    return QuantizedModel(run.model, int8_onnx(run.path, run.model, sha))
+
+
+__all__ = ["FORMATS", "QUANTIZE", "QuantizedModel", "export_run", "quantize_onnx", "quantized_model"]

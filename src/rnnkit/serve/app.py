@@ -1,0 +1,492 @@
+"""The HTTP API and web page over one finished run folder (FastAPI; the ``serve`` extra).
+
+Endpoints (every answer is JSON, errors too: ``{"error": "one line", "detail": [...]}``):
+
+- ``POST /predict`` ``{"inputs": [...]}`` -> ``{"results": [...]}``: the task's ``predict`` output, one result
+  per input (per case for ``.ts`` files). Text tasks take strings; file tasks (forecasting CSV, ``.ts``
+  series, images) take ``{"name", "content"}`` or ``{"name", "content_base64"}`` objects, written to a
+  private temporary folder for the call (the server never opens a path a client names).
+  ``"saliency": true`` adds gradient x input per token (text classification).
+- ``POST /generate`` ``{"prompts": [...], <GenerateOptions>}`` -> ``{"samples": [...]}`` for tasks that
+  generate; generated files (MIDI, PNG) are listed with a download ``url`` under ``/files/``.
+- ``GET /health``, ``GET /info`` (task, model, metrics, what the page offers, limits), ``GET /openapi.json``,
+  ``GET /`` (the page), ``GET /plots/<name>`` (the run's plots).
+
+Limits: a request body over ``max_body_bytes`` -> 413; a body not received within ``timeout_s`` (a client
+that stalls) -> 408; more than ``max_inputs`` inputs or an input over ``max_input_chars`` -> 422; malformed
+JSON -> 400; a request whose answer is not ready within ``timeout_s`` -> 503 (it was still queued: the
+server is busy) or 504 (the model was computing it); a full queue -> 503.
+
+Every model call runs on one worker thread (:mod:`rnnkit.serve.batcher`), which merges concurrent
+``/predict`` requests on text into one ``predict`` call (dynamic micro-batching).
+"""
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import RnnkitError
+from ..tasks.base import GenerateOptions
+from ..tasks.runner import LoadedRun, load_run
+from .batcher import ModelWorker, QueueFull
+from .limits import SecurityAndLimits
+
+log = logging.getLogger("rnnkit.serve")
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The server's limits (``rnnkit serve`` flags)."""
+
+    max_batch: int = 32  # inputs merged into one predict call
+    max_wait_ms: float = 5.0  # how long the first request waits for others to merge with
+    max_body_bytes: int = 1 << 20  # request bodies larger than this -> 413
+    timeout_s: float = 30.0  # receiving a body, and waiting for the model -> 408 / 503 / 504
+    max_inputs: int = 256  # inputs (or prompts x samples) per request -> 422
+    max_input_chars: int = 20_000  # characters per text input -> 422
+    max_queue: int = 4096  # inputs waiting for the model -> 503
+    max_generate_tokens: int = 2_000  # max_tokens a /generate request may ask for -> 422
+    keep_generated: int = 50  # /generate outputs with files kept for download (oldest removed first)
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_body_bytes", "max_inputs", "max_input_chars", "max_queue",
+                     "max_generate_tokens", "keep_generated"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise RnnkitError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_wait_ms < 0 or self.timeout_s <= 0:
+            raise RnnkitError(f"need max-wait-ms >= 0 and timeout-s > 0, got {self.max_wait_ms}, {self.timeout_s}")
+
+
+# -- task kinds ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Kind:
+    view: str  # what the page shows: classify-text | tag | transduce | continue | forecast | classify-files | ...
+    files: bool = False  # inputs are files (uploaded content), not text
+    binary: bool = False  # file inputs are binary (base64), e.g. images
+    accept: str = ""  # file name suffixes the page's file picker offers
+
+
+IMAGE_SUFFIXES = ".png,.jpg,.jpeg,.bmp,.gif,.pgm,.ppm,.tif,.tiff,.webp"
+KINDS = {
+    "text-classification": Kind("classify-text"),
+    "tagging": Kind("tag"),
+    "seq2seq": Kind("transduce"),
+    "language-model": Kind("continue"),
+    "forecasting": Kind("forecast", files=True, accept=".csv"),
+    "series-classification": Kind("classify-files", files=True, accept=".ts"),
+    "image-classification": Kind("classify-files", files=True, binary=True, accept=".csv," + IMAGE_SUFFIXES),
+    "captioning": Kind("caption", files=True, binary=True, accept=IMAGE_SUFFIXES),
+    "music": Kind("compose"),
+}
+#: tasks whose /generate prompts are text; others (captioning: image files) are not offered /generate, so
+#: the server never opens a path a client names
+TEXT_PROMPTS = {"language-model", "music"}
+#: a task kind the server does not know (added later) takes uploaded files: never a path a client names
+OTHER = Kind("files", files=True, binary=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _safe_suffix(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,10}", suffix) else ""
+
+
+# -- request and response models ------------------------------------------------------------------------------
+class FileInput(BaseModel):
+    """A file's content: ``content`` for text files (CSV, ``.ts``), ``content_base64`` for binary ones."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="the file's name; its suffix (.csv, .ts, .png) tells the reader the format"
+    )
+    content: str | None = Field(None, description="the file's text")
+    content_base64: str | None = Field(None, description="the file's bytes, base64-encoded")
+
+
+class PredictResponse(BaseModel):
+    results: list[dict[str, Any]] = Field(description="the task's predict output, one per input (per case)")
+
+
+class GenerateResponse(BaseModel):
+    samples: list[dict[str, Any]] = Field(description="num_samples per prompt; files as {name, url}")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="what was wrong, in one line")
+    detail: list[dict[str, Any]] | None = Field(None, description="validation errors: loc, msg, type")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    task: str
+    queued_inputs: int
+    model_calls: int
+    merged_calls: int
+    uptime_s: float
+
+
+class ModelInfo(BaseModel):
+    kind: str
+    parameters: int
+    config: dict[str, Any]
+
+
+class PageInfo(BaseModel):
+    view: str = Field(description="the page's form for /predict")
+    input: Literal["text", "file"]
+    binary: bool
+    accept: str = Field(description="file suffixes offered, comma-separated")
+    highlight: Literal["attention", "saliency"] | None = Field(None, description="text classification: token weights")
+    generate: bool = Field(description="whether /generate works for this run")
+
+
+class LimitsInfo(BaseModel):
+    max_inputs: int
+    max_input_chars: int
+    max_body_bytes: int
+    max_batch: int
+    max_wait_ms: float
+    timeout_s: float
+    max_generate_tokens: int
+
+
+class PlotInfo(BaseModel):
+    name: str
+    url: str
+
+
+class InfoResponse(BaseModel):
+    run: str
+    task: str
+    description: str
+    input_help: str
+    model: ModelInfo
+    metrics: dict[str, Any]
+    dataset: dict[str, Any]
+    labels: list[str] | None
+    page: PageInfo
+    limits: LimitsInfo
+    plots: list[PlotInfo]
+    rnnkit_version: str | None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "malformed JSON, or the task does not offer this",
+        408: "the request body was not received in time",
+        413: "the request body is too large",
+        422: "invalid request (types, counts, lengths) or input the task cannot read",
+        503: "the server is busy (queue full, or the request waited too long)",
+        504: "the model did not answer in time",
+    }.items()
+}
+
+
+class _Failure(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+def _error(status: int, message: str, detail=None, headers=None) -> JSONResponse:
+    body = {"error": _one_line(message)}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- the app ------------------------------------------------------------------------------------------------
+def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app for a finished run folder (or a run :func:`~rnnkit.tasks.runner.load_run` loaded)."""
+    settings = settings or ServeSettings()
+    if not isinstance(run, LoadedRun):
+        run = load_run(run)
+    task, model = run.task, run.model
+    kind = KINDS.get(task.name, OTHER)
+    generates = task.can_generate and task.name in TEXT_PROMPTS
+    worker = ModelWorker(settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue)
+    files_root = Path(tempfile.mkdtemp(prefix="rnnkit-serve-"))
+    started = time.monotonic()
+    S = settings
+
+    Text = Annotated[str, StringConstraints(max_length=S.max_input_chars)]
+    Input = FileInput if kind.files else Text
+    input_doc = "file contents ({name, content} or {name, content_base64})" if kind.files else "texts"
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        inputs: list[Input] = Field(
+            min_length=1, max_length=S.max_inputs, description=f"{task.input_help}: {input_doc}"
+        )
+        saliency: bool = Field(False, description="text classification: add gradient x input per token")
+
+    class GenerateRequest(GenerateOptions):
+        prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1, max_length=S.max_inputs,
+                                    description='prompts to continue; "" generates from scratch')  # fmt: skip
+
+    # -- model calls (on the worker thread) ---------------------------------------------------------------
+    def predict_texts(inputs: list[str], saliency: bool) -> list[dict[str, Any]]:
+        results = task.predict(model, inputs, saliency=True) if saliency else task.predict(model, inputs)
+        if len(results) != len(inputs):
+            raise RuntimeError(f"predict gave {len(results)} results for {len(inputs)} inputs")
+        return results
+
+    def predict_files(inputs: list[tuple[str, bytes]], _options: Any) -> list[dict[str, Any]]:
+        with tempfile.TemporaryDirectory(prefix="call-", dir=files_root) as tmp:
+            paths = [Path(tmp) / f"{i}{_safe_suffix(name)}" for i, (name, _) in enumerate(inputs)]
+            for path, (_, data) in zip(paths, inputs, strict=True):
+                path.write_bytes(data)
+            names = {str(p): name for p, (name, _) in zip(paths, inputs, strict=True)}
+
+            def rename(text: str) -> str:
+                for path, name in names.items():
+                    text = text.replace(path, name)
+                return text
+
+            try:
+                results = task.predict(model, list(names))
+            except RnnkitError as e:
+                raise RnnkitError(rename(str(e))) from None
+            results = [{k: rename(v) if isinstance(v, str) else v for k, v in r.items()} for r in results]
+            if task.name == "forecasting":
+                for r, path in zip(results, paths, strict=True):
+                    r["history"] = _forecast_history(task, path)
+                    r["interval"] = task.config.forecast.interval
+        return results
+
+    async def answer(future) -> Any:
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), S.timeout_s)
+        except asyncio.TimeoutError:
+            if future.cancelled():
+                raise _Failure(503, f"the server is busy: no model time within {S.timeout_s:g} s",
+                               {"Retry-After": "1"}) from None  # fmt: skip
+            raise _Failure(504, f"the model did not answer within {S.timeout_s:g} s") from None
+        except RnnkitError as e:
+            raise _Failure(422, str(e)) from None
+
+    def submit(fn, inputs, options=None, mergeable=False):
+        try:
+            return worker.submit(fn, inputs, options, mergeable)
+        except QueueFull as e:
+            raise _Failure(503, f"the server is busy ({e}); try again", {"Retry-After": "1"}) from None
+
+    # -- the app ---------------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        worker.close()
+        shutil.rmtree(files_root, ignore_errors=True)
+
+    app = FastAPI(
+        title=f"rnnkit: {task.name} ({run.path.name})",
+        description="Predictions from a trained rnnkit run folder. The page at / uses these endpoints.",
+        version=run.meta.get("rnnkit_version", "0"),
+        docs_url=None,  # the interactive docs load their scripts from elsewhere; the schema is at /openapi.json
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.worker, app.state.settings, app.state.run, app.state.files_root = worker, S, run, files_root
+    app.add_middleware(SecurityAndLimits, max_body_bytes=S.max_body_bytes, body_timeout_s=S.timeout_s)
+
+    @app.exception_handler(_Failure)
+    async def on_failure(request, exc: _Failure):
+        return _error(exc.status, exc.message, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request, exc: RequestValidationError):
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        bad_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if bad_json:
+            reason = (bad_json[0].get("ctx") or {}).get("error") or bad_json[0].get("msg", "")
+            return _error(400, f"malformed JSON: {reason}", jsonable_encoder(errors))
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        return _error(422, f"invalid request: {where}{more}", jsonable_encoder(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request, exc: StarletteHTTPException):
+        message = {404: f"not found: {request.url.path}", 405: f"method {request.method} not allowed here"}
+        return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def on_crash(request, exc: Exception):
+        log.error("internal error on %s", request.url.path, exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__}); see the server's log")
+
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="predict with the run's model")
+    async def predict(req: PredictRequest) -> PredictResponse:
+        if req.saliency and task.name != "text-classification":
+            raise _Failure(422, f"saliency is offered for text-classification runs, not {task.name}")
+        if not kind.files:
+            future = submit(predict_texts, req.inputs, req.saliency, mergeable=True)
+            return PredictResponse(results=await answer(future))
+        files = [(f.name, _file_bytes(f, i, kind)) for i, f in enumerate(req.inputs)]
+        return PredictResponse(results=await answer(submit(predict_files, files)))
+
+    @app.post("/generate", response_model=GenerateResponse, responses=ERRORS, summary="generate samples")
+    async def generate(req: GenerateRequest) -> GenerateResponse:
+        if not generates:
+            why = "does not generate" if not task.can_generate else "generates from files here"
+            raise _Failure(400, f"task {task.name!r} {why}; use /predict")
+        options = GenerateOptions(**req.model_dump(exclude={"prompts"}))
+        if options.max_tokens is not None and options.max_tokens > S.max_generate_tokens:
+            raise _Failure(422, f"max_tokens {options.max_tokens} is over this server's {S.max_generate_tokens}")
+        if len(req.prompts) * options.num_samples > S.max_inputs:
+            raise _Failure(422, f"{len(req.prompts)} prompts x {options.num_samples} samples is over "
+                                f"this server's {S.max_inputs}")  # fmt: skip
+        gen_id = uuid.uuid4().hex
+        out_dir = files_root / "generated" / gen_id
+
+        def run_generate(prompts: list[str], _options: Any) -> list[dict[str, Any]]:
+            return task.generate_outputs(model, prompts, options, out_dir)
+
+        samples = await answer(submit(run_generate, req.prompts))
+        _prune(files_root / "generated", S.keep_generated)
+        return GenerateResponse(samples=[_with_urls(s, out_dir, gen_id) for s in samples])
+
+    @app.get("/files/{gen_id}/{name:path}", responses=ERRORS, summary="a generated file")
+    async def generated_file(gen_id: str, name: str):
+        base = (files_root / "generated" / gen_id).resolve()
+        path = (base / name).resolve()
+        if not re.fullmatch(r"[0-9a-f]{32}", gen_id) or not path.is_relative_to(base) or not path.is_file():
+            raise _Failure(404, f"no generated file {gen_id}/{name} (files are kept for the last "
+                                f"{S.keep_generated} generations)")  # fmt: skip
+        inline = path.suffix.lower() in (".png", ".jpg", ".jpeg", ".txt")
+        return FileResponse(path, filename=path.name, content_disposition_type="inline" if inline else "attachment")
+
+    @app.get("/health", response_model=HealthResponse, summary="is the server up")
+    async def health() -> HealthResponse:
+        st = worker.stats
+        return HealthResponse(status="ok", task=task.name, queued_inputs=worker.queued(), model_calls=st.calls,
+                              merged_calls=st.merged_calls, uptime_s=round(time.monotonic() - started, 3))  # fmt: skip
+
+    info = _info(run, kind, S)
+
+    @app.get("/info", response_model=InfoResponse, summary="the run: task, model, metrics, what the page offers")
+    async def get_info() -> InfoResponse:
+        return info
+
+    @app.get("/plots/{name}", responses=ERRORS, summary="one of the run's plots")
+    async def plot(name: str):
+        if f"plots/{name}" not in run.meta.get("plots", []) or not (run.path / "plots" / name).is_file():
+            raise _Failure(404, f"no plot {name!r} in this run")
+        return FileResponse(run.path / "plots" / name)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _file_bytes(f: FileInput, i: int, kind: Kind) -> bytes:
+    if (f.content is None) == (f.content_base64 is None):
+        raise _Failure(422, f"inputs.{i}: give exactly one of content and content_base64")
+    if f.content is not None:
+        if kind.binary and not f.name.lower().endswith(".csv"):
+            raise _Failure(422, f"inputs.{i}: {f.name!r} is binary: send content_base64")
+        return f.content.encode("utf-8")
+    try:
+        return base64.b64decode(f.content_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Failure(422, f"inputs.{i}: content_base64 is not valid base64") from None
+
+
+def _forecast_history(task, path: Path, keep: int = 400) -> dict[str, list]:
+    """The history a forecast continues (the last ``keep`` rows, without future covariate rows), for plots."""
+    from ..tasks.forecasting import read_series
+
+    d, H = task.config.data, task.config.model.horizon
+    series = read_series(path, d.time_column, d.value_column, d.covariates)
+    n = len(series) - (H if d.covariates else 0)
+    values = [None if v != v else float(v) for v in series.values[:n].tolist()]  # NaN (a gap) -> null
+    return {"times": series.labels[:n][-keep:], "values": values[-keep:]}
+
+
+def _with_urls(sample: dict[str, Any], out_dir: Path, gen_id: str) -> dict[str, Any]:
+    if "files" not in sample:
+        return sample
+    files = []
+    for f in sample["files"]:
+        path = Path(f).resolve()
+        if path.is_relative_to(out_dir.resolve()) and path.is_file():
+            rel = path.relative_to(out_dir.resolve()).as_posix()
+            files.append({"name": path.name, "url": f"/files/{gen_id}/{rel}"})
+    return sample | {"files": files}
+
+
+def _prune(folder: Path, keep: int) -> None:
+    if not folder.is_dir():
+        return
+    runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _info(run: LoadedRun, kind: Kind, S: ServeSettings) -> InfoResponse:
+    task, model, meta = run.task, run.model, run.meta
+    highlight = None
+    if task.name == "text-classification":
+        highlight = "attention" if model.config.pooling == "attention" else "saliency"
+    plots = [
+        PlotInfo(name=Path(p).name, url=f"/plots/{Path(p).name}")
+        for p in meta.get("plots", [])
+        if Path(p).parent.as_posix() == "plots" and (run.path / p).is_file()
+    ]
+    labels = getattr(task, "labels", None)
+    return InfoResponse(
+        run=run.path.name,
+        task=task.name,
+        description=run.config.description,
+        input_help=task.input_help,
+        model=ModelInfo(
+            kind=meta["model"]["kind"],
+            parameters=sum(p.numel() for p in model.parameters()),
+            config=meta["model"]["config"],
+        ),
+        metrics=meta.get("metrics", {}),
+        dataset=meta.get("dataset", {}),
+        labels=[str(x) for x in labels] if isinstance(labels, list) else None,
+        page=PageInfo(
+            view=kind.view,
+            input="file" if kind.files else "text",
+            binary=kind.binary,
+            accept=kind.accept,
+            highlight=highlight,
+            generate=task.can_generate and task.name in TEXT_PROMPTS,
+        ),
+        limits=LimitsInfo(**{k: v for k, v in asdict(S).items() if k in LimitsInfo.model_fields}),
+        plots=plots,
+        rnnkit_version=meta.get("rnnkit_version"),
+    )
+
+
+__all__ = ["ServeSettings", "create_app"]
