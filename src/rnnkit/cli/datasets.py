@@ -85,7 +85,7 @@ def _info(name: str) -> int:
         ("task", spec.task),
         ("description", spec.description),
         ("source", spec.source),
-        ("sha256", spec.sha256),
+        ("sha256", spec.sha256 or "none (read in place from the installed package)"),
         ("member" if spec.single_member else "members", ", ".join(spec.patterns)),
     ]
     if spec.exclude:

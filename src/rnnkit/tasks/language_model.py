@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,14 +60,14 @@ from ..data.registry import SPLITS
 from ..data.text import PAD_ID
 from ..data.textfile import check_encoding, read_lines, split_files
 from ..data.vocab import EOS, PAD, UNK, Vocabulary
-from ..decoding import sample
+from ..decoding import beam_search, expand_state, sample
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
 from ..models import LanguageModel
 from ..models.base import eval_mode
 from ..models.encoder import CellName
 from ..training import Task
-from .base import RecipeConfig, TaskKind
+from .base import GenerateOptions, RecipeConfig, TaskKind
 from .common import VocabularyState, encoder_args, masked_cross_entropy
 
 log = logging.getLogger("rnnkit")
@@ -266,51 +267,11 @@ class LanguageModelTask(VocabularyState, TaskKind):
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> LanguageModel:
-        m = self.config.model
-        encoder = encoder_args(m, len(self.vocab))
-        encoder.update(
-            embed_dropout=m.dropout if m.embed_dropout is None else m.embed_dropout,
-            weight_drop=m.weight_drop,
-            variational_dropout=m.variational,
-            # locked output dropout lives in the encoder; the model's own is a fresh mask per step
-            output_dropout=m.dropout if m.variational else 0.0,
-        )
-        # tying needs the decoder's input to be embed_dim wide: project the top hidden state when it is not
-        proj = m.embed_dim if m.tie_weights and m.hidden_size != m.embed_dim else None
-        model = LanguageModel(
-            encoder=encoder, tie_weights=m.tie_weights, proj_size=proj, dropout=0.0 if m.variational else m.dropout
-        )
-        if m.init_range is not None:
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.uniform_(-m.init_range, m.init_range)
-        return model
+        return build_language_model(self.config.model, len(self.vocab))
 
     def trainer_task(self) -> Task:
         level = self.config.data.level
-        held: dict[str, Any] = {"state": None}  # evaluation's carried state (the trainer carries training's)
-
-        def train_step(model, b, carry):
-            logits, state = model(b["x"], b.get("lengths"), state=carry)
-            nll, n = token_nll(logits, b, "mean")
-            return nll, state, n
-
-        def eval_step(model, b):
-            state = None if b["window"] == 0 else held["state"]
-            logits, held["state"] = model(b["x"], b.get("lengths"), state=state)
-            nll, n = token_nll(logits, b, "sum")
-            return {"nll_sum": float(nll), "tokens": float(n)}
-
-        def finalize(s):
-            return lm_metrics(s["nll_sum"], s["tokens"], level)
-
-        return Task(
-            batches=lambda split, epoch: iter(self.streams[split]),
-            train_step=train_step,
-            eval_step=eval_step,
-            finalize=finalize,
-            num_batches=lambda split: len(self.streams[split]),
-        )
+        return stream_task(self.streams, lambda s: lm_metrics(s["nll_sum"], s["tokens"], level))
 
     # -- outputs ------------------------------------------------------------------------------------
     def _prompt_ids(self, prompt: str) -> list[int]:
@@ -318,40 +279,80 @@ class LanguageModelTask(VocabularyState, TaskKind):
         tokens = list(prompt) if level == "char" else prompt.split()
         return self.vocab.encode([boundary_token(level), *tokens])
 
+    def settings(self, options: GenerateOptions | None = None) -> GenerateConfig:
+        """The run's ``generate`` section with what ``options`` sets (``rnnkit generate``, the server) on top."""
+        g = self.config.generate
+        if options is None:
+            return g
+        update: dict[str, Any] = {
+            k: getattr(options, k)
+            for k in ("max_tokens", "temperature", "top_p", "seed")
+            if getattr(options, k) is not None
+        }
+        if options.top_k is not None:
+            update["top_k"] = options.top_k or None  # 0: every token
+        return g.model_copy(update=update)
+
     @torch.no_grad()
     def generate(self, model: LanguageModel, prompt: str) -> str:
         """A continuation of ``prompt`` (module docstring); the same prompt and seed give the same text."""
+        return self._continue(model, prompt, self.config.generate, None, 1)[0]["continuation"]
+
+    @torch.no_grad()
+    def _continue(
+        self, model: LanguageModel, prompt: str, g: GenerateConfig, beam_size: int | None, num_samples: int
+    ) -> list[dict[str, Any]]:
+        """``num_samples`` continuations of one prompt: sampled (one seeded draw for all of them), or the
+        ``num_samples`` best of a beam search of width ``beam_size``."""
         level = self.config.data.level
         device = next(model.parameters()).device
         with eval_mode(model):
             last, state = model.prime(torch.tensor([self._prompt_ids(prompt)], device=device))
-            tokens = self._sample(model, last, state)
-        return detokenize(self.vocab.decode(tokens), level)
+            never = torch.tensor([PAD_ID], device=device)
 
-    def _sample(self, model: LanguageModel, last: torch.Tensor, state) -> list[int]:
-        g = self.config.generate
-        device = last.device
-        never = torch.tensor([PAD_ID], device=device)
+            def step(tokens, state):
+                logits, state = model.step(tokens, state)
+                return logits.index_fill(1, never, float("-inf")), state  # padding is not text
 
-        def step(tokens, state):
-            logits, state = model.step(tokens, state)
-            return logits.index_fill(1, never, float("-inf")), state  # padding is not text
+            # without a stop token, stop on the (never produced) padding id: only max_tokens ends the text
+            eos = self.vocab.index[boundary_token(level)] if g.stop_at_line_end else PAD_ID
+            if beam_size is not None:
+                result = beam_search(
+                    step, state, bos=last, eos=eos, beam_size=beam_size, max_len=g.max_tokens, n_best=num_samples,
+                    length_penalty=0.0,
+                )  # fmt: skip
+            else:
+                generator = torch.Generator(device=device).manual_seed(g.seed)
+                result = sample(
+                    step, expand_state(state, num_samples), bos=last.repeat(num_samples), eos=eos,
+                    max_len=g.max_tokens, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p, generator=generator,
+                )  # fmt: skip
+        hyps = result.hypotheses[0] if beam_size is not None else [h[0] for h in result.hypotheses]
+        return [
+            {
+                "prompt": prompt,
+                "continuation": detokenize(self.vocab.decode(h.tokens), level),
+                "sample": i,
+                "tokens": len(h.tokens),
+                "log_prob": round(h.log_prob, 4),
+                "finished": h.finished,
+            }
+            for i, h in enumerate(hyps)
+        ]
 
-        # without a stop token, stop on the (never sampled) padding id: only max_tokens ends the text
-        eos = self.vocab.index[boundary_token(self.config.data.level)] if g.stop_at_line_end else PAD_ID
-        generator = torch.Generator(device=device).manual_seed(g.seed)
-        result = sample(
-            step,
-            state,
-            bos=last,
-            eos=eos,
-            max_len=g.max_tokens,
-            temperature=g.temperature,
-            top_k=g.top_k,
-            top_p=g.top_p,
-            generator=generator,
-        )
-        return result.sequences[0]
+    can_generate = True
+
+    def generate_outputs(
+        self, model, prompts: list[str], options: GenerateOptions, out_dir: Path | None = None
+    ) -> list[dict[str, Any]]:
+        """``options.num_samples`` continuations per prompt (``""``: from the start of a line), sampled with
+        the run's ``generate`` settings overridden by ``options``, or by beam search when ``beam_size`` is set
+        (the ``num_samples`` best beams; temperature, top-k/p and the seed do not apply there)."""
+        g = self.settings(options)
+        n, beam = options.num_samples, options.beam_size
+        if beam is not None and n > beam:
+            raise RnnkitError(f"num_samples ({n}) cannot exceed the beam size ({beam}): beam search keeps {beam}")
+        return [row for p in prompts for row in self._continue(model, p, g, beam, n)]
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         return [{"prompt": p, "continuation": self.generate(model, p)} for p in inputs]
@@ -379,6 +380,61 @@ class LanguageModelTask(VocabularyState, TaskKind):
             {"prompt": p, "continuation": self.generate(model, p), "reference": ref} for p, ref in self.test_prompts()
         ]
         atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+
+
+def build_language_model(m: LMModelConfig, vocab_size: int) -> LanguageModel:
+    """The :class:`~rnnkit.models.LanguageModel` of a ``model`` section (module docstring: dropout variants,
+    tying, ``init_range``); shared by the tasks that model token streams (language-model, music)."""
+    encoder = encoder_args(m, vocab_size)
+    encoder.update(
+        embed_dropout=m.dropout if m.embed_dropout is None else m.embed_dropout,
+        weight_drop=m.weight_drop,
+        variational_dropout=m.variational,
+        # locked output dropout lives in the encoder; the model's own is a fresh mask per step
+        output_dropout=m.dropout if m.variational else 0.0,
+    )
+    # tying needs the decoder's input to be embed_dim wide: project the top hidden state when it is not
+    proj = m.embed_dim if m.tie_weights and m.hidden_size != m.embed_dim else None
+    model = LanguageModel(
+        encoder=encoder, tie_weights=m.tie_weights, proj_size=proj, dropout=0.0 if m.variational else m.dropout
+    )
+    if m.init_range is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.uniform_(-m.init_range, m.init_range)
+    return model
+
+
+def stream_task(
+    streams: dict[str, BPTTStream],
+    finalize: Callable[[dict[str, float]], dict[str, float]],
+    extra_stats: Callable[[dict], dict[str, float]] | None = None,
+) -> Task:
+    """The trainer's view of truncated BPTT over ``streams`` (module docstring): evaluation sums ``nll_sum``
+    and ``tokens`` (plus ``extra_stats(batch)`` when given) for ``finalize``."""
+    held: dict[str, Any] = {"state": None}  # evaluation's carried state (the trainer carries training's)
+
+    def train_step(model, b, carry):
+        logits, state = model(b["x"], b.get("lengths"), state=carry)
+        nll, n = token_nll(logits, b, "mean")
+        return nll, state, n
+
+    def eval_step(model, b):
+        state = None if b["window"] == 0 else held["state"]
+        logits, held["state"] = model(b["x"], b.get("lengths"), state=state)
+        nll, n = token_nll(logits, b, "sum")
+        stats = {"nll_sum": float(nll), "tokens": float(n)}
+        if extra_stats is not None:
+            stats.update(extra_stats(b))
+        return stats
+
+    return Task(
+        batches=lambda split, epoch: iter(streams[split]),
+        train_step=train_step,
+        eval_step=eval_step,
+        finalize=finalize,
+        num_batches=lambda split: len(streams[split]),
+    )
 
 
 def token_nll(logits: torch.Tensor, b: dict, reduction: str) -> tuple[torch.Tensor, int]:
