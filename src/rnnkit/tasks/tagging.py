@@ -201,7 +201,7 @@ def _read_wordtag(path: Path, lines: list[str]) -> list[Sentence]:
         for f in fields:
             pair = _word_tag(f)
             if pair is None:
-                raise RnnkitError(f"expected word/tag tokens, got {f!r}", where=f"{name}:{n}")
+                raise RnnkitError(f"expected word/tag tokens, got {f[:40]!r}", where=f"{name}:{n}")
             pairs.append(pair)
         out.append(Sentence([w for w, _ in pairs], [t for _, t in pairs], name, [n] * len(pairs)))
     return out
