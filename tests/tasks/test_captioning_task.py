@@ -178,6 +178,49 @@ def test_image_size_too_small_for_the_encoder_is_a_config_error(tmp_path, capsys
     assert "too small for 2 pooling blocks" in err and err.count("\n") == 1
 
 
+def test_columns_image_encoder_is_built_from_the_model_config(tmp_path, capsys):
+    from rnnkit.models.generator import ColumnImageEncoder, ImageEncoder
+
+    path = write_shapes_dataset(tmp_path, n=30)
+    task = make_task(path, "model.image_encoder=columns", "model.column_hidden=7", "model.cnn_channels=[4,8]")
+    task.prepare(tmp_path)
+    model = task.build_model()
+    assert isinstance(model.cond_encoder, ColumnImageEncoder) and model.cond_encoder.reader.hidden_size == 7
+    assert model.attention is None
+    attending = make_task(path, "model.image_encoder=columns", "model.attend_columns=true")
+    attending.prepare(tmp_path / "attending")
+    assert attending.build_model().attention is not None
+    assert model.cond_encoder.columns(torch.rand(2, 1, 12, 24)).shape == (2, 6, 8 * 3)  # 24 / 4 columns of 8 x 3
+    plain = make_task(path)
+    plain.prepare(tmp_path / "plain")
+    assert isinstance(plain.build_model().cond_encoder, ImageEncoder)  # the default stays the flat encoder
+    args = ["train", "captioning", "--data", str(path), "--runs-dir", str(tmp_path / "runs"), "--quiet"]
+    assert main([*args, "--set", "model.column_hidden=8"]) == 2
+    err = capsys.readouterr().err
+    assert "model.column_hidden needs model.image_encoder=columns" in err and err.count("\n") == 1
+    assert main([*args, "--set", "model.attend_columns=true"]) == 2
+    assert "model.attend_columns needs model.image_encoder=columns" in capsys.readouterr().err
+    assert main([*args, "--set", "model.image_encoder=rows"]) == 2
+    assert "image_encoder" in capsys.readouterr().err
+
+
+def test_columns_run_reloads_with_its_encoder(tmp_path, capsys):
+    """A run with the columns encoder and attention is saved with them: evaluate rebuilds the same model."""
+    path = write_shapes_dataset(tmp_path / "shapes", n=60)
+    runs = tmp_path / "runs"
+    args = ["train", "captioning", "--data", str(path), "--runs-dir", str(runs), "--name", "cols", "--quiet"]
+    sets = ["train.epochs=2", "train.batch_size=16", "data.image_size=[12,24]", "model.cnn_channels=[4,8]",
+            "model.image_encoder=columns", "model.column_hidden=6", "model.attend_columns=true", "model.cond_dim=8",
+            "model.embed_dim=8", "model.hidden_size=8", "decode.beam_size=2"]  # fmt: skip
+    assert main([*args, "--set", *sets]) == 0
+    capsys.readouterr()
+    meta = json.loads((runs / "cols" / "meta.json").read_text())
+    config = meta["model"]["config"]
+    assert config["image_encoder"] == "columns" and config["column_hidden"] == 6 and config["attend_columns"]
+    assert main(["evaluate", str(runs / "cols")]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(meta["metrics"]["test"])
+
+
 # -- the command line -----------------------------------------------------------------------------------
 def test_train_predict_evaluate_contract(tmp_path, capsys):
     path = write_shapes_dataset(tmp_path / "shapes")

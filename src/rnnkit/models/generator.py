@@ -11,6 +11,17 @@ r"""One-to-many: a conditioning input -> a token sequence (image captioning, seq
 ``Z`` is ``cond_size`` for vectors and ``cond_dim`` for images and classes. Exactly one of
 ``cond_size``, ``image_channels`` (with ``image_size``) and ``num_classes`` is set.
 
+Images have two encoders (``image_encoder``). ``"flat"`` (above) maps the whole feature map with one linear
+layer, so every place in the image has its own read-out. ``"columns"`` reads the feature map as a sequence of
+columns, left to right: each column (all its channels and rows, ``C' * H'`` values) is one step of a
+bidirectional GRU (``column_hidden`` per direction), and ``[forward state after the last column; backward state
+after the first]`` -> Linear -> LayerNorm is ``z``. One reader serves every position: a pattern moved right by
+``2 ** len(cnn_channels)`` pixels gives the same column features one column later (text lines, digit strips).
+With ``attend_columns`` every decoder output ``h_t`` also attends (additive score) over the GRU's column outputs
+``(B, W', 2 * column_hidden)`` and the logits come from ``tanh(W_c [h_t; context_t])`` (Luong et al. 2015,
+without input feeding, so whole sequences still run in one call): each word can look at its own digit. The
+state then also holds ``memory`` (B, W', 2Hc) and ``keys`` (its projection), which search reorders like the rest.
+
 Decoding one step at a time (:meth:`ConditionalGenerator.step`) gives what :meth:`forward` gives.
 The state is a dict, batch first: ``hidden`` (tuple of (B, L, H)) and, with ``feed_condition``,
 ``cond`` (B, Z).
@@ -26,7 +37,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from ..config import StrictModel
-from ..layers import GRU, LSTM, lengths_to_mask
+from ..layers import GRU, LSTM, Attention, lengths_to_mask
 from ..layers.masking import check_lengths
 from .base import Model
 
@@ -39,6 +50,11 @@ class GeneratorConfig(StrictModel):
     image_channels: int | None = Field(None, gt=0, description="image conditioning: input channels")
     image_size: tuple[int, int] | None = Field(None, description="image conditioning: (H, W)")
     cnn_channels: list[int] = Field([16, 32], description="image encoder: one conv3x3+ReLU+maxpool2 block each")
+    image_encoder: Literal["flat", "columns"] = Field(
+        "flat", description="flat: one linear map of the feature map; columns: a BiGRU over its columns"
+    )
+    column_hidden: int | None = Field(None, gt=0, description="columns encoder: GRU size per direction (default 128)")
+    attend_columns: bool = Field(False, description="columns encoder: the decoder attends over the columns each step")
     num_classes: int | None = Field(None, gt=0, description="class conditioning: number of classes")
     cond_dim: int | None = Field(None, gt=0, description="image/class conditioning vector size (default 64)")
     embed_dim: int = Field(64, gt=0)
@@ -63,6 +79,8 @@ class GeneratorConfig(StrictModel):
         if self.image_channels is None:
             if self.image_size is not None:
                 raise ValueError("image_size needs image_channels")
+            if self.image_encoder != "flat":
+                raise ValueError(f"image_encoder={self.image_encoder!r} needs image conditioning (image_channels)")
         else:
             if self.image_size is None:
                 raise ValueError("image conditioning needs image_size (H, W)")
@@ -74,6 +92,9 @@ class GeneratorConfig(StrictModel):
                     f"image_size {tuple(self.image_size)} is too small for {len(self.cnn_channels)} pooling blocks "
                     f"(each halves H and W; need at least {smallest} x {smallest})"
                 )
+        for key in ("column_hidden", "attend_columns"):
+            if getattr(self, key) not in (None, False) and self.image_encoder != "columns":
+                raise ValueError(f"{key} needs image_encoder='columns', got {self.image_encoder!r}")
         return self
 
     @property
@@ -82,27 +103,67 @@ class GeneratorConfig(StrictModel):
         return self.cond_size if self.cond_size is not None else (self.cond_dim or 64)
 
 
+def conv_blocks(in_channels: int, image_size: tuple[int, int], channels: list[int]) -> tuple[nn.Sequential, tuple]:
+    """conv3x3 + ReLU + 2x2 max-pool per entry of ``channels`` -> (the stack, its output (C', H', W'))."""
+    layers: list[nn.Module] = []
+    c, (h, w) = in_channels, image_size
+    for out in channels:
+        layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        c, h, w = out, h // 2, w // 2
+    return nn.Sequential(*layers), (c, h, w)
+
+
 class ImageEncoder(nn.Module):
     """``(B, C, H, W)`` -> ``(B, Z)``: blocks of conv3x3 + ReLU + 2x2 max-pool, a linear map, LayerNorm."""
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], channels: list[int], out_size: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c, (h, w) = in_channels, image_size
-        for out in channels:
-            layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            c, h, w = out, h // 2, w // 2
-        self.features = nn.Sequential(*layers)
+        self.features, (c, h, w) = conv_blocks(in_channels, image_size, channels)
         self.proj = nn.Linear(c * h * w, out_size)
         self.norm = nn.LayerNorm(out_size)
         self.input_shape = (in_channels, *image_size)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check(self, x: Tensor) -> None:
         if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
             want = ", ".join(map(str, self.input_shape))
-            raise ValueError(f"ImageEncoder: expected images (B, {want}), got {tuple(x.shape)}")
+            raise ValueError(f"{type(self).__name__}: expected images (B, {want}), got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
         # normalised so the decoder's tanh initial state starts unsaturated whatever the image statistics
         return self.norm(self.proj(self.features(x).flatten(1)))
+
+
+class ColumnImageEncoder(ImageEncoder):
+    """``(B, C, H, W)`` -> ``(B, Z)``: the conv blocks, their feature map's columns (``C' * H'`` values each,
+    left to right) through a bidirectional GRU, ``[last forward state; last backward state]`` -> Linear -> LayerNorm.
+
+    Every column is read by the same weights, so a digit is recognised alike wherever it stands in the image.
+    """
+
+    def __init__(
+        self, in_channels: int, image_size: tuple[int, int], channels: list[int], out_size: int, hidden_size: int
+    ) -> None:
+        nn.Module.__init__(self)
+        self.features, (c, h, w) = conv_blocks(in_channels, image_size, channels)
+        self.reader = GRU(c * h, hidden_size, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * hidden_size, out_size)
+        self.norm = nn.LayerNorm(out_size)
+        self.input_shape = (in_channels, *image_size)
+
+    def columns(self, x: Tensor) -> Tensor:
+        """Images -> the column sequence ``(B, W', C' * H')`` the reader sees."""
+        self._check(x)
+        f = self.features(x)  # (B, C', H', W')
+        return f.flatten(1, 2).transpose(1, 2)
+
+    def read(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Images -> ``z`` (B, Z) and the reader's outputs per column (B, W', 2 * hidden)."""
+        out, h_n = self.reader(self.columns(x))  # h_n (2, B, hidden): forward after the last column, backward first
+        return self.norm(self.proj(torch.cat([h_n[0], h_n[1]], -1))), out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.read(x)[0]
 
 
 class ConditionalGenerator(Model):
@@ -119,8 +180,12 @@ class ConditionalGenerator(Model):
         super().__init__(config, **overrides)
         cfg = self.config
         Z, H, L = cfg.condition_size, cfg.hidden_size, cfg.num_layers
-        if cfg.image_channels is not None:
-            self.cond_encoder: nn.Module | None = ImageEncoder(cfg.image_channels, cfg.image_size, cfg.cnn_channels, Z)
+        if cfg.image_channels is not None and cfg.image_encoder == "columns":
+            self.cond_encoder: nn.Module | None = ColumnImageEncoder(
+                cfg.image_channels, cfg.image_size, cfg.cnn_channels, Z, cfg.column_hidden or 128
+            )
+        elif cfg.image_channels is not None:
+            self.cond_encoder = ImageEncoder(cfg.image_channels, cfg.image_size, cfg.cnn_channels, Z)
         elif cfg.num_classes is not None:
             self.cond_encoder = nn.Embedding(cfg.num_classes, Z)
         else:
@@ -128,6 +193,9 @@ class ConditionalGenerator(Model):
         self.init_h = nn.Linear(Z, L * H)
         self.init_c = nn.Linear(Z, L * H) if cfg.cell == "lstm" else None
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.padding_idx)
+        memory = 2 * (cfg.column_hidden or 128)
+        self.attention = Attention(H, memory, score="additive") if cfg.attend_columns else None
+        self.attention_out = nn.Linear(H + memory, H) if cfg.attend_columns else None
         rnn = LSTM if cfg.cell == "lstm" else GRU
         self.decoder = rnn(
             cfg.embed_dim + (Z if cfg.feed_condition else 0),
@@ -155,13 +223,19 @@ class ConditionalGenerator(Model):
         return self.cond_encoder(cond)
 
     def encode(self, cond: Tensor) -> dict[str, Any]:
-        """The decoder's initial state nest: ``hidden`` (tuple of (B, L, H)) and ``cond`` (B, Z) if fed."""
-        z = self.condition(cond)  # (B, Z)
+        """The decoder's initial state nest: ``hidden`` (tuple of (B, L, H)), ``cond`` (B, Z) if fed,
+        ``memory`` and ``keys`` (B, W', 2Hc) with ``attend_columns``."""
+        state: dict[str, Any] = {}
+        if self.attention is not None:
+            z, memory = self.cond_encoder.read(cond)
+            state.update(memory=memory, keys=self.attention.project_keys(memory))
+        else:
+            z = self.condition(cond)  # (B, Z)
         B, L, H = z.shape[0], self.config.num_layers, self.config.hidden_size
         hidden = (torch.tanh(self.init_h(z)).view(B, L, H),)
         if self.init_c is not None:
             hidden = (*hidden, torch.tanh(self.init_c(z)).view(B, L, H))
-        state: dict[str, Any] = {"hidden": hidden}
+        state["hidden"] = hidden
         if self.config.feed_condition:
             state["cond"] = z
         return state
@@ -174,6 +248,9 @@ class ConditionalGenerator(Model):
         hx = tuple(h.transpose(0, 1).contiguous() for h in state["hidden"])  # (L, B, H)
         out, final = self.decoder(x, hx if len(hx) == 2 else hx[0])
         final = final if isinstance(final, tuple) else (final,)
+        if self.attention is not None:  # every h_t looks at the columns
+            context, _ = self.attention(out, state["memory"], projected_keys=state["keys"])  # (B, T, 2Hc)
+            out = torch.tanh(self.attention_out(torch.cat([out, context], -1)))
         return self.output(self.drop(out)), dict(state, hidden=tuple(h.transpose(0, 1) for h in final))
 
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:

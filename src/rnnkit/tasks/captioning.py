@@ -21,8 +21,11 @@ drawn with ``data.strip_seed``; ``data.strip_resample`` draws new train strips f
 for every epoch after the first (``rng([strip_seed, 0, epoch])``: new neighbours, new jitter). A split's strips hold
 only that split's digits. Strips are ``28 x 28 * max_digits`` (resized to ``data.image_size`` if it differs).
 
-Model: :class:`~rnnkit.models.ConditionalGenerator` with image conditioning. Metrics, from additive
-statistics: ``loss`` (teacher-forced cross-entropy per reference token, ``<eos>`` included),
+Model: :class:`~rnnkit.models.ConditionalGenerator` with image conditioning (``model.image_encoder``:
+``flat`` maps the whole CNN feature map with one linear layer; ``columns`` reads its columns left to right
+with a bidirectional GRU of ``model.column_hidden`` per direction, one reader for every position;
+``model.attend_columns``: the decoder also attends over those columns at every step).
+Metrics, from additive statistics: ``loss`` (teacher-forced cross-entropy per reference token, ``<eos>`` included),
 ``exact_match`` (generated caption equals a reference) and ``token_accuracy`` (position-wise matches
 with the closest reference, ``<eos>`` included, over the longer of the two). Validation decodes
 greedily (cheap, every epoch); test uses beam search (``decode.beam_size``). A reference word
@@ -110,6 +113,11 @@ class CaptionModelConfig(StrictModel):
     cell: Literal["lstm", "gru"] = "lstm"
     cnn_channels: list[int] = Field(default_factory=lambda: [16, 32], description="conv3x3+ReLU+maxpool2 blocks")
     cond_dim: int = Field(128, gt=0, description="image vector size")
+    image_encoder: Literal["flat", "columns"] = Field(
+        "flat", description="flat: one linear map of the CNN features; columns: a BiGRU reads their columns"
+    )
+    column_hidden: int | None = Field(None, gt=0, description="columns encoder: GRU size per direction (default 128)")
+    attend_columns: bool = Field(False, description="columns encoder: the decoder attends over the columns each step")
     embed_dim: int = Field(64, gt=0)
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(1, gt=0)
@@ -137,6 +145,9 @@ class CaptioningConfig(RecipeConfig):
             raise ValueError(
                 f"data.min_digits ({self.data.min_digits}) exceeds data.max_digits ({self.data.max_digits})"
             )
+        for key in ("column_hidden", "attend_columns"):
+            if getattr(self.model, key) not in (None, False) and self.model.image_encoder != "columns":
+                raise ValueError(f"model.{key} needs model.image_encoder=columns, got {self.model.image_encoder!r}")
         blocks = len(self.model.cnn_channels)
         if min(self.data.image_size) < 2**blocks:
             raise ValueError(
@@ -346,8 +357,10 @@ class Captioning(VocabularyState, TaskKind):
         m, d = self.config.model, self.config.data
         return ConditionalGenerator(
             vocab_size=len(self.vocab), image_channels=d.channels, image_size=tuple(d.image_size),
-            cnn_channels=m.cnn_channels, cond_dim=m.cond_dim, embed_dim=m.embed_dim, padding_idx=PAD_ID, cell=m.cell,
-            hidden_size=m.hidden_size, num_layers=m.num_layers, feed_condition=m.feed_condition, dropout=m.dropout,
+            cnn_channels=m.cnn_channels, image_encoder=m.image_encoder, column_hidden=m.column_hidden,
+            attend_columns=m.attend_columns, cond_dim=m.cond_dim, embed_dim=m.embed_dim, padding_idx=PAD_ID,
+            cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers, feed_condition=m.feed_condition,
+            dropout=m.dropout,
         )  # fmt: skip
 
     def _batches(self, split: str, epoch: int):
