@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = json.loads((args.run / "meta.json").read_text(encoding="utf-8"))
         test_m = meta["metrics"]["test"]
         ours_full, ours_universal = test_m["accuracy"], test_m.get("universal_accuracy", float("nan"))
-        seconds = meta["train_seconds"]
+        seconds = meta.get("epoch_seconds", meta["train_seconds"])
         print(f"| rnnkit `pos` ({args.run}) | {ours_full:.2%} | {ours_universal:.2%} | {seconds:.0f} | — |")
         print(f"rnnkit − perceptron: full {100 * (ours_full - full):+.2f} points, "
               f"universal {100 * (ours_universal - universal):+.2f} points")  # fmt: skip

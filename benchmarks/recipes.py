@@ -102,6 +102,20 @@ def train_recipe(name: str, runs_dir: Path, overrides: list[str], quiet: bool) -
     return meta
 
 
+def training_seconds(meta: dict, run_dir: Path) -> float:
+    """The epochs' own time, which covers a run resumed across processes (``train_seconds`` is only the last
+    process's); from ``metrics.jsonl`` for runs older than ``meta.json``'s ``epoch_seconds``."""
+    if "epoch_seconds" in meta:
+        return meta["epoch_seconds"]
+    log = run_dir / "metrics.jsonl"
+    if log.is_file():
+        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        epochs = [r["seconds"] for r in rows if "epoch" in r and "seconds" in r]
+        if epochs:
+            return sum(epochs)
+    return meta.get("train_seconds", float("nan"))
+
+
 def fmt(value: float, t: Target) -> str:
     return f"{100 * value:.2f}%" if t.percent else f"{value:.2f}"
 
@@ -111,7 +125,7 @@ def rows(recipe: Recipe, meta: dict | None, run_dir: Path) -> list[str]:
         return [f"| `{recipe.name}` | — | not run | — | — | — | {recipe.baseline} |"]
     out = []
     metrics = meta["metrics"]
-    minutes = meta.get("train_seconds", float("nan")) / 60
+    minutes = training_seconds(meta, run_dir) / 60
     for i, t in enumerate(recipe.targets):
         value = metrics[t.split].get(t.metric)
         if value is None:

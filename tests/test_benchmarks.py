@@ -40,6 +40,8 @@ def test_recipes_report_reads_finished_runs(tmp_path, capsys):
         (tmp_path / name / "meta.json").write_text(json.dumps(meta))
 
     run("pos", {"accuracy": 0.96, "universal_accuracy": 0.969}, {"accuracy": 0.95})
+    resumed = json.loads((tmp_path / "pos" / "meta.json").read_text()) | {"epoch_seconds": 600.0}
+    (tmp_path / "pos" / "meta.json").write_text(json.dumps(resumed))  # all epochs: 10 min; the last process: 2
     run("char-lm", {"loss": 1.50}, {"loss": 1.40})
     (tmp_path / "g2p").mkdir()  # unfinished: no meta.json, and --collect never trains
     out_md = tmp_path / "table.md"
@@ -52,7 +54,7 @@ def test_recipes_report_reads_finished_runs(tmp_path, capsys):
     assert "96.00%" in full and "| met |" in full
     chars = lines["validation nats/char"]
     assert "1.40" in chars and "| met |" in chars  # the validation figure, not the test one
-    assert "not run" in out and "3 epochs, 2.0 min" in out and "machine:" in out
+    assert "not run" in out and "3 epochs, 2.0 min" in out and "3 epochs, 10.0 min" in out and "machine:" in out
     assert out_md.read_text().startswith("| recipe |")
 
 

@@ -223,7 +223,9 @@ def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
         "task_state": task.state(),
         "dataset": dataset,
         "metrics": {"test": test, "best_validation": result.best, "epochs": len(result.history)},
-        "train_seconds": round(time.perf_counter() - t0, 2),
+        "train_seconds": round(time.perf_counter() - t0, 2),  # this process (a resumed run: since the resume)
+        # every epoch's training + validation time, over all the processes that trained this run
+        "epoch_seconds": round(sum(float(h.get("seconds", 0.0)) for h in result.history), 2),
         "plots": [str(p.relative_to(run_dir)) for p in plots],
         "files": {p.name: {"sha256": sha256_file(p)} for p in _checked_files(run_dir)},
     }
