@@ -15,12 +15,15 @@ from rnnkit.errors import RnnkitError
 from rnnkit.fileio import read_jsonl
 from rnnkit.tasks.forecasting import (
     Forecasting,
+    difference,
+    error_sums,
     fill_missing,
     forecast_metrics,
     read_series,
     rolled_forecast,
     seasonal_naive,
     split_sizes,
+    undifference,
     window_origins,
 )
 from rnnkit.tasks.runner import resolve_config
@@ -252,3 +255,145 @@ def test_covariates_train_and_predict_with_future_rows(tmp_path, capsys):
     no_future = write_csv(tmp_path, rows[:20], header="month,value,month_of_year", name="nofuture.csv")
     assert main(["predict", str(run), str(no_future)]) == 2
     assert "the last 4 rows must be the future" in capsys.readouterr().err
+
+
+# -- registry datasets, log transform, differencing, ensembles (issue #6) ------------------------------------
+@pytest.fixture
+def fake_air(monkeypatch):
+    """A registry forecasting dataset of 60 positive monthly values (48 train / 12 test), and a UCR-like one."""
+    from rnnkit.data import registry
+
+    values = [100 * (1.02**i) * (1 + 0.2 * math.sin(2 * math.pi * i / 12)) for i in range(60)]
+    records = [{"time": month(i), "value": round(v, 4)} for i, v in enumerate(values)]
+    records[5]["value"] = None  # a gap in the training part
+
+    def load_splits(name):
+        assert name == "air-passengers"
+        return {"train": records[:48], "validation": [], "test": records[48:]}
+
+    monkeypatch.setattr(registry, "load_splits", load_splits)
+    return values
+
+
+def test_a_registry_dataset_gives_its_test_split_and_validation_from_train(tmp_path, fake_air):
+    base = ["data.dataset=air-passengers", "data.window=12", "model.horizon=6", "data.validation_size=6"]
+    task = make_task(None, *base, "data.missing=interpolate")
+    info = task.prepare(tmp_path)
+    assert info["source"] == "dataset air-passengers" and info["sizes"] == {"train": 42, "validation": 6, "test": 12}
+    assert info["time_range"]["test"] == [month(48), month(59)] and info["missing_filled"] == 1
+    np.testing.assert_allclose(task.raw[48:], [round(v, 4) for v in fake_air[48:]])
+    # data.test_size overrides the registry's split
+    assert make_task(None, *base, "data.test_size=18", "data.missing=interpolate").prepare(tmp_path)["sizes"] == {
+        "train": 36, "validation": 6, "test": 18}  # fmt: skip
+    with pytest.raises(RnnkitError, match="dataset air-passengers record 6: missing value"):
+        make_task(None, *base).prepare(tmp_path)
+    with pytest.raises(RnnkitError, match="has no covariate columns"):
+        make_task(None, *base, "data.covariates=[x]").prepare(tmp_path)
+    with pytest.raises(RnnkitError, match="'GunPoint' is a time-series classification dataset, not a forecasting"):
+        make_task(None, "data.dataset=GunPoint").prepare(tmp_path)
+    with pytest.raises(RnnkitError, match="no data: give --data FILE.*or set data.dataset"):
+        make_task(None).prepare(tmp_path)
+
+
+def test_log_transform_models_logs_and_scores_in_original_units(tmp_path):
+    path = series_csv(tmp_path, 80)
+    args = ("data.window=12", "model.horizon=4", "data.test_size=12", "data.validation_size=8", "data.season=12")
+    plain, logged = make_task(path, *args), make_task(path, *args, "data.transform=log")
+    plain.prepare(tmp_path), logged.prepare(tmp_path)
+    np.testing.assert_allclose(logged.rows[:, 0], np.log(plain.rows[:, 0]))
+    np.testing.assert_array_equal(logged.raw, plain.raw)
+    assert logged.mase_scale == plain.mase_scale  # MASE's scale is in original units either way
+    b = logged._windows(logged.origins["test"])
+    torch.testing.assert_close(b["y"], torch.log(b["actual"]).float())
+    # a perfect forecast in model units scores zero error in original units
+    stats = error_sums(logged._to_original(b["y"], b["hist"]), b["actual"], b["observed"], b["baseline"])
+    assert stats["abs"] < 1e-4 * stats["n"] and stats["base_abs"] > 0
+    bad = write_csv(tmp_path, [f"{month(i)},{v - (12 if i == 30 else 0)}" for i, v in enumerate(seasonal(80))])
+    with pytest.raises(RnnkitError, match=r"series.csv:32: data.transform=log needs values > 0, got -"):
+        make_task(bad, *args, "data.transform=log").prepare(tmp_path)
+
+
+def test_difference_and_undifference_are_inverses():
+    y = np.cumsum(np.random.default_rng(0).normal(size=40)) + 50
+    for lag in (0, 1, 12):
+        z = difference(y, lag)
+        assert (z[:lag] == 0).all()
+        for origin in (lag + 5, 30):
+            hist = torch.tensor(y[origin - lag : origin])[None]
+            rebuilt = undifference(torch.tensor(z[origin:])[None], hist, lag)[0]
+            np.testing.assert_allclose(rebuilt.numpy(), y[origin:])
+
+
+def test_seasonal_differencing_windows_need_one_more_season_and_integrate_back(tmp_path):
+    path = series_csv(tmp_path, 80)
+    args = ("data.window=12", "model.horizon=4", "data.test_size=12", "data.validation_size=8", "data.season=12")
+    task = make_task(path, *args, "data.difference=12", "data.transform=log")
+    info = task.prepare(tmp_path)
+    assert info["difference"] == 12 and task.origins["train"][0] == 24  # inputs from y[12] - y[0] on
+    assert info["windows"]["train"] == 60 - 24 - 4 + 1
+    b = task._windows(task.origins["test"])
+    levels = np.log(task.raw)
+    t = np.asarray(task.origins["test"])[:, None]
+    expected = levels[t - 12 + np.arange(12)] - levels[t - 24 + np.arange(12)]
+    np.testing.assert_allclose(b["x"][..., 0].numpy(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(task._to_original(b["y"], b["hist"]), b["actual"], rtol=1e-5, atol=1e-4)
+    with pytest.raises(RnnkitError, match=r"too few for one window \(data.window=48 \+ data.difference=12"):
+        make_task(path, *args, "data.difference=12", "data.window=48").prepare(tmp_path)
+
+
+def test_seasonal_differencing_trains_predicts_and_evaluates(tmp_path, capsys):
+    data = series_csv(tmp_path, 120)
+    runs = tmp_path / "runs"
+    args = ["train.epochs=3", "data.window=12", "model.horizon=6", "data.test_size=18", "data.validation_size=6",
+            "data.season=12", "data.difference=12", "data.transform=log", "model.hidden_size=8",
+            "model.ensemble=2"]  # fmt: skip
+    assert main(["train", "forecasting", "--data", str(data), "--set", *args, "--runs-dir", str(runs), "--quiet"]) == 0
+    capsys.readouterr()
+    run = runs / "forecasting"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["model"]["kind"] == "forecaster-ensemble" and meta["model"]["config"]["size"] == 2
+    *rolling, whole = read_jsonl(run / "predictions.jsonl")
+    assert whole["actual"] == pytest.approx(seasonal(120)[102:], abs=1e-5)  # original units
+    assert all(lo <= f <= hi for lo, f, hi in zip(whole["lower"], whole["forecast"], whole["upper"], strict=True))
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(meta["metrics"]["test"], rel=1e-5)
+    short = series_csv(tmp_path, 20, name="short.csv")
+    assert main(["predict", str(run), str(short)]) == 2
+    assert "need at least data.window=12 + data.difference=12 rows of history" in capsys.readouterr().err
+    history = series_csv(tmp_path, 40, name="history.csv")
+    assert main(["predict", str(run), str(history)]) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # one season back plus a predicted change: the right order of magnitude, in original units
+    assert len(result["forecast"]) == 6 and all(5 < f < 20 for f in result["forecast"])
+
+
+def test_an_ensemble_averages_its_members():
+    from rnnkit.models import ForecasterEnsemble
+
+    torch.manual_seed(0)
+    member = dict(encoder=dict(input_size=1, cell="gru", hidden_size=8), horizon=3, distribution="gaussian")
+    ens = ForecasterEnsemble(member=member, size=3).eval()
+    x, target = torch.randn(4, 10).cumsum(1), torch.randn(4, 3)
+    outs = [m(x) for m in ens.members]
+    out = ens(x)
+    means = torch.stack([o["mean"] for o in outs])
+    torch.testing.assert_close(out["mean"], means.mean(0))
+    second_moment = torch.stack([o["scale"] ** 2 + o["mean"] ** 2 for o in outs]).mean(0)
+    torch.testing.assert_close(out["scale"] ** 2, second_moment - out["mean"] ** 2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ens.loss(x, target), torch.stack([m.loss(x, target) for m in ens.members]).mean())
+    assert not torch.equal(ens.members[0].head.weight, ens.members[1].head.weight)  # own initialisations
+    rebuilt = ForecasterEnsemble.from_config(ens.get_config())
+    rebuilt.load_state_dict(ens.state_dict())
+    torch.testing.assert_close(rebuilt.eval()(x)["mean"], out["mean"])
+
+
+def test_forecasting_recipes():
+    air = resolve_config("air-passengers")[1]
+    assert (air.data.dataset, air.data.test_size, air.data.validation_size) == ("air-passengers", None, 12)
+    assert (air.data.season, air.data.difference, air.model.horizon) == (12, 12, 12)
+    co2 = resolve_config("co2")[1]
+    assert (co2.data.dataset, co2.data.season, co2.data.missing) == ("co2", 52, "interpolate")
+    sun = resolve_config("sunspots")[1]
+    assert (sun.data.dataset, sun.data.season, sun.model.mode) == ("sunspots", 11, "recursive")
+    for cfg in (air, co2, sun):
+        assert cfg.data.validation_size >= cfg.model.horizon

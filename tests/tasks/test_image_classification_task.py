@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rnnkit.cli.main import main
 from rnnkit.errors import RnnkitError
@@ -198,3 +199,30 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     assert "shapes.csv.gz:1: expected 64 pixel values, got 65 (drop the label column" in err and err.count("\n") == 1
     assert main(["predict", str(run), str(tmp_path / "nope.png")]) == 2
     assert "nope.png: no such image file" in capsys.readouterr().err
+
+
+# -- the registry dataset (mlp-digits on mnist-5k) ----------------------------------------------------------
+def test_registry_dataset_uses_its_split(tmp_path, monkeypatch):
+    from rnnkit.data import registry
+
+    rng = np.random.default_rng(0)
+    splits = {s: [{"pixels": shape_image(CLASSES[i % 3], rng).ravel().tolist(), "label": i % 3} for i in range(n)]
+              for s, n in (("train", 60), ("validation", 9), ("test", 12))}  # fmt: skip
+    monkeypatch.setattr(registry, "load_splits", lambda name: splits)
+    task = make_task(None, "data.dataset=mnist-5k")
+    info = task.prepare(tmp_path)
+    assert info == {"source": "dataset mnist-5k", "sizes": {"test": 12, "validation": 9, "train": 60}}
+    assert task.labels == ["0", "1", "2"] and task.image_shape == [8, 8] and task.scale == pytest.approx(1 / 255)
+    first_test = torch.tensor(splits["test"][0]["pixels"], dtype=torch.float32).view(8, 8) / 255
+    torch.testing.assert_close(task.splits["test"]["x"][0], first_test)
+    monkeypatch.setattr(registry, "load_splits", lambda name: {"train": [{"text": "a", "label": "x"}]})
+    with pytest.raises(RnnkitError, match="'rotten-tomatoes' is not an image dataset"):
+        make_task(None, "data.dataset=rotten-tomatoes").prepare(tmp_path)
+    with pytest.raises(RnnkitError, match="or set data.dataset"):
+        make_task(None).prepare(tmp_path)
+
+
+def test_mlp_digits_recipe():
+    _, config = resolve_config("mlp-digits")
+    assert config.task == "image-classification" and config.data.dataset == "mnist-5k"
+    assert config.model.hidden_sizes and config.train.monitor == "accuracy"

@@ -178,3 +178,43 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     assert main(["predict", str(run), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.ts:7: missing value" in err and err.count("\n") == 1
+
+
+# -- downsampling long series (issue #6: OSULeaf, ACSF1) ----------------------------------------------------
+def test_downsample_averages_runs_of_k_steps():
+    from rnnkit.tasks.series_classification import downsample
+
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)  # 10 steps, 2 channels
+    np.testing.assert_array_equal(downsample(x, 1), x)
+    np.testing.assert_allclose(downsample(x, 4), [[3, 4], [11, 12], [17, 18]])  # the last run has 2 steps
+    np.testing.assert_allclose(downsample(x, 10), [x.mean(0)])
+    assert downsample(x, 4).dtype == np.float32 and downsample(x[:3], 5).shape == (1, 2)
+
+
+def test_downsample_applies_to_training_statistics_and_prediction(tmp_path, capsys):
+    folder = tmp_path / "Toy"
+    folder.mkdir()
+    write_ts(folder / "Toy_TRAIN.ts", 40, seed=1)
+    write_ts(folder / "Toy_TEST.ts", 10, seed=2)
+    full, short = make_task(folder), make_task(folder, "data.downsample=3")
+    info_full, info_short = full.prepare(tmp_path), short.prepare(tmp_path)
+    for s in ("train", "validation", "test"):
+        expected = (full.splits[s]["lengths"] + 2) // 3  # ceil(T / 3)
+        assert torch.equal(short.splits[s]["lengths"], expected)
+    assert info_short["steps"] != info_full["steps"]
+    # prediction reads the same k from the run's config
+    runs = tmp_path / "runs"
+    args = ["train", "ucr", "--data", str(folder), "--runs-dir", str(runs), "--name", "ds", "--quiet", "--set",
+            "train.epochs=1", "model.hidden_size=8", "data.downsample=3"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    run = runs / "ds"
+    assert main(["predict", str(run), str(folder / "Toy_TEST.ts")]) == 0
+    probs = [json.loads(line)["probability"] for line in capsys.readouterr().out.splitlines()]
+    from rnnkit.tasks.runner import load_run
+
+    loaded = load_run(run)
+    loaded.task.prepare(tmp_path, reuse=True)
+    test = loaded.task.splits["test"]
+    expected = loaded.task._probabilities(loaded.model, test["x"], test["lengths"]).max(-1).values
+    np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-4)

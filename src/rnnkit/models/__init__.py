@@ -2,7 +2,7 @@
 
 from .classifier import POOLINGS, Classifier
 from .crf import CRF
-from .forecaster import Forecaster, ForecasterConfig
+from .forecaster import Forecaster, ForecasterConfig, ForecasterEnsemble, ForecasterEnsembleConfig
 from .generator import ConditionalGenerator, GeneratorConfig
 from .language_model import LanguageModel, LanguageModelConfig
 from .mlp import MLP, MLPConfig
@@ -12,3 +12,4 @@ from .tagger import PAD_TAG, Tagger, TaggerConfig
 __all__ = ["POOLINGS", "Classifier", "Forecaster", "ForecasterConfig", "MLP", "MLPConfig"]
 __all__ += ["ConditionalGenerator", "GeneratorConfig", "Seq2Seq", "Seq2SeqConfig"]
 __all__ += ["CRF", "PAD_TAG", "Tagger", "TaggerConfig", "LanguageModel", "LanguageModelConfig"]
+__all__ += ["ForecasterEnsemble", "ForecasterEnsembleConfig"]

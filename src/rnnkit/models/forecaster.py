@@ -258,3 +258,49 @@ class Forecaster(Model):
         if C == 0:
             return (window[..., 0],), {}
         return (window,), {"future_covariates": torch.randn(batch_size, self.horizon, C, **kw)}
+
+
+class ForecasterEnsembleConfig(StrictModel):
+    member: ForecasterConfig
+    size: int = Field(ge=1, le=64, description="members, each initialised at random on its own")
+
+
+class ForecasterEnsemble(Model):
+    """``size`` independent :class:`~rnnkit.models.Forecaster` members with the same interface as one.
+
+    ``forward`` gives the mean of the members' means and, for Gaussian members, the standard deviation of
+    their equal-weight mixture; ``loss`` is the mean of the members' losses (so each member's gradient is its
+    own loss's, divided by ``size``). Members share no parameter.
+    """
+
+    config_class = ForecasterEnsembleConfig
+    kind = "forecaster-ensemble"
+    config: ForecasterEnsembleConfig
+
+    def __init__(self, config: ForecasterEnsembleConfig | dict | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.members = nn.ModuleList(Forecaster(self.config.member) for _ in range(self.config.size))
+
+    @property
+    def horizon(self) -> int:
+        return self.config.member.horizon
+
+    @property
+    def num_covariates(self) -> int:
+        return self.config.member.num_covariates
+
+    def forward(self, window: torch.Tensor, future_covariates: torch.Tensor | None = None):
+        outs = [m(window, future_covariates) for m in self.members]
+        means = torch.stack([o["mean"] for o in outs])  # (K, B, H)
+        mean = means.mean(0)
+        if outs[0]["scale"] is None:
+            return {"mean": mean, "scale": None}
+        scales = torch.stack([o["scale"] for o in outs])
+        var = (scales.square() + (means - mean).square()).mean(0)  # the mixture's variance
+        return {"mean": mean, "scale": var.sqrt()}
+
+    def loss(self, window: torch.Tensor, target: torch.Tensor, future_covariates: torch.Tensor | None = None):
+        return torch.stack([m.loss(window, target, future_covariates) for m in self.members]).mean()
+
+    def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
+        return self.members[0].example_inputs(batch_size, length)

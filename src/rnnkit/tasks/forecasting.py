@@ -1,8 +1,10 @@
 """Forecasting: the next ``model.horizon`` values of a series from a window of its past (AirPassengers, CO2, ...).
 
-Data: ``--data FILE``, a UTF-8 CSV with a header, one time step per row in increasing time order: a time
-column (``data.time_column``, default the first column; numbers, or ISO dates/times such as ``1958-01``,
-``1958-01-31`` or ``1958-01-31 12:00``), a value column (``data.value_column``, default the second) and
+Data: a registry dataset (``data.dataset``: ``air-passengers``, ``co2``, ``sunspots``; its test part is the
+registry's test split unless ``data.test_size`` is set, DATASETS.md), or ``--data FILE``, a UTF-8 CSV with
+a header, one time step per row in increasing time order: a time column (``data.time_column``, default the
+first column; numbers, or ISO dates/times such as ``1958-01``, ``1958-01-31`` or ``1958-01-31 12:00``), a
+value column (``data.value_column``, default the second) and
 optional covariate columns (``data.covariates``: values known in advance, such as calendar features;
 passed to the model unscaled). Rows must be strictly increasing in time (an unsorted or repeated time is
 an error naming the file and line); the spacing is taken as regular and not checked.
@@ -13,12 +15,28 @@ neighbours *without looking into a later split*: a gap in the training part is f
 values only (carried forward when no later training value exists), and likewise for validation. Filled
 points are used as inputs but never scored. ``inf`` is always an error.
 
-Split, strictly in time order: the last ``data.test_size`` points are the test part, the
-``data.validation_size`` points before them validation, the rest train (an int is a number of points, a
-float in (0, 1) a fraction of the series). A *window* is ``data.window`` inputs followed by ``horizon``
-targets; a split's windows are those whose targets all lie inside it, so no test value is ever a
-training input or target. The :class:`~rnnkit.models.Forecaster` normalises each window by its own
-mean and spread, so no statistics are fitted on the series at all.
+Split, strictly in time order: the last ``data.test_size`` points are the test part (default: 10% of a
+file, the registry's test split of a dataset), the ``data.validation_size`` points before them validation,
+the rest train (an int is a number of points, a float in (0, 1) a fraction of the series). A *window* is
+``data.window`` inputs followed by ``horizon`` targets; a split's windows are those whose targets all lie
+inside it, so no test value is ever a training input or target. The :class:`~rnnkit.models.Forecaster`
+normalises each window by its own mean and spread, so no statistics are fitted on the series at all.
+
+Transform: ``data.transform: log`` models ``log(y)`` (every observed value must be > 0): multiplicative
+seasonality becomes additive. Forecasts are mapped back (``exp``; with a Gaussian model that is the median
+of a log-normal, and the interval's ends are mapped the same way), and every metric is in the original
+units; only ``loss`` stays in the model's units.
+
+Differencing: ``data.difference: L`` models ``z[t] = y[t] - y[t-L]`` of the (transformed) series; ``L`` = the
+season is seasonal differencing, as in SARIMA's ``D = 1``. A window's first input then needs ``L`` points of
+history before it. Forecasts are integrated back from the last ``L`` values before the origin (``y[h] =
+y[h-L] + z[h]``, with predicted ``y`` once ``h >= L``), and the interval's ends likewise, which takes the
+errors of successive seasons as fully correlated (wider bounds rather than too narrow ones).
+
+Ensembles: ``model.ensemble: N`` trains N forecasters of the same architecture side by side on the same
+batches, each from its own random initialisation (:class:`ForecasterEnsemble`), and forecasts with the mean
+of their means (Gaussian: the scale of their equal-weight mixture). The members share no parameter; the
+training loss is the mean of the members' losses.
 
 Metrics, from additive sums over the evaluated split (validation during training, test at the end):
 
@@ -61,10 +79,11 @@ import torch
 from pydantic import Field, model_validator
 
 from ..config import StrictModel
+from ..data import registry
 from ..data.textfile import reading
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
-from ..models import Forecaster
+from ..models import Forecaster, ForecasterEnsemble
 from ..models.encoder import CellName
 from ..training import Task
 from .base import RecipeConfig, TaskKind
@@ -76,14 +95,19 @@ SPLITS = ("train", "validation", "test")
 
 
 class ForecastDataConfig(StrictModel):
+    dataset: str | None = Field(None, description="a registry forecasting dataset (air-passengers, ...); --data wins")
     time_column: str | None = Field(None, description="default: the first column")
     value_column: str | None = Field(None, description="default: the second column")
     covariates: list[str] = Field(default_factory=list, description="columns known in advance, fed as inputs")
     missing: Literal["error", "interpolate"] = "error"
-    test_size: int | float = Field(0.1, gt=0, description="last points: a count, or a fraction in (0, 1)")
+    test_size: int | float | None = Field(
+        None, gt=0, description="last points: a count or a fraction in (0, 1); null: a dataset's test split, else 0.1"
+    )
     validation_size: int | float = Field(0.1, gt=0, description="points before the test part: count or fraction")
     window: int = Field(24, ge=2, description="input steps per forecast")
     season: int = Field(1, ge=1, description="seasonal period for MASE and the seasonal naive baseline")
+    transform: Literal["none", "log"] = Field("none", description="log: model log(y), forecasts mapped back")
+    difference: int = Field(0, ge=0, description="lag L: model y[t] - y[t-L] (L = season: seasonal); 0: levels")
 
     @model_validator(mode="after")
     def _check(self):
@@ -104,6 +128,7 @@ class ForecastModelConfig(StrictModel):
     distribution: Literal["gaussian", "point"] = Field("gaussian", description="gaussian gives intervals")
     loss: Literal["mse", "mae", "nll"] | None = Field(None, description="default: nll (gaussian) or mse (point)")
     scaling: Literal["standard", "none"] = "standard"
+    ensemble: int = Field(1, ge=1, le=64, description="forecasters trained side by side, forecasts averaged")
 
 
 class ForecastOutputConfig(StrictModel):
@@ -128,9 +153,18 @@ class Series:
     values: np.ndarray
     covariates: np.ndarray
     lines: list[int]
+    dataset: str | None = None  # a registry dataset: lines are record numbers
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def where(self, i: int) -> str:
+        """Where row ``i`` came from: ``file:line``, or ``dataset NAME record N`` (1-based)."""
+        return f"dataset {self.dataset} record {self.lines[i]}" if self.dataset else f"{self.path}:{self.lines[i]}"
+
+    @property
+    def source(self) -> str:
+        return f"dataset {self.dataset}" if self.dataset else str(self.path)
 
 
 _YEAR_MONTH = re.compile(r"(\d{4})-(\d{1,2})")
@@ -159,9 +193,9 @@ def _number(text: str, column: str, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise RnnkitError(f"column {column!r}: cannot read {text!r} as a number", where=where) from None
+        raise RnnkitError(f"column {column!r}: cannot read {text[:40]!r} as a number", where=where) from None
     if not math.isfinite(value):
-        raise RnnkitError(f"column {column!r}: {text!r} is not a finite number", where=where)
+        raise RnnkitError(f"column {column!r}: {text[:40]!r} is not a finite number", where=where)
     return value
 
 
@@ -198,7 +232,7 @@ def read_series(path: Path, time_column: str | None, value_column: str | None, c
                 t = parse_time(label)
             except (ValueError, OverflowError):
                 raise RnnkitError(
-                    f"time {label!r} is neither a number nor an ISO date (e.g. 1958-01, 1958-01-31 12:00)",
+                    f"time {label[:40]!r} is neither a number nor an ISO date (e.g. 1958-01, 1958-01-31 12:00)",
                     where=where,
                 ) from None
             if previous is not None:
@@ -237,8 +271,7 @@ def fill_missing(series: Series, rule: str, ends: list[int]) -> tuple[np.ndarray
         return rows, ~gaps[:, 0]
     if rule == "error":
         i = int(np.argwhere(gaps.any(axis=1))[0, 0])
-        raise RnnkitError("missing value (set data.missing=interpolate to fill gaps)",
-                          where=f"{series.path}:{series.lines[i]}")  # fmt: skip
+        raise RnnkitError("missing value (set data.missing=interpolate to fill gaps)", where=series.where(i))
     filled = rows.copy()
     x = np.arange(len(rows))
     for c in range(rows.shape[1]):
@@ -248,11 +281,25 @@ def fill_missing(series: Series, rule: str, ends: list[int]) -> tuple[np.ndarray
             todo = x[start:end][gaps[start:end, c]]
             if len(todo):
                 if not len(known):
-                    raise RnnkitError("no observed value to fill a missing one from",
-                                      where=f"{series.path}:{series.lines[int(todo[0])]}")  # fmt: skip
+                    raise RnnkitError("no observed value to fill a missing one from", where=series.where(int(todo[0])))
                 filled[todo, c] = np.interp(todo, known, rows[known, c])  # flat beyond the known ends
             start = end
     return filled, ~gaps[:, 0]
+
+
+def read_dataset(name: str) -> tuple[Series, int]:
+    """A registry forecasting dataset as a :class:`Series` (records in time order), and its test split's size."""
+    spec = registry.get_spec(name)
+    if spec.task != "forecasting":
+        known = ", ".join(n for n, s in registry.REGISTRY.items() if s.task == "forecasting")
+        raise RnnkitError(f"data.dataset={name!r} is a {spec.task} dataset, not a forecasting one (known: {known})")
+    splits = registry.load_splits(spec.name)
+    records = [*splits["train"], *splits["validation"], *splits["test"]]
+    labels = [str(r["time"]) for r in records]
+    values = np.asarray([math.nan if r["value"] is None else r["value"] for r in records], dtype=np.float64)
+    series = Series(Path(spec.name), [parse_time(t) for t in labels], labels, values, np.zeros((len(records), 0)),
+                    list(range(1, len(records) + 1)), dataset=spec.name)  # fmt: skip
+    return series, len(splits["test"])
 
 
 def split_sizes(n: int, test_size: int | float, validation_size: int | float) -> tuple[int, int, int]:
@@ -286,29 +333,47 @@ class Forecasting(TaskKind):
         d = self.config.data
         return read_series(path, d.time_column, d.value_column, d.covariates)
 
+    def _series(self) -> tuple[Series, int | float]:
+        """The series to train on and its test size (``data.test_size``, else the dataset's or 10%)."""
+        d = self.config.data
+        if self.data_path is not None:
+            return self._read(self.data_path), d.test_size if d.test_size is not None else 0.1
+        if d.dataset is None:
+            raise RnnkitError("no data: give --data FILE, a CSV with a header: time, value[, covariates...], or set "
+                              "data.dataset (air-passengers, co2, sunspots)")  # fmt: skip
+        if d.covariates:
+            raise RnnkitError(f"data.dataset={d.dataset!r} has no covariate columns; data.covariates must be empty")
+        series, n_test = read_dataset(d.dataset)
+        return series, d.test_size if d.test_size is not None else n_test
+
     def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
-        if self.data_path is None:
-            raise RnnkitError("no data: give --data FILE, a CSV with a header: time, value[, covariates...]")
-        d, H = self.config.data, self.config.model.horizon
-        series = self._read(self.data_path)
+        d, H, L = self.config.data, self.config.model.horizon, self.config.data.difference
+        series, test_size = self._series()
         n = len(series)
-        n_train, n_val, n_test = split_sizes(n, d.test_size, d.validation_size)
-        where = str(self.data_path)
+        n_train, n_val, n_test = split_sizes(n, test_size, d.validation_size)
+        where = series.source
         for part, size in (("test", n_test), ("validation", n_val)):
             if size < H:
                 raise RnnkitError(f"the {part} part has {size} points, fewer than model.horizon={H}: set "
                                   f"data.{part}_size >= {H} or a shorter horizon", where=where)  # fmt: skip
-        if n_train < d.window + H:
+        if n_train < d.window + L + H:
+            lag = f" + data.difference={L}" if L else ""
             raise RnnkitError(f"the training part has {n_train} of {n} points, too few for one window "
-                              f"(data.window={d.window} + model.horizon={H})", where=where)  # fmt: skip
+                              f"(data.window={d.window}{lag} + model.horizon={H})", where=where)  # fmt: skip
         if n_train <= d.season:
             raise RnnkitError(f"data.season={d.season} needs more than {d.season} training points", where=where)
         self.series = series
-        self.rows, self.observed = fill_missing(series, d.missing, [n_train, n_train + n_val, n])
+        rows, self.observed = fill_missing(series, d.missing, [n_train, n_train + n_val, n])
+        check_transform(rows[:, 0], self.observed, d.transform, series.where)
+        self.raw = rows[:, 0].copy()  # original units: what is scored
+        self.level = forward_transform(self.raw, d.transform)  # transformed, not differenced
+        rows[:, 0] = difference(self.level, L)  # what the model reads and predicts
+        self.rows = rows
         self.bounds = {"train": (0, n_train), "validation": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
-        self.origins = {s: window_origins(*self.bounds[s], d.window, H) for s in SPLITS}
-        # MASE scale: in-sample seasonal naive MAE over observed training pairs
-        y, ok, m = self.rows[:n_train, 0], self.observed[:n_train], d.season
+        # the first input of a window is y[t - W], which needs y[t - W - L] when differencing
+        self.origins = {s: window_origins(*self.bounds[s], d.window + L, H) for s in SPLITS}
+        # MASE scale: in-sample seasonal naive MAE over observed training pairs, in original units
+        y, ok, m = self.raw[:n_train], self.observed[:n_train], d.season
         both = ok[m:] & ok[:-m]
         if not both.any():
             raise RnnkitError("no observed training pair to scale MASE with", where=where)
@@ -319,6 +384,8 @@ class Forecasting(TaskKind):
             "windows": {s: len(o) for s, o in self.origins.items()},
             "time_range": {s: [series.labels[lo], series.labels[hi - 1]] for s, (lo, hi) in self.bounds.items()},
             "missing_filled": int((~self.observed).sum()),
+            "transform": d.transform,
+            "difference": L,
         }
         log.info("data %s: points %s, windows %s", where, info["sizes"], info["windows"])
         return info
@@ -338,34 +405,51 @@ class Forecasting(TaskKind):
         cfg = dict(encoder=encoder, horizon=m.horizon, mode=m.mode, distribution=m.distribution, scaling=m.scaling)
         if m.loss is not None:
             cfg["loss"] = m.loss
+        if m.ensemble > 1:
+            return ForecasterEnsemble(member=cfg, size=m.ensemble)
         return Forecaster(cfg)
 
     def _windows(self, origins: list[int], scored: bool = True) -> dict[str, torch.Tensor]:
-        """Windows at ``origins``: inputs (B, W, 1+C), targets (B, H), future covariates (B, H, C) and, when
-        ``scored`` (evaluation), which targets were observed and the seasonal naive forecast (B, H) each."""
-        W, H, m = self.config.data.window, self.config.model.horizon, self.config.data.season
-        t = np.asarray(origins)[:, None]
+        """Windows at ``origins``: inputs (B, W, 1+C), targets (B, H) and future covariates (B, H, C) in model
+        units and, when ``scored`` (evaluation), the actual values (B, H) in original units, which of them were
+        observed, the seasonal naive forecast (B, H) and the last ``L`` levels before each origin (B, L)."""
+        W, H, m, L = (
+            self.config.data.window,
+            self.config.model.horizon,
+            self.config.data.season,
+            self.config.data.difference,
+        )
+        t = np.asarray(origins, dtype=np.int64)[:, None]
         future = self.rows[t + np.arange(H)]  # (B, H, 1+C)
         batch = {"x": _f32(self.rows[t + np.arange(-W, 0)]), "y": _f32(future[..., 0]), "fut": _f32(future[..., 1:])}
         if scored:
+            batch["actual"] = _f64(self.raw[t + np.arange(H)])
             batch["observed"] = _f32(self.observed[t + np.arange(H)])
-            batch["baseline"] = _f32(np.stack([seasonal_naive(self.rows[:, 0], o, H, m) for o in origins]))
+            batch["baseline"] = _f64(np.stack([seasonal_naive(self.raw, o, H, m) for o in origins]).reshape(-1, H))
+            batch["hist"] = _f64(self.level[t + np.arange(-L, 0)])
         return batch
 
     def _origin_batch(self, split: str) -> dict[str, torch.Tensor]:
-        """The whole split forecast from its start (one row): window, targets, covariates, baseline."""
-        W, H, m = self.config.data.window, self.config.model.horizon, self.config.data.season
+        """The whole split forecast from its start (one row): window, actual values, covariates, baseline, the
+        last ``L`` levels."""
+        W, H, m, L = (
+            self.config.data.window,
+            self.config.model.horizon,
+            self.config.data.season,
+            self.config.data.difference,
+        )
         lo, hi = self.bounds[split]
         steps = -(-(hi - lo) // H) * H  # whole blocks; the covariates past the end repeat the last row
         cov = self.rows[np.minimum(np.arange(lo, lo + steps), len(self.rows) - 1), 1:]
         one = {
-            "origin_x": self.rows[lo - W : lo],
-            "origin_y": self.rows[lo:hi, 0],
-            "origin_fut": cov,
-            "origin_observed": self.observed[lo:hi],
-            "origin_baseline": seasonal_naive(self.rows[:, 0], lo, hi - lo, m),
+            "origin_x": _f32(self.rows[lo - W : lo]),
+            "origin_y": _f64(self.raw[lo:hi]),
+            "origin_fut": _f32(cov),
+            "origin_observed": _f32(self.observed[lo:hi]),
+            "origin_baseline": _f64(seasonal_naive(self.raw, lo, hi - lo, m)),
+            "origin_hist": _f64(self.level[lo - L : lo]),
         }
-        return {k: _f32(v)[None] for k, v in one.items()}  # a batch of one
+        return {k: v[None] for k, v in one.items()}  # a batch of one
 
     def _batches(self, split: str, epoch: int):
         origins, bs = self.origins[split], self.config.train.batch_size
@@ -379,6 +463,8 @@ class Forecasting(TaskKind):
             yield self._origin_batch(split)
 
     def trainer_task(self) -> Task:
+        back = self._to_original
+
         def train_step(model, b, carry):
             return model.loss(b["x"], b["y"], b["fut"]), None, b["y"].shape[0]
 
@@ -387,11 +473,13 @@ class Forecasting(TaskKind):
                 if b["origin_x"].shape[0] == 0:  # an empty shard
                     return {f"origin_{k}": 0.0 for k in ERROR_KEYS}
                 mean, _ = rolled_forecast(model, b["origin_x"], b["origin_fut"], b["origin_y"].shape[1])
-                stats = error_sums(mean, b["origin_y"], b["origin_observed"], b["origin_baseline"])
+                pred = back(mean, b["origin_hist"])
+                stats = error_sums(pred, b["origin_y"], b["origin_observed"], b["origin_baseline"])
                 return {f"origin_{k}": v for k, v in stats.items()}
             if b["x"].shape[0] == 0:
                 return dict.fromkeys((*ERROR_KEYS, "loss_sum", "windows"), 0.0)
-            stats = error_sums(model(b["x"], b["fut"])["mean"], b["y"], b["observed"], b["baseline"])
+            pred = back(model(b["x"], b["fut"])["mean"], b["hist"])
+            stats = error_sums(pred, b["actual"], b["observed"], b["baseline"])
             stats["loss_sum"] = float(model.loss(b["x"], b["y"], b["fut"])) * b["x"].shape[0]
             stats["windows"] = float(b["x"].shape[0])
             return stats
@@ -406,21 +494,27 @@ class Forecasting(TaskKind):
         )
 
     # -- outputs ------------------------------------------------------------------------------------
-    def _forecast(self, model: Forecaster, x: torch.Tensor, fut: torch.Tensor, steps: int):
-        """Mean (steps,), lower, upper (or None) from one window, rolled forward when steps > horizon."""
+    def _to_original(self, pred: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+        """Model units (B, S) -> original units: undo the differencing from the last ``L`` levels ``hist``
+        (B, L) before the origin, then the transform."""
+        d = self.config.data
+        return inverse_transform(undifference(pred.double(), hist.double(), d.difference), d.transform)
+
+    def _forecast(self, model: Forecaster, x: torch.Tensor, fut: torch.Tensor, hist: torch.Tensor, steps: int):
+        """Mean (steps,), lower, upper (or None) in original units from one window (model units) and the last
+        ``L`` levels before the origin; rolled forward when steps > horizon."""
         model.eval()
         with torch.no_grad():
             mean, scale = rolled_forecast(model, x[None], fut[None], steps)
-        mean = mean[0].double().numpy()
+        back = lambda v: self._to_original(v, hist[None])[0].numpy()  # noqa: E731
         if scale is None:
-            return mean, None, None
+            return back(mean), None, None
         z = NormalDist().inv_cdf(0.5 + self.config.forecast.interval / 2)
-        scale = scale[0].double().numpy()
-        return mean, mean - z * scale, mean + z * scale
+        return back(mean), back(mean - z * scale), back(mean + z * scale)
 
     def _test_forecast(self, model):
         b = self._origin_batch("test")
-        return self._forecast(model, b["origin_x"][0], b["origin_fut"][0], b["origin_y"].shape[1])
+        return self._forecast(model, b["origin_x"][0], b["origin_fut"][0], b["origin_hist"][0], b["origin_y"].shape[1])
 
     def write_predictions(self, model, run_dir) -> None:
         """The rolling-origin test windows, one line each, plus the origin forecast of the whole test part."""
@@ -428,18 +522,21 @@ class Forecasting(TaskKind):
         b = self._windows(origins)
         with torch.no_grad():
             out = model.eval()(b["x"], b["fut"])
+        mean = self._to_original(out["mean"], b["hist"])
+        if out["scale"] is not None:
+            z = NormalDist().inv_cdf(0.5 + self.config.forecast.interval / 2)
+            lower = self._to_original(out["mean"] - z * out["scale"], b["hist"])
+            upper = self._to_original(out["mean"] + z * out["scale"], b["hist"])
         rows = []
         for i, o in enumerate(origins):
-            row = {"origin": self.series.labels[o], "forecast": _round(out["mean"][i]), "actual": _round(b["y"][i])}
+            row = {"origin": self.series.labels[o], "forecast": _round(mean[i]), "actual": _round(b["actual"][i])}
             if out["scale"] is not None:
-                z = NormalDist().inv_cdf(0.5 + self.config.forecast.interval / 2)
-                row["lower"] = _round(out["mean"][i] - z * out["scale"][i])
-                row["upper"] = _round(out["mean"][i] + z * out["scale"][i])
+                row["lower"], row["upper"] = _round(lower[i]), _round(upper[i])
             rows.append(row)
         lo, hi = self.bounds["test"]
         mean, lower, upper = self._test_forecast(model)
         whole = {"origin": self.series.labels[lo], "whole_test_part": True, "forecast": _round(mean)}
-        rows.append(whole | {"actual": _round(self.rows[lo:hi, 0]), "lower": _round(lower), "upper": _round(upper)})
+        rows.append(whole | {"actual": _round(self.raw[lo:hi]), "lower": _round(lower), "upper": _round(upper)})
         atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
 
     def plots(self, model, run_dir, metrics) -> list[Path]:
@@ -447,7 +544,7 @@ class Forecasting(TaskKind):
 
         lo, _ = self.bounds["test"]
         mean, lower, upper = self._test_forecast(model)
-        values = np.where(self.observed, self.rows[:, 0], np.nan)
+        values = np.where(self.observed, self.raw, np.nan)
         path = run_dir / "plots" / "forecast.png"
         title = f"test forecast from {self.series.labels[lo]}"
         if "test_origin_mape" in metrics:
@@ -457,7 +554,7 @@ class Forecasting(TaskKind):
                               validation_start=self.bounds["validation"][0])]  # fmt: skip
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
-        d, H = self.config.data, self.config.model.horizon
+        d, H, L = self.config.data, self.config.model.horizon, self.config.data.difference
         C = len(d.covariates)
         out = []
         for text in inputs:
@@ -469,19 +566,69 @@ class Forecasting(TaskKind):
                     raise RnnkitError(f"with covariates, the last {H} rows must be the future: an empty value and "
                                       "the known covariates", where=str(path))  # fmt: skip
                 series.values[n_hist:] = 0.0  # placeholders: only their covariates are read
-            if n_hist < d.window:
-                raise RnnkitError(f"need at least data.window={d.window} rows of history, got {n_hist}",
+            if n_hist < d.window + L:
+                lag = f" + data.difference={L}" if L else ""
+                raise RnnkitError(f"need at least data.window={d.window}{lag} rows of history, got {n_hist}",
                                   where=str(path))  # fmt: skip
             rows, _ = fill_missing(series, d.missing, [n_hist, len(series)])
+            check_transform(rows[:n_hist, 0], np.ones(n_hist, bool), d.transform, series.where)
+            level = forward_transform(rows[:n_hist, 0], d.transform)
+            rows[:n_hist, 0] = difference(level, L)
             x = torch.as_tensor(rows[n_hist - d.window : n_hist], dtype=torch.float32)
             fut = torch.as_tensor(rows[n_hist:, 1:] if C else np.zeros((H, 0)), dtype=torch.float32)
-            mean, lower, upper = self._forecast(model, x, fut, H)
+            hist = torch.as_tensor(level[n_hist - L : n_hist], dtype=torch.float64)
+            mean, lower, upper = self._forecast(model, x, fut, hist, H)
             out.append({"input": text, "forecast": _round(mean), "lower": _round(lower), "upper": _round(upper)})
         return out
 
 
+def difference(level: np.ndarray, lag: int) -> np.ndarray:
+    """``y[t] - y[t - lag]`` (0 for the first ``lag`` steps, which no window reads); ``lag = 0``: ``y`` itself."""
+    if lag == 0:
+        return level.copy()
+    out = np.zeros_like(level)
+    out[lag:] = level[lag:] - level[:-lag]
+    return out
+
+
+def undifference(diffs: torch.Tensor, hist: torch.Tensor, lag: int) -> torch.Tensor:
+    """Levels from predicted differences (B, S) and the last ``lag`` levels before the origin (B, lag):
+    ``y[h] = y[h - lag] + d[h]``, where ``y[h - lag]`` is actual before the origin and predicted after it."""
+    if lag == 0:
+        return diffs
+    levels = list(hist.unbind(1))
+    for h in range(diffs.shape[1]):
+        levels.append(levels[-lag] + diffs[:, h])
+    return torch.stack(levels[lag:], 1)
+
+
+def forward_transform(y: np.ndarray, transform: str) -> np.ndarray:
+    """Original units -> model units (``data.transform``)."""
+    return np.log(y) if transform == "log" else y
+
+
+def inverse_transform(y, transform: str):
+    """Model units -> original units, for a tensor or an array."""
+    if transform != "log":
+        return y
+    return y.exp() if isinstance(y, torch.Tensor) else np.exp(y)
+
+
+def check_transform(values: np.ndarray, observed: np.ndarray, transform: str, where) -> None:
+    """``log`` needs every observed value > 0; the error names the first offending row (``where(i)``)."""
+    if transform == "log":
+        bad = np.flatnonzero(observed & ~(values > 0))
+        if len(bad):
+            i = int(bad[0])
+            raise RnnkitError(f"data.transform=log needs values > 0, got {values[i]:g}", where=where(i))
+
+
 def _f32(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+
+def _f64(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.float64)
 
 
 def _round(a) -> list[float] | None:

