@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import text_fixtures
 from rnnkit.cli.main import main
 from rnnkit.tasks import text_classification
 
 
-def write_reviews(path, n=300, seed=0):
-    rng = random.Random(seed)
-    good, bad = ["great", "superb", "moving"], ["dull", "awful", "tedious"]
-    filler = ["the", "film", "plot", "cast", "story", "a", "its", "scene"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            label = "pos" if i % 2 else "neg"
-            words = rng.sample(filler, 4) + [rng.choice(good if label == "pos" else bad), f"id{i}"]
-            rng.shuffle(words)
-            w.writerow([" ".join(words), label])
-    return path
+def write_reviews(path: Path, n: int = 300, seed: int = 0) -> Path:
+    return text_fixtures.write_reviews(path, n, seed)
 
 
 SMALL = ["model.embed_dim=16", "model.hidden_size=16", "model.dropout=0.0", "train.lr=0.01", "train.batch_size=16"]

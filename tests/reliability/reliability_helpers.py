@@ -3,10 +3,8 @@ the fork server (``forkserver.py``) and the comparison of two finished runs."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -14,6 +12,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+import text_fixtures
 
 #: a tiny model and data set: 3 epochs of 12 optimizer steps, a checkpoint after every step
 TINY = [
@@ -23,18 +23,7 @@ TINY = [
 
 
 def write_reviews(path: Path, n: int = 120, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    good, bad = ["great", "superb", "moving"], ["dull", "awful", "tedious"]
-    filler = ["the", "film", "plot", "cast", "story", "a", "its", "scene"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            label = "pos" if i % 2 else "neg"
-            words = rng.sample(filler, 4) + [rng.choice(good if label == "pos" else bad), f"id{i}"]
-            rng.shuffle(words)
-            w.writerow([" ".join(words), label])
-    return path
+    return text_fixtures.write_reviews(path, n, seed)
 
 
 def train_argv(data: Path, runs: Path, name: str, *extra: str) -> list[str]:

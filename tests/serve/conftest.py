@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
 import pytest
 from serve_helpers import seasonal_csv
+
+import text_fixtures
 
 TINY = ["train.epochs=2", "train.lr=0.01", "train.batch_size=16", "model.dropout=0.0"]
 
@@ -21,18 +22,7 @@ def _train(tmp_path_factory, target: str, data: Path, name: str, *overrides: str
 
 
 def write_reviews(path: Path, n: int = 240, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    good, bad = ["great", "superb", "moving"], ["dull", "awful", "tedious"]
-    filler = ["the", "film", "plot", "cast", "story", "a", "its", "scene"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            label = "pos" if i % 2 else "neg"
-            words = rng.sample(filler, 4) + [rng.choice(good if label == "pos" else bad), f"id{i}"]
-            rng.shuffle(words)
-            w.writerow([" ".join(words), label])
-    return path
+    return text_fixtures.write_reviews(path, n, seed)
 
 
 @pytest.fixture(scope="session")
