@@ -70,3 +70,18 @@ def matmul_ceiling(
     b = torch.randn(n, n, device=device, dtype=dtype)
     t = time_interleaved({"mm": lambda: a @ b}, repeats, device=device, clock=clock)["mm"]
     return 2 * n**3 / t / 1e9
+
+
+def replace_results_section(text: str, heading: str, path: str | os.PathLike | None = None) -> None:
+    """Put ``text`` (a whole ``## heading ...`` section) into ``docs/results.md`` in place of the section whose
+    heading starts with ``heading``, or at the end when there is none; written atomically."""
+    import re
+    from pathlib import Path
+
+    from rnnkit.fileio import atomic_write_text
+
+    path = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "docs" / "results.md"
+    doc = path.read_text(encoding="utf-8")
+    pattern = re.compile(r"^## " + re.escape(heading) + r".*?(?=^## |\Z)", re.S | re.M)
+    doc = pattern.sub(lambda m: text + "\n", doc, count=1) if pattern.search(doc) else doc.rstrip() + "\n\n" + text
+    atomic_write_text(path, doc)

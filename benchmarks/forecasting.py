@@ -26,7 +26,6 @@ import argparse
 import datetime as dt
 import itertools
 import logging
-import re
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, replace_results_section  # noqa: E402
 from rnnkit.tasks.forecasting import Forecasting, _errors, error_sums, seasonal_naive  # noqa: E402
 from rnnkit.tasks.runner import resolve_config, train  # noqa: E402
 
@@ -166,13 +165,8 @@ def section(results: list[dict], command: str) -> str:
     )
 
 
-def write_section(text: str, path: Path = ROOT / "docs" / "results.md") -> None:
-    from rnnkit.fileio import atomic_write_text
-
-    doc = path.read_text(encoding="utf-8")
-    pattern = re.compile(r"^## Forecasting \(issue #6\).*?(?=^## |\Z)", re.S | re.M)
-    doc = pattern.sub(lambda m: text + "\n", doc, count=1) if pattern.search(doc) else doc.rstrip() + "\n\n" + text
-    atomic_write_text(path, doc)
+def write_section(text: str) -> None:
+    replace_results_section(text, "Forecasting (issue #6)")
 
 
 def main(argv=None) -> int:

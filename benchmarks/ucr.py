@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import re
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, replace_results_section  # noqa: E402
 from rnnkit.data import registry  # noqa: E402
 from rnnkit.tasks.runner import train  # noqa: E402
 
@@ -161,13 +160,8 @@ def section(rows: list[dict], command: str) -> str:
     )
 
 
-def write_section(text: str, path: Path = ROOT / "docs" / "results.md") -> None:
-    from rnnkit.fileio import atomic_write_text
-
-    doc = path.read_text(encoding="utf-8")
-    pattern = re.compile(r"^## Time-series classification.*?(?=^## |\Z)", re.S | re.M)
-    doc = pattern.sub(lambda m: text + "\n", doc, count=1) if pattern.search(doc) else doc.rstrip() + "\n\n" + text
-    atomic_write_text(path, doc)
+def write_section(text: str) -> None:
+    replace_results_section(text, "Time-series classification")
 
 
 def main(argv=None) -> int:
