@@ -165,8 +165,8 @@ def section(results: list[dict], command: str) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    replace_results_section(text, "Forecasting (issue #6)")
+def write_section(text: str, path: Path | None = None) -> None:
+    replace_results_section(text, "Forecasting (issue #6)", path)
 
 
 def main(argv=None) -> int:

@@ -160,8 +160,8 @@ def section(rows: list[dict], command: str) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    replace_results_section(text, "Time-series classification")
+def write_section(text: str, path: Path | None = None) -> None:
+    replace_results_section(text, "Time-series classification", path)
 
 
 def main(argv=None) -> int:
