@@ -6,12 +6,14 @@ import csv
 import random
 from pathlib import Path
 
+GOOD, BAD = ["great", "superb", "moving"], ["dull", "awful", "tedious"]
+FILLER = ["the", "film", "plot", "cast", "story", "a", "its", "scene"]
+
 
 def write_reviews(path: Path, n: int = 300, seed: int = 0) -> Path:
     """``text,label`` rows: four filler words, one good/bad word that decides ``pos``/``neg``, a unique id."""
     rng = random.Random(seed)
-    good, bad = ["great", "superb", "moving"], ["dull", "awful", "tedious"]
-    filler = ["the", "film", "plot", "cast", "story", "a", "its", "scene"]
+    good, bad, filler = GOOD, BAD, FILLER
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["text", "label"])

@@ -4,9 +4,7 @@ model.safetensors) goes through the real fetch/extract code."""
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 import shutil
 
 import pytest
@@ -22,23 +20,13 @@ from rnnkit.errors import RnnkitError
 from rnnkit.tasks.runner import load_run, resolve_config
 from rnnkit.tasks.text_classification import TextClassification, load_pretrained_embeddings
 from rnnkit.training import Trainer
+from text_fixtures import BAD, FILLER, GOOD, write_reviews
 
-GOOD, BAD = ["great", "superb", "moving"], ["dull", "awful", "tedious"]
-FILLER = ["the", "film", "plot", "cast", "story", "a", "its", "scene"]
 DIM = 8
 
 
 def write_pretrained_reviews(path, n=240, seed=0):
-    rng = random.Random(seed)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            label = "pos" if i % 2 else "neg"
-            words = rng.sample(FILLER, 4) + [rng.choice(GOOD if label == "pos" else BAD), f"id{i}"]
-            rng.shuffle(words)
-            w.writerow([" ".join(words), label])
-    return path
+    return write_reviews(path, n, seed)
 
 
 @pytest.fixture

@@ -68,6 +68,13 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
 
 
+def batch_indices(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool):
+    """Index tensors of the batches of one pass over ``n`` examples, in :func:`epoch_order`."""
+    order = epoch_order(n, seed, epoch, shuffle)
+    for i in range(0, n, batch_size):
+        yield order[i : i + batch_size]
+
+
 def classification_task(batches, num_classes: int, num_examples, batch_size: int):
     """The trainer's view of a classifier task: batches hold ``x``, ``y`` and, for sequences, ``lengths``;
     the loss comes from the model, evaluation sums confusion counts (accuracy / macro-F1 / loss)."""

@@ -41,9 +41,9 @@ from ..models.base import eval_mode
 from ..training import Task
 from .base import RecipeConfig, TaskKind
 from .common import (
+    batch_indices,
     classification_task,
     confusion_matrix,
-    epoch_order,
     label_probabilities,
 )
 
@@ -319,10 +319,8 @@ class ImageClassification(TaskKind):
 
     def _batches(self, split: str, epoch: int):
         data = self.splits[split]
-        n, bs = len(data["y"]), self.config.train.batch_size
-        order = epoch_order(n, self.config.train.seed, epoch, shuffle=split == "train")
-        for i in range(0, n, bs):
-            idx = order[i : i + bs]
+        t = self.config.train
+        for idx in batch_indices(len(data["y"]), t.batch_size, t.seed, epoch, shuffle=split == "train"):
             yield {"x": data["x"][idx], "y": data["y"][idx]}
 
     def trainer_task(self) -> Task:

@@ -45,9 +45,9 @@ from ..models.base import eval_mode
 from ..training import Task
 from .base import RecipeConfig, TaskKind
 from .common import (
+    batch_indices,
     classification_task,
     confusion_matrix,
-    epoch_order,
     label_probabilities,
 )
 from .image_classification import _label_order
@@ -301,10 +301,8 @@ class SeriesClassification(TaskKind):
 
     def _batches(self, split: str, epoch: int):
         data = self.splits[split]
-        n, bs = len(data["y"]), self.config.train.batch_size
-        order = epoch_order(n, self.config.train.seed, epoch, shuffle=split == "train")
-        for i in range(0, n, bs):
-            idx = order[i : i + bs]
+        t = self.config.train
+        for idx in batch_indices(len(data["y"]), t.batch_size, t.seed, epoch, shuffle=split == "train"):
             lengths = data["lengths"][idx]
             yield {"x": data["x"][idx, : int(lengths.max())], "lengths": lengths, "y": data["y"][idx]}
 
