@@ -177,3 +177,13 @@ def test_captioning_beam_n_best_and_seeded_samples(captioner):
 def test_load_run_still_predicts_a_language_model(char_lm):
     run = load_run(char_lm)
     assert type(run.task).can_generate and run.task.predict(run.model, ["the"])[0]["prompt"] == "the"
+
+
+def test_input_file_that_is_not_utf8_names_its_line(tmp_path, capsys):
+    from rnnkit.cli.main import main
+
+    bad = tmp_path / "prompts.txt"
+    bad.write_bytes(b"fine\nstill fine\ncaf\xe9\n")
+    assert main(["predict", str(tmp_path / "no-run"), "--file", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"rnnkit: error: {bad}:3: not valid utf-8 (byte 19)" and err.count("\n") == 1

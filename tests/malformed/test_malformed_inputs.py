@@ -239,7 +239,7 @@ CASES = [
     ("evaluate ragged data", on_run("evaluate", "{run}", "--data", "{here}/text_ragged.csv"),
      "{here}/text_ragged.csv:3", "more fields"),
     ("predict bad UTF-8 inputs", on_run("predict", "{run}", "--file", "{here}/predict_inputs_bad_utf8.txt"),
-     "{here}/predict_inputs_bad_utf8.txt", "UTF-8"),
+     "{here}/predict_inputs_bad_utf8.txt:2", "not valid utf-8"),
     ("truncated safetensors", damaged(lambda run: (run / "model.safetensors").write_bytes(
         (run / "model.safetensors").read_bytes()[:100])), "{run}/model.safetensors", "SHA-256"),
     ("broken meta.json", damaged(lambda run: (run / "meta.json").write_text('{"format_version": 1, "task": ')),

@@ -37,15 +37,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def read_lines(path: Path) -> list[str]:
-    from rnnkit.errors import RnnkitError
+    """The file's non-blank lines; a byte that is not UTF-8 is reported with its line."""
+    from rnnkit.data.textfile import read_lines as read_text_lines
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RnnkitError("no such file", where=str(path)) from None
-    except UnicodeDecodeError as e:
-        raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
-    return [line for line in text.splitlines() if line.strip()]
+    return [line for line in read_text_lines(path, "utf-8", hint="") if line.strip()]
 
 
 def run(args: argparse.Namespace) -> int:

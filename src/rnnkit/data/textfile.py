@@ -51,7 +51,7 @@ def reading(path: Path) -> Iterator[None]:
         raise RnnkitError(f"malformed CSV: {e}", where=str(path)) from None
 
 
-def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+def read_lines(path: Path, encoding: str = "utf-8", hint: str = "; set data.encoding") -> list[str]:
     """The file's lines without their line ends (``\\n``, ``\\r\\n``), a leading BOM dropped.
 
     A byte that does not decode is reported with its line number. A final line end does not start
@@ -64,7 +64,7 @@ def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise RnnkitError(f"not valid {encoding} (byte {e.start}); set data.encoding", where=f"{path}:{line}") from None
+        raise RnnkitError(f"not valid {encoding} (byte {e.start}){hint}", where=f"{path}:{line}") from None
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = text.split("\n")
