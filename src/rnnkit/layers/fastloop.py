@@ -14,8 +14,10 @@ node instead:
   matmul over all steps instead of ``T`` small ones.
 
 What it does not remove is the per-op cost of ~9 small kernels per step forward and ~15 backward,
-where torch's fused kernel runs one (see ``docs/results.md``: the loop stays 1.5-2x ``nn.LSTM`` at
-small sizes; a compiled C++ step would be the next move).
+where torch's fused kernel runs one. So on the CPU, in float32/float64 and without zoneout, the same
+forward and backward run as one C++ loop (:mod:`rnnkit.layers.native`, built on first use): one matmul
+and one pass over the rows per step. :data:`BACKEND` picks (``"auto"``: native when it built,
+``"python"``: always this module's loop); :data:`last_backend` says which ran.
 
 The hooks the layer's regularisers need are built in: ``weight_hh`` (weight drop: any tensor,
 gradients flow back to it), ``h_mask`` (recurrent dropout), zoneout (training: the per-step masks
@@ -34,6 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells import LayerNormLSTMCell, LSTMCell, RecurrentCell, State
+
+BACKEND = "auto"  # "auto": the C++ loop where it serves (CPU, float32/64, no zoneout) and built; "python"
+last_backend: str | None = None  # "native" or "python": what the last run_lstm call ran
 
 _ln = torch.native_layer_norm
 _ln_backward = torch.ops.aten.native_layer_norm_backward
@@ -86,6 +91,12 @@ def run_lstm(
     h0, c0 = state
     if h_mask is not None:
         h_mask = h_mask.detach()
+    global last_backend
+    if _native_serves(xp, zoneout):
+        last_backend = "native"
+        out, h, c = NativeLSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, eps)
+        return out, (h, c)
+    last_backend = "python"
     out, h, c = LSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, float(zoneout), bool(training), eps)
     return out, (h, c)
 
@@ -242,3 +253,56 @@ class LSTMLoop(torch.autograd.Function):
         d_hp = torch.stack(d_hps, 1) if ln else d_xp
         d_w = torch.mm(d_hp.view(B * T, G).t(), torch.stack(hins, 1).view(B * T, H))
         return d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc, None, None, None, None, None
+
+
+def _native_serves(xp: Tensor, zoneout: float) -> bool:
+    from . import native  # imported here: `python -m rnnkit.layers.native` builds it without a double import
+
+    if BACKEND not in ("auto", "python"):
+        raise ValueError(f"fastloop.BACKEND must be 'auto' or 'python', got {BACKEND!r}")
+    return (
+        BACKEND == "auto"
+        and zoneout == 0
+        and xp.device.type == "cpu"
+        and xp.dtype in (torch.float32, torch.float64)
+        and native.available()
+    )
+
+
+class NativeLSTMLoop(torch.autograd.Function):
+    """:class:`LSTMLoop`'s contract (without zoneout) on the C++ loop of ``csrc/lstm_loop.cpp``."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, eps):
+        from . import native
+
+        dtype = xp.dtype
+        h0, c0, w = h0.to(dtype), c0.to(dtype), w.to(dtype)
+        res = native.ops().lstm_forward(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, float(eps))
+        out, h, c, saved = res[0], res[1], res[2], res[3:]
+        ctx.save_for_backward(w, g_hh, g_c, b_c, h_mask, mask, *saved)
+        ctx.b_c_none = b_c is None
+        return out, h, c
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_hT, d_cT):
+        from . import native
+
+        w, g_hh, g_c, b_c, h_mask, mask, *saved = ctx.saved_tensors
+        d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc = native.ops().lstm_backward(
+            d_out, d_hT, d_cT, w, g_hh, g_c, b_c, h_mask, mask, *saved
+        )
+        ln = g_hh is not None
+        return (
+            d_xp,
+            dh,
+            dc,
+            d_w,
+            d_ghh if ln else None,
+            d_gc if ln else None,
+            d_bc if ln and not ctx.b_c_none else None,
+            None,
+            None,
+            None,
+        )
