@@ -59,6 +59,19 @@ def test_cmudict_reads_letters_to_phonemes_with_every_reference(tmp_path, fake_c
         make_task("data.dataset=ptb")
 
 
+def test_strip_stress_drops_the_digits_and_merges_alternates(tmp_path, fake_cmudict, monkeypatch):
+    data = dict(CMUDICT, test=[{"word": "read", "phonemes": ["R EH1 D", "R EH0 D", "R IY1 D"]}])
+    monkeypatch.setattr(registry, "load_splits", lambda name: {s: [dict(r) for r in v] for s, v in data.items()})
+    task = make_task("data.strip_stress=true")
+    info = task.prepare(tmp_path)
+    assert task.splits["test"]["references"] == [["R EH D", "R IY D"]]  # EH1 and EH0 became one reference
+    assert info["pairs"]["test"] == 2 and info["pairs"]["train"] == 10  # the train copies are not alternates
+    assert "AH" in task.tgt_vocab and not any(t[-1].isdigit() for t in task.tgt_vocab.tokens)
+    kept = make_task()
+    kept.prepare(tmp_path / "kept")
+    assert "AH0" in kept.tgt_vocab and kept.splits["test"]["references"] == [["R EH1 D", "R EH0 D", "R IY1 D"]]
+
+
 def test_wer_and_per_on_hand_cases(tmp_path, fake_cmudict, monkeypatch):
     task = make_task("decode.beam_size=5")
     task.prepare(tmp_path)

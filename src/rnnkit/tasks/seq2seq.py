@@ -1,8 +1,8 @@
 """Sequence to sequence (many-to-many, encoder–decoder): grapheme-to-phoneme, date normalisation, transliteration.
 
 Data: a registry dataset (``data.dataset: cmudict``: source = the word's characters, targets = its
-pronunciations as phoneme tokens, stress digits kept — ``level: char`` and ``target_level: word`` are its
-defaults — with the registry's split by word) or the user's ``--data FILE`` (which wins when both are
+pronunciations as phoneme tokens, stress digits kept unless ``data.strip_stress`` — ``level: char`` and
+``target_level: word`` are its defaults — with the registry's split by word) or the user's ``--data FILE`` (which wins when both are
 given), a UTF-8 TSV with one ``source<TAB>target`` pair per line (blank lines are skipped; any other line
 without exactly one tab is an error naming the file and line). Both fields are stripped. Tokens:
 ``data.level`` splits the source into characters (``char``, the default) or whitespace-separated words
@@ -36,6 +36,7 @@ use beam search with ``decode.beam_size``. Plots: attention heatmaps of a few te
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,12 +74,31 @@ OOV = -1
 SEQ2SEQ_DATASETS = {"cmudict": ("char", "word")}
 
 
+def strip_stress(pairs: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Each target token without its trailing digits (``HH AH0 L OW1`` -> ``HH AH L OW``). Alternates of a
+    source that only differed in those digits are kept once, in the first one's place (pairs that were
+    already equal stay as they were)."""
+    first: dict[tuple[str, str], str] = {}  # (source, stripped target) -> the original target that made it
+    out = []
+    for p in pairs:
+        target = " ".join(re.sub(r"\d+$", "", tok) or tok for tok in p["target"].split())
+        key = (p["source"], target)
+        if first.setdefault(key, p["target"]) == p["target"]:
+            out.append({**p, "target": target})
+    return out
+
+
 class Seq2SeqDataConfig(StrictModel):
     dataset: str | None = Field(None, description="registry dataset: cmudict; ignored when --data is given")
     level: Literal["char", "word"] = Field("char", description="source tokens: characters or whitespace words")
     target_level: Literal["char", "word"] | None = Field(None, description="target tokens; default: like level")
     min_frequency: int = Field(1, ge=1, description="rarer train tokens become <unk>")
     bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
+    strip_stress: bool = Field(
+        False,
+        description="drop the digits ending each target token (CMUdict's stress: AH0 -> AH); alternates that "
+        "become equal are merged",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -206,6 +226,8 @@ class Seq2SeqTask(TaskKind):
             pairs = read_pairs(self.data_path)
             splits = registry.split_by_hash(pairs, key="source")  # a source's pairs share its hash
             info = {"source": str(self.data_path)}
+        if self.config.data.strip_stress:
+            splits = {s: strip_stress(pairs) for s, pairs in splits.items()}
         for s in registry.SPLITS:
             if not splits[s]:
                 raise RnnkitError(f"the {s} split is empty (need more distinct sources)", where=info["source"])
