@@ -6,7 +6,9 @@ the whole time loop in C++ (one matmul and one pass over the batch rows per step
 per torch version; a log line says so) into ``$RNNKIT_EXT_DIR`` or ``$RNNKIT_HOME/ext`` (default
 ``~/.cache/rnnkit/ext``), and loaded from there afterwards. Without a C++ compiler, or with
 ``RNNKIT_NATIVE=0``, the Python loop runs instead: same results, slower at small sizes.
-``RNNKIT_NATIVE=1`` makes a failed build an error instead of a warning (CI uses it to prove the build).
+``RNNKIT_NATIVE=1`` makes a failed build an error instead of a warning. The buffers the forward saves
+for the backward come from a pool that keeps freed blocks for reuse (so a training step does not page-fault
+fresh memory in): at most ``RNNKIT_NATIVE_POOL_MB`` (default 512) MiB are kept; ``0`` turns the pool off.
 
 Build it ahead of time with ``python -m rnnkit.layers.native``.
 """
