@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rnnkit.data import registry
-from rnnkit.data.strips import DIGIT_WORDS, compose_strips, mnist_strips, shift
+from rnnkit.data.strips import DIGIT_WORDS, compose_strips, mnist_digits, mnist_strips, shift
 from rnnkit.errors import RnnkitError
 from rnnkit.tasks import runner
 from rnnkit.tasks.captioning import Captioning
@@ -153,3 +153,174 @@ def test_a_tiny_strip_captioner_trains_and_writes_its_plot(fake_digits, tmp_path
     assert meta["dataset"]["name"] == "mnist-5k-strips" and "plots/captions.png" in meta["plots"]
     rows = [json.loads(line) for line in (summary.path / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and rows[0]["image"] == "test-00000"
+
+
+# -- train-only distortion: strip_rotate / strip_scale ------------------------------------------------------
+def todays_strips(images, labels, count, *, min_digits, max_digits, jitter, rng):
+    """``compose_strips`` as it was before rotate/scale: the byte-for-byte reference for no distortion."""
+    strips = np.zeros((count, 1, 28, 28 * max_digits), dtype=np.uint8)
+    captions, chosen = [], []
+    for i in range(count):
+        n = int(rng.integers(min_digits, max_digits + 1))
+        idx = [int(j) for j in rng.integers(0, len(images), n)]
+        for k, j in enumerate(idx):
+            dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, 2)) if jitter else (0, 0)
+            strips[i, 0, :, 28 * k : 28 * (k + 1)] = shift(images[j], dy, dx)
+        captions.append(" ".join(DIGIT_WORDS[int(labels[j])] for j in idx))
+        chosen.append(idx)
+    return strips, captions, chosen
+
+
+def bright(image: np.ndarray) -> np.ndarray:
+    """(row, column) of the bar's pixels (the corner mark is too dim to count)."""
+    return np.argwhere(image >= 100).astype(float)
+
+
+def tilt(image: np.ndarray) -> float:
+    """The bar's long axis in degrees from vertical, positive when its top leans left (turned counterclockwise)."""
+    rc = bright(image)
+    rc -= rc.mean(0)
+    cov = rc.T @ rc
+    return float(np.degrees(0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])))
+
+
+def test_zero_distortion_gives_todays_strips_byte_for_byte():
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (50, 28, 28)).astype(np.uint8)
+    labels = [i % 10 for i in range(50)]
+    for jitter in (0, 2):
+        old_rng, new_rng = np.random.default_rng([7, 0]), np.random.default_rng([7, 0])
+        want = todays_strips(images, labels, 300, min_digits=1, max_digits=4, jitter=jitter, rng=old_rng)
+        got = compose_strips(
+            images, labels, 300, min_digits=1, max_digits=4, jitter=jitter, rotate=0.0, scale=0.0, rng=new_rng
+        )
+        assert got[0].tobytes() == want[0].tobytes() and got[1:] == want[1:]
+        assert old_rng.integers(1 << 30) == new_rng.integers(1 << 30)  # no extra numbers were drawn
+
+
+def test_distort_matches_a_hand_rotation_and_scales_about_the_centre():
+    from rnnkit.data.strips import distort
+
+    bar = np.zeros((1, 28, 28), dtype=np.uint8)
+    bar[0, 4:24, 12:16] = 200  # a vertical bar with a foot to the right: nothing symmetric about it
+    bar[0, 20:24, 16:22] = 120
+    assert np.array_equal(distort(bar, [0.0], [1.0]), bar)
+    assert np.array_equal(distort(bar, [90.0], [1.0])[0], np.rot90(bar[0]))  # counterclockwise as displayed
+    assert np.array_equal(distort(bar, [-90.0], [1.0])[0], np.rot90(bar[0], -1))
+    # any angle and factor: the same map as torch's affine grid sampler (bilinear, zeros outside), up to rounding
+    for angle, factor in [(30.0, 1.0), (-17.0, 1.2), (40.0, 0.7)]:
+        t, s = np.radians(angle), factor
+        theta = torch.tensor([[[np.cos(t) / s, -np.sin(t) / s, 0.0], [np.sin(t) / s, np.cos(t) / s, 0.0]]])
+        grid = torch.nn.functional.affine_grid(theta, [1, 1, 28, 28], align_corners=True)
+        hand = torch.nn.functional.grid_sample(torch.from_numpy(bar[None]).double(), grid.double(), align_corners=True)
+        got = distort(bar, [angle], [factor])
+        assert got.dtype == np.uint8 and np.abs(got[0].astype(float) - hand[0, 0].numpy()).max() <= 0.51
+    only_bar = bar.copy()
+    only_bar[0, 20:24, 16:22] = 0
+    assert (
+        abs(tilt(distort(only_bar, [30.0], [1.0])[0]) - 30) < 3
+        and abs(tilt(distort(only_bar, [-20.0], [1.0])[0]) + 20) < 3
+    )
+
+    def height(image):
+        rows = bright(image)[:, 0]
+        return rows.max() - rows.min() + 1
+
+    assert height(only_bar[0]) == 20
+    assert abs(height(distort(only_bar, [0.0], [1.25])[0]) - 25) <= 1  # grows about the centre ...
+    assert abs(height(distort(only_bar, [0.0], [0.75])[0]) - 15) <= 1  # ... and shrinks
+    assert abs(bright(distort(only_bar, [0.0], [0.75])[0])[:, 0].mean() - 13.5) < 0.6
+    with pytest.raises(ValueError, match="N angles and N positive factors"):
+        distort(bar, [1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="N angles and N positive factors"):
+        distort(bar, [1.0], [0.0])
+
+
+def test_rotate_and_scale_turn_and_resize_each_digit_reproducibly():
+    images = np.stack([digit(d, 0) for d in range(10)])
+    plain = compose_strips(images, list(range(10)), 60, max_digits=3, rng=np.random.default_rng(2))[0]
+    turned, _, chosen = compose_strips(
+        images, list(range(10)), 60, max_digits=3, rotate=20, rng=np.random.default_rng(2)
+    )
+    again = compose_strips(images, list(range(10)), 60, max_digits=3, rotate=20, rng=np.random.default_rng(2))[0]
+    assert turned.shape == plain.shape == (60, 1, 28, 84) and turned.dtype == np.uint8
+    assert np.array_equal(turned, again) and not np.array_equal(turned, plain)
+    tilts = [
+        tilt(s[0, :, 28 * k : 28 * (k + 1)]) for s, idx in zip(turned, chosen, strict=True) for k in range(len(idx))
+    ]
+    assert max(abs(t) for t in tilts) < 20 + 3 and min(tilts) < -10 and max(tilts) > 10  # within +-20, both ways
+    scaled, _, chosen = compose_strips(images, list(range(10)), 60, max_digits=3, scale=0.3, jitter=1,
+                                       rng=np.random.default_rng(3))  # fmt: skip
+    heights = []
+    for s, idx in zip(scaled, chosen, strict=True):
+        for k in range(len(idx)):
+            rows = bright(s[0, :, 28 * k : 28 * (k + 1)])[:, 0]
+            heights.append(rows.max() - rows.min() + 1)
+    assert min(heights) >= 20 * 0.7 - 1 and max(heights) <= 20 * 1.3 + 1  # the bar is 20 rows high
+    assert min(heights) < 18 and max(heights) > 22
+    assert scaled.any() and scaled.max() <= 200  # bilinear never exceeds the brightest pixel
+    for bad, match in [({"rotate": 46}, "rotate must be in 0..45"), ({"rotate": -1}, "rotate must be in 0..45"),
+                       ({"scale": 0.5}, "scale must be in"), ({"scale": -0.1}, "scale must be in")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            compose_strips(images, list(range(10)), 1, rng=np.random.default_rng(0), **bad)
+
+
+def test_captioning_distorts_only_the_train_strips(fake_digits, tmp_path):
+    base = ["data.dataset=mnist-5k-strips", "data.image_size=[28,84]", "data.max_digits=3", "data.strip_resample=true"]
+    base += ["data.strips_per_split.train=12", "data.strips_per_split.validation=5", "data.strips_per_split.test=6"]
+
+    def task(name, *sets):
+        t = Captioning(resolve_config("captioning", overrides=[*base, *sets])[1])
+        return t, t.prepare(tmp_path / name)
+
+    plain, plain_info = task("plain")
+    zero, _ = task("zero", "data.strip_rotate=0", "data.strip_scale=0")
+    bent, info = task("bent", "data.strip_rotate=20", "data.strip_scale=0.2")
+    again, _ = task("again", "data.strip_rotate=20", "data.strip_scale=0.2")
+    assert info["train_rotate"] == 20 and info["train_scale"] == 0.2
+    assert plain_info["train_rotate"] == plain_info["train_scale"] == 0
+    for s in ("validation", "test"):
+        assert torch.equal(bent.splits[s]["images"], plain.splits[s]["images"])
+        assert bent.splits[s]["texts"] == plain.splits[s]["texts"]
+    assert torch.equal(zero.splits["train"]["images"], plain.splits["train"]["images"])
+    assert not torch.equal(bent.splits["train"]["images"], plain.splits["train"]["images"])
+    assert torch.equal(bent.splits["train"]["images"], again.splits["train"]["images"])
+    digits = mnist_digits()["train"]  # the train strips are compose_strips' distorted strips of the train digits
+    want, captions, _ = compose_strips(
+        *digits, 12, max_digits=3, rotate=20, scale=0.2, rng=np.random.default_rng([0, 0])
+    )
+    assert np.array_equal(bent.splits["train"]["images"].numpy(), want)
+    assert [t[0] for t in bent.splits["train"]["texts"]] == captions
+
+    def epoch_images(t, epoch):
+        return torch.cat([b["images"] for b in t._batches("train", epoch)])
+
+    assert torch.equal(epoch_images(zero, 1), epoch_images(plain, 1))
+    assert not torch.equal(epoch_images(bent, 1), epoch_images(plain, 1))  # resampled epochs are distorted too
+    assert torch.equal(epoch_images(bent, 1), epoch_images(again, 1))
+    assert not torch.equal(epoch_images(bent, 1), epoch_images(bent, 2))
+
+
+def test_strip_rotate_and_scale_out_of_range_are_one_line_cli_errors(fake_digits, tmp_path, capsys):
+    from rnnkit.cli.main import main
+
+    args = ["train", "captioning", "--runs-dir", str(tmp_path / "runs"), "--quiet", "--set"]
+    for bad in ("data.strip_rotate=90", "data.strip_rotate=-1", "data.strip_scale=0.5", "data.strip_scale=-0.2"):
+        assert main([*args, "data.dataset=mnist-5k-strips", bad]) == 2
+        err = capsys.readouterr().err
+        assert bad.split("=")[0] in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_tiny_captioner_trains_on_distorted_resampled_strips(fake_digits, tmp_path):
+    overrides = [
+        "data.dataset=mnist-5k-strips", "data.image_size=[28,56]", "data.max_digits=2", "data.strip_resample=true",
+        "data.strip_rotate=15", "data.strip_scale=0.15", "data.strip_jitter=1",
+        "data.strips_per_split.train=32", "data.strips_per_split.validation=8", "data.strips_per_split.test=8",
+        "model.cnn_channels=[4]", "model.cond_dim=16", "model.hidden_size=16", "model.embed_dim=8",
+        "train.epochs=2", "train.batch_size=16",
+    ]  # fmt: skip
+    summary = runner.train("captioning", overrides=overrides, runs_dir=tmp_path, quiet=True)
+    assert {"exact_match", "token_accuracy", "loss"} <= set(summary.metrics)
+    dataset = json.loads((summary.path / "meta.json").read_text())["dataset"]
+    assert dataset["train_rotate"] == 15 and dataset["train_scale"] == 0.15 and dataset["jitter"] == 1

@@ -18,7 +18,11 @@ Without ``--data``, ``data.dataset: mnist-5k-strips`` builds the data instead (:
 ``data.strips_per_split`` strips of ``data.min_digits``..``data.max_digits`` mnist-5k digits side by side,
 captioned with their words (``"three one four"``), each digit moved by up to ``data.strip_jitter`` pixels,
 drawn with ``data.strip_seed``; ``data.strip_resample`` draws new train strips from the same train digits
-for every epoch after the first (``rng([strip_seed, 0, epoch])``: new neighbours, new jitter). A split's strips hold
+for every epoch after the first (``rng([strip_seed, 0, epoch])``: new neighbours, new jitter).
+``data.strip_rotate`` (degrees, 0..45) and ``data.strip_scale`` (0 <= s < 0.5) distort the *train* digits only (the
+first train strips and every resampled epoch): each is turned by an angle uniform in [-rotate, rotate] and scaled by
+a factor uniform in [1 - scale, 1 + scale] about its centre before it is moved; validation and test strips stay as
+they are (0: no distortion and the very same strips as without these options). A split's strips hold
 only that split's digits. Strips are ``28 x 28 * max_digits`` (resized to ``data.image_size`` if it differs).
 
 Model: :class:`~rnnkit.models.ConditionalGenerator` with image conditioning (``model.image_encoder``:
@@ -95,6 +99,12 @@ class CaptionDataConfig(StrictModel):
     strip_jitter: int = Field(0, ge=0, le=27, description="mnist-5k-strips: digits moved up to this many pixels")
     strip_seed: int = Field(0, description="mnist-5k-strips: the draw of digits, lengths and jitter")
     strip_resample: bool = Field(False, description="mnist-5k-strips: new train strips (same digits) every epoch")
+    strip_rotate: float = Field(
+        0.0, ge=0, le=45, description="mnist-5k-strips: train digits turned by up to this many degrees either way"
+    )
+    strip_scale: float = Field(
+        0.0, ge=0, lt=0.5, description="mnist-5k-strips: train digits scaled by a factor in [1 - this, 1 + this]"
+    )
     image_dir: str | None = Field(None, description="relative to the JSON's folder; null: its images/ or itself")
     channels: Literal[1, 3] = Field(1, description="1: grayscale, 3: RGB")
     image_size: tuple[int, int] = Field((64, 64), description="[H, W] every image is resized to")
@@ -272,8 +282,8 @@ class Captioning(VocabularyState, TaskKind):
         d = self.config.data
         digits = mnist_digits()
         self._train_digits = digits["train"]  # for strip_resample
-        strips = {s: self._compose(digits[s], getattr(d.strips_per_split, s), [d.strip_seed, k]) for k, s in
-                  enumerate(SPLITS)}  # fmt: skip
+        strips = {s: self._compose(digits[s], getattr(d.strips_per_split, s), [d.strip_seed, k], train=s == "train")
+                  for k, s in enumerate(SPLITS)}  # fmt: skip
         splits = {
             s: [
                 {"file_name": f"{s}-{i:05d}", "image": image, "captions": [caption]}
@@ -287,25 +297,31 @@ class Captioning(VocabularyState, TaskKind):
             "split": "strips of a split hold only that split's mnist-5k digits (row i % 10 == 0 test, == 1 validation)",
             "digits": [d.min_digits, d.max_digits],
             "jitter": d.strip_jitter,
+            "train_rotate": d.strip_rotate,
+            "train_scale": d.strip_scale,
             "seed": d.strip_seed,
             "sizes": {s: len(v) for s, v in splits.items()},
             "captions": {s: len(v) for s, v in splits.items()},
         }
         return splits, info
 
-    def _compose(self, digits, count: int, seed: list[int]):
+    def _compose(self, digits, count: int, seed: list[int], *, train: bool):
+        """Strips of one split; ``train``: with the train-only distortion (``strip_rotate``, ``strip_scale``)."""
         from ..data.strips import compose_strips
 
         d = self.config.data
         return compose_strips(
             *digits, count, min_digits=d.min_digits, max_digits=d.max_digits, jitter=d.strip_jitter,
+            rotate=d.strip_rotate if train else 0.0, scale=d.strip_scale if train else 0.0,
             rng=np.random.default_rng(seed),
         )  # fmt: skip
 
     def _resampled_train(self, epoch: int) -> dict[str, Any]:
         """``strip_resample``: epoch ``epoch``'s train strips and their (image, caption ids) pairs."""
         d = self.config.data
-        images, captions, _ = self._compose(self._train_digits, d.strips_per_split.train, [d.strip_seed, 0, epoch])
+        images, captions, _ = self._compose(
+            self._train_digits, d.strips_per_split.train, [d.strip_seed, 0, epoch], train=True
+        )
         return {
             "images": torch.from_numpy(np.ascontiguousarray(self._split_images([{"image": im} for im in images]))),
             "pairs": [(i, self.vocab.encode(tokenize(c))[: d.max_length]) for i, c in enumerate(captions)],
