@@ -218,3 +218,86 @@ def test_downsample_applies_to_training_statistics_and_prediction(tmp_path, caps
     test = loaded.task.splits["test"]
     expected = loaded.task._probabilities(loaded.model, test["x"], test["lengths"]).max(-1).values
     np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-4)
+
+
+# -- seed ensembles (model.ensemble) --------------------------------------------------------------------------
+def test_ensemble_trains_predicts_evaluates_and_serves(tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from rnnkit.models import Classifier, ClassifierEnsemble
+    from rnnkit.serve.app import create_app
+    from rnnkit.tasks.runner import load_run
+
+    folder = tmp_path / "Toy"
+    folder.mkdir()
+    write_ts(folder / "Toy_TRAIN.ts", 30, seed=1)
+    write_ts(folder / "Toy_TEST.ts", 10, seed=2)
+    task = make_task(folder, "model.ensemble=3", "model.hidden_size=8")
+    task.prepare(tmp_path)
+    model = task.build_model()
+    assert isinstance(model, ClassifierEnsemble) and model.config.size == 3
+    assert model.config.member.encoder.hidden_size == 8 and model.config.member.num_classes == 2
+    single = make_task(folder, "model.hidden_size=8")  # the default: one classifier
+    single.prepare(tmp_path)
+    assert isinstance(single.build_model(), Classifier)
+
+    runs = tmp_path / "runs"
+    args = ["train", "ucr", "--data", str(folder), "--runs-dir", str(runs), "--name", "ens", "--quiet", "--set",
+            "train.epochs=2", "train.batch_size=8", "model.hidden_size=8", "model.ensemble=3"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    run = runs / "ens"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["model"]["kind"] == "classifier-ensemble" and meta["model"]["config"]["size"] == 3
+    assert (run / "predictions.jsonl").is_file() and (run / "plots" / "confusion_matrix.png").is_file()
+
+    # predict: the mean of the members' probabilities
+    test_file = folder / "Toy_TEST.ts"
+    assert main(["predict", str(run), str(test_file)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(out) == 10 and all(set(r["probabilities"]) == {"up", "down"} for r in out)
+    loaded = load_run(run)
+    loaded.task.prepare(tmp_path, reuse=True)
+    test = loaded.task.splits["test"]
+    p = test["x"].new_zeros(len(test["y"]), 2)
+    with torch.no_grad():
+        for m in loaded.model.members:
+            p += loaded.task._probabilities(m, test["x"], test["lengths"]) / 3
+    labels = loaded.task.labels
+    got = torch.tensor([[r["probabilities"][lab] for lab in labels] for r in out])
+    torch.testing.assert_close(got, p, atol=1e-5, rtol=1e-4)
+
+    assert main(["evaluate", str(run)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics == pytest.approx(meta["metrics"]["test"], rel=1e-5)
+    mixture = torch.nn.functional.nll_loss(p.log(), test["y"]).item()  # evaluation: the mixture's cross-entropy
+    assert metrics["loss"] == pytest.approx(mixture, rel=1e-4)
+
+    # serve /predict runs the ensemble like any series run
+    with TestClient(create_app(run)) as c:
+        info = c.get("/info").json()
+        assert info["model"]["kind"] == "classifier-ensemble"
+        r = c.post("/predict", json={"inputs": [{"name": "t.ts", "content": test_file.read_text()}]})
+        assert r.status_code == 200, r.text
+        served = r.json()["results"]
+        assert [s["label"] for s in served] == [o["label"] for o in out]
+
+    # export does not cover ensembles: one line, exit 2, nothing written
+    assert main(["export", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "'classifier-ensemble' does not export" in err and err.count("\n") == 1
+    assert not (run / "export").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two"])
+def test_bad_ensemble_size_is_a_one_line_error(tmp_path, capsys, value):
+    folder = tmp_path / "Toy"
+    folder.mkdir()
+    write_ts(folder / "Toy_TRAIN.ts", 20, seed=1)
+    write_ts(folder / "Toy_TEST.ts", 5, seed=2)
+    args = ["train", "ucr", "--data", str(folder), "--runs-dir", str(tmp_path / "runs"), "--quiet",
+            "--set", f"model.ensemble={value}"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "model.ensemble" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

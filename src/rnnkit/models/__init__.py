@@ -1,6 +1,6 @@
 """Topologies built from :mod:`rnnkit.layers` (see DESIGN.md)."""
 
-from .classifier import POOLINGS, Classifier
+from .classifier import POOLINGS, Classifier, ClassifierConfig, ClassifierEnsemble, ClassifierEnsembleConfig
 from .crf import CRF
 from .forecaster import Forecaster, ForecasterConfig, ForecasterEnsemble, ForecasterEnsembleConfig
 from .generator import ConditionalGenerator, GeneratorConfig
@@ -13,3 +13,4 @@ __all__ = ["POOLINGS", "Classifier", "Forecaster", "ForecasterConfig", "MLP", "M
 __all__ += ["ConditionalGenerator", "GeneratorConfig", "Seq2Seq", "Seq2SeqConfig"]
 __all__ += ["CRF", "PAD_TAG", "Tagger", "TaggerConfig", "LanguageModel", "LanguageModelConfig"]
 __all__ += ["ForecasterEnsemble", "ForecasterEnsembleConfig"]
+__all__ += ["ClassifierConfig", "ClassifierEnsemble", "ClassifierEnsembleConfig"]

@@ -5,10 +5,12 @@ sequence's real steps (last / mean / max / attention) (B, D*H) -> dropout -> an 
 (``head_hidden``) -> linear (B, C) logits, or (B, O) values for regression.
 
 Used for sentiment and spam (text), time-series classification and speaker ID (features).
+:class:`ClassifierEnsemble` trains ``size`` such classifiers side by side and averages their probabilities.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -113,3 +115,60 @@ class Classifier(Model):
         lengths = torch.full((batch_size,), length, dtype=torch.long)
         lengths[1:] = max(1, length - 2)
         return (x, lengths), {}
+
+
+class ClassifierEnsembleConfig(StrictModel):
+    member: ClassifierConfig
+    size: int = Field(ge=1, le=64, description="members, each initialised at random on its own")
+
+
+class ClassifierEnsemble(Model):
+    """``size`` independent :class:`Classifier` members with the same interface as one.
+
+    Classification: ``forward`` returns the logits of the members' equal-weight mixture,
+    ``log(mean_k softmax(logits_k))`` (B, C), so argmax, softmax and cross-entropy downstream are those of the
+    averaged probabilities. Regression: the mean of the members' values. ``loss`` is the mean of the members'
+    *own* losses (not the mixture's): each member learns on its own, its gradient being its own loss's divided
+    by ``size``. Members share no parameter; the task trains them side by side on the same batches.
+    """
+
+    config_class = ClassifierEnsembleConfig
+    kind = "classifier-ensemble"
+    config: ClassifierEnsembleConfig
+
+    def __init__(self, config: ClassifierEnsembleConfig | dict | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.members = nn.ModuleList(Classifier(self.config.member) for _ in range(self.config.size))
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.config.member.num_classes is not None
+
+    def _combine(self, outs: list[Tensor]) -> Tensor:
+        if not self.is_classifier:
+            return torch.stack(outs).mean(0)
+        logp = torch.stack([o.log_softmax(-1) for o in outs])  # (K, B, C)
+        return torch.logsumexp(logp, 0) - math.log(len(outs))
+
+    def forward_with_weights(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The combined output and, with attention pooling, the members' mean attention weights (B, T)."""
+        outs, weights = zip(*(m.forward_with_weights(x, lengths) for m in self.members), strict=True)
+        mean_weights = None if weights[0] is None else torch.stack(weights).mean(0)
+        return self._combine(list(outs)), mean_weights
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self._combine([m(x, lengths) for m in self.members])
+
+    def loss(self, x: Tensor, lengths: Tensor | None, y: Tensor) -> Tensor:
+        """The mean of the members' own losses (cross-entropy, or mean squared error)."""
+        return torch.stack([m.loss(x, lengths, y) for m in self.members]).mean()
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The members' mean class probabilities (B, C), or their mean values (B, O)."""
+        with eval_mode(self):
+            out = self(x, lengths)
+        return out.softmax(-1) if self.is_classifier else out
+
+    def example_inputs(self, batch_size: int = 2, length: int = 7):
+        return self.members[0].example_inputs(batch_size, length)

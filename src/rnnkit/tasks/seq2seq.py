@@ -2,12 +2,12 @@
 
 Data: a registry dataset (``data.dataset: cmudict``: source = the word's characters, targets = its
 pronunciations as phoneme tokens, stress digits kept unless ``data.strip_stress`` — ``level: char`` and
-``target_level: word`` are its defaults — with the registry's split by word) or the user's ``--data FILE`` (which wins when both are
-given), a UTF-8 TSV with one ``source<TAB>target`` pair per line (blank lines are skipped; any other line
-without exactly one tab is an error naming the file and line). Both fields are stripped. Tokens:
-``data.level`` splits the source into characters (``char``, the default) or whitespace-separated words
-(``word``); ``data.target_level`` does the same for the target (default: like the source) — e.g.
-``level=char target_level=word`` for ``hello<TAB>HH AH0 L OW1``.
+``target_level: word`` are its defaults — with the registry's split by word) or the user's ``--data FILE``
+(which wins when both are given), a UTF-8 TSV with one ``source<TAB>target`` pair per line (blank lines are
+skipped; any other line without exactly one tab is an error naming the file and line). Both fields are
+stripped. Tokens: ``data.level`` splits the source into characters (``char``, the default) or
+whitespace-separated words (``word``); ``data.target_level`` does the same for the target (default: like the
+source) — e.g. ``level=char target_level=word`` for ``hello<TAB>HH AH0 L OW1``.
 
 Split (the cmudict rule in DATASETS.md): ``h(source) % 10 == 0`` test, ``== 1`` validation, the rest
 train, so all pairs with one source stay together. A source may have several targets (alternate
