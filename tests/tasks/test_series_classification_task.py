@@ -139,7 +139,7 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     write_ts(folder / "Toy_TEST.ts", 20, seed=2, offset=5.0)
     runs = tmp_path / "runs"
     args = ["train", "ucr", "--data", str(folder), "--runs-dir", str(runs), "--name", "toy", "--quiet"]
-    sets = ["train.epochs=4", "train.lr=0.02", "train.batch_size=8", "model.hidden_size=16"]
+    sets = ["train.epochs=4", "train.lr=0.02", "train.batch_size=8", "model.hidden_size=16", "model.ensemble=1"]
     assert main([*args, "--set", *sets]) == 0
     capsys.readouterr()
     run = runs / "toy"
