@@ -131,3 +131,33 @@ def test_ptb_epoch_split_smoke(capsys):
     out = capsys.readouterr().out
     for name in ("where the time goes", "forward", "backward", "optimizer", "trainer overhead"):
         assert name in out
+
+
+def test_decode_reproduces_the_runs_test_metrics_under_its_own_settings(tmp_path, capsys):
+    import json
+
+    import pytest
+
+    from rnnkit.cli.main import main as rnnkit
+
+    words = ["read", "cad", "bead", "dare", "race", "bear", "care", "dear", "acre", "bard", "crab", "drab"]
+    pairs = [f"{w}\t{' '.join(w.upper())}" for w in words * 3]  # copy the letters: learnable in a few steps
+    data = tmp_path / "pairs.tsv"
+    data.write_text("\n".join(pairs) + "\n")
+    runs = tmp_path / "runs"
+    small = ["model.embed_dim=8", "model.hidden_size=8", "train.epochs=2", "train.batch_size=4", "decode.beam_size=3"]
+    args = ["train", "seq2seq", "--data", str(data), "--set", *small, "--runs-dir", str(runs), "--name", "s", "--quiet"]
+    assert rnnkit(args) == 0
+    test = json.loads((runs / "s" / "meta.json").read_text())["metrics"]["test"]
+    capsys.readouterr()
+    decode = load("decode")
+    assert decode.main([str(runs / "s"), "--split", "test", "--settings", "3:0", "1:0", "--json"]) == 0
+    same, greedy = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert same["wer"] == pytest.approx(test["wer"]) and same["per"] == pytest.approx(test["per"])
+    assert (greedy["beam"], same["beam"]) == (1, 3)
+    assert decode.main([str(runs / "s"), "--settings", "2:0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2 | 0.5 |" in out and "split: validation" in out and "machine:" in out
+    with pytest.raises(SystemExit):
+        decode.main([str(runs / "s"), "--settings", "five"])
+    assert "BEAM:LENGTH_PENALTY" in capsys.readouterr().err

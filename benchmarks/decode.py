@@ -1,0 +1,71 @@
+"""Metrics of a finished seq2seq run (e.g. ``g2p``) on one split under other decoding settings.
+
+The run's weights and vocabularies are loaded as ``rnnkit evaluate`` does; each ``BEAM:LENGTH_PENALTY``
+setting decodes the chosen split again (greedy is ``1:0``). Used to check on validation whether a wider beam
+or a length penalty would move the test figure (docs/results.md, the ``g2p`` bullet):
+
+    python benchmarks/decode.py runs/g2p --split validation --settings 5:0 10:0 5:0.6 5:1.0
+
+With the run's own settings on ``--split test`` it reproduces the test metrics in ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+
+def parse_setting(text: str) -> tuple[int, float]:
+    try:
+        beam, penalty = text.split(":")
+        setting = int(beam), float(penalty)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BEAM:LENGTH_PENALTY like 5:0.6, got {text!r}") from None
+    if setting[0] < 1:
+        raise argparse.ArgumentTypeError(f"the beam size must be at least 1, got {text!r}")
+    return setting
+
+
+def evaluate(run_dir: Path, split: str, beam: int, penalty: float) -> dict[str, float]:
+    from rnnkit.tasks.runner import _reuse_preprocessing, load_run
+    from rnnkit.training import Trainer
+
+    run = load_run(run_dir)
+    if run.config.task != "seq2seq":
+        raise SystemExit(f"decode.py: {run_dir} is a {run.config.task!r} run, not seq2seq")
+    config = run.config.model_copy(deep=True)
+    config.decode.beam_size, config.decode.length_penalty = beam, penalty
+    task = type(run.task)(config, None)
+    _reuse_preprocessing(task, run)
+    task.splits["test"] = task.splits[split]  # the test pass decodes with decode.beam_size; validation is greedy
+    return Trainer(config.train, quiet=True).evaluate(run.model, task.trainer_task(), "test")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", type=Path, help="a finished seq2seq run folder")
+    p.add_argument("--split", choices=("validation", "test"), default="validation")
+    p.add_argument("--settings", nargs="+", type=parse_setting, default=[(1, 0.0), (5, 0.0)],
+                   metavar="BEAM:PENALTY", help="decoding settings (default 1:0 5:0)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON object per setting instead of a table")
+    args = p.parse_args(argv)
+    if not args.json:
+        print(f"machine: {machine()}")
+        print(f"run: {args.run}, split: {args.split}")
+        print("| beam | length penalty | WER | PER |\n|---|---|---|---|")
+    for beam, penalty in args.settings:
+        m = evaluate(args.run, args.split, beam, penalty)
+        if args.json:
+            print(json.dumps({"beam": beam, "length_penalty": penalty, **m}))
+        else:
+            print(f"| {beam} | {penalty:g} | {100 * m['wer']:.2f}% | {100 * m['per']:.2f}% |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
