@@ -218,6 +218,9 @@ def reverser():
         attention="general",
     )
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    # the decay lets the weights settle: at a constant lr the last steps' noise decided 2-4 of the 100 test
+    # cases, differently on different CPUs' kernels (0.96 on one machine, 1.0 on another; 1.0 for 5 seeds now)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 400)
     g = torch.Generator().manual_seed(0)
     for _ in range(400):
         src, lengths, tgt_in, tgt_out, tgt_lengths, _ = reverse_batch(g, 32)
@@ -225,6 +228,7 @@ def reverser():
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
     return model.eval()
 
 
