@@ -31,13 +31,11 @@ def parse_setting(text: str) -> tuple[int, float]:
     return setting
 
 
-def evaluate(run_dir: Path, split: str, beam: int, penalty: float) -> dict[str, float]:
-    from rnnkit.tasks.runner import _reuse_preprocessing, load_run
+def evaluate(run, split: str, beam: int, penalty: float) -> dict[str, float]:
+    """``run`` (a loaded seq2seq run) decoded on ``split`` with beam ``beam`` and length penalty ``penalty``."""
+    from rnnkit.tasks.runner import _reuse_preprocessing
     from rnnkit.training import Trainer
 
-    run = load_run(run_dir)
-    if run.config.task != "seq2seq":
-        raise SystemExit(f"decode.py: {run_dir} is a {run.config.task!r} run, not seq2seq")
     config = run.config.model_copy(deep=True)
     config.decode.beam_size, config.decode.length_penalty = beam, penalty
     task = type(run.task)(config, None)
@@ -54,12 +52,23 @@ def main(argv: list[str] | None = None) -> int:
                    metavar="BEAM:PENALTY", help="decoding settings (default 1:0 5:0)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object per setting instead of a table")
     args = p.parse_args(argv)
+    from rnnkit.errors import RnnkitError
+    from rnnkit.tasks.runner import load_run
+
+    try:
+        run = load_run(args.run)
+    except RnnkitError as e:  # a missing, unfinished or damaged run folder: one line, like the CLI
+        print(f"decode.py: error: {e}", file=sys.stderr)
+        return e.exit_code
+    if run.config.task != "seq2seq":
+        print(f"decode.py: error: {args.run} is a {run.config.task!r} run, not seq2seq", file=sys.stderr)
+        return 2
     if not args.json:
         print(f"machine: {machine()}")
         print(f"run: {args.run}, split: {args.split}")
         print("| beam | length penalty | WER | PER |\n|---|---|---|---|")
     for beam, penalty in args.settings:
-        m = evaluate(args.run, args.split, beam, penalty)
+        m = evaluate(run, args.split, beam, penalty)
         if args.json:
             print(json.dumps({"beam": beam, "length_penalty": penalty, **m}))
         else:

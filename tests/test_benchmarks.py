@@ -161,3 +161,5 @@ def test_decode_reproduces_the_runs_test_metrics_under_its_own_settings(tmp_path
     with pytest.raises(SystemExit):
         decode.main([str(runs / "s"), "--settings", "five"])
     assert "BEAM:LENGTH_PENALTY" in capsys.readouterr().err
+    assert decode.main([str(tmp_path / "missing"), "--json"]) == 2
+    assert "missing" in capsys.readouterr().err
