@@ -33,15 +33,15 @@ def parse_setting(text: str) -> tuple[int, float]:
 
 def evaluate(run, split: str, beam: int, penalty: float) -> dict[str, float]:
     """``run`` (a loaded seq2seq run) decoded on ``split`` with beam ``beam`` and length penalty ``penalty``."""
-    from rnnkit.tasks.runner import _reuse_preprocessing
+    from rnnkit.tasks.runner import prepared_task
     from rnnkit.training import Trainer
 
     config = run.config.model_copy(deep=True)
     config.decode.beam_size, config.decode.length_penalty = beam, penalty
-    task = type(run.task)(config, None)
-    _reuse_preprocessing(task, run)
+    task = prepared_task(run, config)
     task.splits["test"] = task.splits[split]  # the test pass decodes with decode.beam_size; validation is greedy
-    return Trainer(config.train, quiet=True).evaluate(run.model, task.trainer_task(), "test")
+    trainer = Trainer(config.train, quiet=True)
+    return trainer.evaluate(run.model.to(trainer.device), task.trainer_task(), "test")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,14 +87,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from rnnkit.export import QuantizedModel, int8_onnx
     from rnnkit.export.onnx import export_onnx
-    from rnnkit.tasks.runner import _reuse_preprocessing, load_run
+    from rnnkit.tasks.runner import load_run, prepared_task
 
     run = load_run(run_dir)
     if run.meta["task"] != "text-classification":
         print(f"{run_dir}: a {run.meta['task']} run; this benchmark reads text-classification runs", file=sys.stderr)
         return 2
-    task = type(run.task)(run.config)
-    _reuse_preprocessing(task, run)  # the run's test split with its own tokenizer
+    task = prepared_task(run)  # the run's test split with its own tokenizer
     test = task.splits["test"]
     ids, labels = test["ids"], torch.tensor(test["labels"])
     int8_path = int8_onnx(run_dir, run.model, run.meta["files"]["model.safetensors"]["sha256"])

@@ -410,11 +410,19 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, quiet: bool = 
     from ..training import Trainer
 
     run = load_run(run_dir)
-    task = type(run.task)(run.config, data)
-    _reuse_preprocessing(task, run)
+    task = prepared_task(run, data=data)
     trainer = Trainer(run.config.train, quiet=quiet)
     run.model.to(trainer.device)
     return trainer.evaluate(run.model, task.trainer_task(), "test")
+
+
+def prepared_task(run: LoadedRun, config: RecipeConfig | None = None, data: str | Path | None = None) -> TaskKind:
+    """A new task for a loaded run, its splits read with the run's own vocabularies and label maps: from the
+    run's data, or from ``data`` (another file in the task's format); ``config`` replaces the run's (e.g. other
+    decoding settings) and must be of the same task."""
+    task = type(run.task)(config if config is not None else run.config, data)
+    _reuse_preprocessing(task, run)
+    return task
 
 
 def _reuse_preprocessing(task: TaskKind, run: LoadedRun) -> None:
