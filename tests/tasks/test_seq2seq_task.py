@@ -172,6 +172,34 @@ def test_teacher_forcing_schedule_is_linear_in_the_epoch(tmp_path):
     assert {int(b["beam"][0]) for b in task._batches("validation", 0)} == {1}  # validation decodes greedily
 
 
+def test_label_smoothing_smooths_the_training_loss_only(tmp_path):
+    path = write(tmp_path, reversal_pairs(60))
+    plain, smooth = make_task(path), make_task(path, "model.label_smoothing=0.2")
+    for task in (plain, smooth):
+        task.prepare(tmp_path)
+    torch.manual_seed(0)
+    model = plain.build_model().eval()
+    batch = next(plain._batches("train", 0))
+    with torch.no_grad():
+        loss, _, n = plain.trainer_task().train_step(model, batch, None)
+        smoothed, _, n2 = smooth.trainer_task().train_step(model, batch, None)
+        # by hand: (1 - e) * NLL + e * the mean over the vocabulary of -log p, over the real target steps
+        logits, _ = model(batch["src"], batch["src_len"], batch["tgt_in"], teacher_forcing=1.0)
+    mask = torch.arange(logits.shape[1])[None, :] < batch["tgt_len"][:, None]
+    logp = logits[mask].log_softmax(-1)
+    nll = -logp.gather(1, batch["tgt_out"][mask][:, None]).mean()
+    assert n == n2 == int(mask.sum())
+    assert float(loss) == pytest.approx(float(nll), rel=1e-5)
+    assert float(smoothed) == pytest.approx(float(0.8 * nll + 0.2 * -logp.mean(-1).mean()), rel=1e-5)
+    # the reported (evaluation) loss stays the plain cross-entropy
+    val = next(plain._batches("validation", 0))
+    with torch.no_grad():
+        reported = [task.trainer_task().eval_step(model, val)["loss_sum"] for task in (plain, smooth)]
+    assert reported[1] == pytest.approx(reported[0], rel=1e-6)
+    with pytest.raises(RnnkitError, match="label_smoothing"):
+        make_task(path, "model.label_smoothing=1.0")
+
+
 # -- the command line -------------------------------------------------------------------------------------
 def test_train_predict_evaluate_learns_to_reverse(tmp_path, capsys):
     data = write(tmp_path, reversal_pairs(400))

@@ -51,12 +51,14 @@ def encoder_args(m: Any, vocab_size: int, **extra: Any) -> dict[str, Any]:
 
 
 def masked_cross_entropy(
-    logits: Tensor, target: Tensor, lengths: Tensor, reduction: str = "mean"
+    logits: Tensor, target: Tensor, lengths: Tensor, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> tuple[Tensor, int]:
     """Cross-entropy (in float32) of logits (B, T, V) against target (B, T) over each row's first ``lengths``
-    steps, and the number of those steps."""
+    steps, and the number of those steps. ``label_smoothing`` mixes the one-hot target with the uniform
+    distribution (Szegedy et al. 2016), as :func:`torch.nn.functional.cross_entropy` does."""
     mask = lengths_to_mask(lengths, target.shape[1])  # (B, T)
-    return F.cross_entropy(logits[mask].float(), target[mask], reduction=reduction), int(mask.sum())
+    loss = F.cross_entropy(logits[mask].float(), target[mask], reduction=reduction, label_smoothing=label_smoothing)
+    return loss, int(mask.sum())
 
 
 # -- classification -------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ split and are saved as ``vocab.json`` in the run. Model: :class:`~rnnkit.models.
 Training is teacher forcing with scheduled sampling: the probability of feeding the gold previous token
 starts at ``model.teacher_forcing`` and, when ``model.teacher_forcing_final`` is set, falls linearly to it
 by the last epoch (the ratio of an epoch is a function of the epoch alone, so a resumed run continues the
-same schedule). Evaluation always feeds gold tokens for the loss.
+same schedule). ``model.label_smoothing`` smooths the training targets (the training loss only: the
+reported ``loss`` is always the plain cross-entropy). Evaluation always feeds gold tokens for the loss.
 
 Metrics (all from additive sums, so they shard): ``loss`` (cross-entropy per target token, ``<eos>``
 included, averaged over every source–reference pair), ``accuracy`` (exact sequence match against any
@@ -129,6 +130,9 @@ class Seq2SeqModelConfig(StrictModel):
     teacher_forcing: float = Field(1.0, ge=0, le=1, description="probability of feeding the gold token (epoch 1)")
     teacher_forcing_final: float | None = Field(
         None, ge=0, le=1, description="linear decay of teacher_forcing to this by the last epoch; null: fixed"
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="share of the training target spread uniformly over the vocabulary"
     )
 
 
@@ -331,7 +335,8 @@ class Seq2SeqTask(TaskKind):
     def trainer_task(self) -> Task:
         def train_step(model, b, carry):
             logits, _ = model(b["src"], b["src_len"], b["tgt_in"], teacher_forcing=b["teacher_forcing"])
-            loss, n = masked_cross_entropy(logits, b["tgt_out"], b["tgt_len"])
+            smoothing = self.config.model.label_smoothing
+            loss, n = masked_cross_entropy(logits, b["tgt_out"], b["tgt_len"], label_smoothing=smoothing)
             return loss, None, n
 
         def eval_step(model, b):
