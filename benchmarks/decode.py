@@ -7,6 +7,11 @@ or a length penalty would move the test figure (docs/results.md, the ``g2p`` bul
     python benchmarks/decode.py runs/g2p --split validation --settings 5:0 10:0 5:0.6 5:1.0
 
 With the run's own settings on ``--split test`` it reproduces the test metrics in ``meta.json``.
+
+``--ensemble RUN2 [RUN3 ...]`` decodes the mixture of the runs' models instead (a
+:class:`~rnnkit.models.Seq2SeqEnsemble`: the mean of their next-token probabilities at every step), for runs
+trained separately on the same data (identical vocabularies) with the same architecture; the first run's
+configuration decides the data and decoding. What ``model.ensemble: N`` would give, from N finished runs.
 """
 
 from __future__ import annotations
@@ -31,8 +36,32 @@ def parse_setting(text: str) -> tuple[int, float]:
     return setting
 
 
-def evaluate(run, split: str, beam: int, penalty: float) -> dict[str, float]:
-    """``run`` (a loaded seq2seq run) decoded on ``split`` with beam ``beam`` and length penalty ``penalty``."""
+def combine(runs: list, names: list[Path]):
+    """The runs' models as one :class:`Seq2SeqEnsemble` (the first run's member configuration); a run with other
+    vocabularies or another architecture is an :class:`RnnkitError` naming it."""
+    from rnnkit.errors import RnnkitError
+    from rnnkit.models import Seq2Seq, Seq2SeqEnsemble
+
+    first = runs[0]
+    for run, name in zip(runs, names, strict=True):
+        if not isinstance(run.model, Seq2Seq):
+            raise RnnkitError(f"{name}: --ensemble takes single seq2seq models, not {run.model.kind!r}")
+        for side in ("src_vocab", "tgt_vocab"):
+            if getattr(run.task, side).tokens != getattr(first.task, side).tokens:
+                raise RnnkitError(f"{name}: its {side.replace('_', ' ')}ulary differs from {names[0]}'s (other data)")
+    ensemble = Seq2SeqEnsemble(member=first.model.get_config(), size=len(runs))
+    for member, run, name in zip(ensemble.members, runs, names, strict=True):
+        try:
+            member.load_state_dict(run.model.state_dict())
+        except RuntimeError as e:
+            reason = str(e).splitlines()[-1].strip()
+            raise RnnkitError(f"{name}: another architecture than {names[0]}'s ({reason})") from None
+    return ensemble.eval()
+
+
+def evaluate(run, split: str, beam: int, penalty: float, model=None) -> dict[str, float]:
+    """``run`` (a loaded seq2seq run) decoded on ``split`` with beam ``beam`` and length penalty ``penalty``, by
+    its own model or by ``model`` (e.g. an ensemble with the same vocabularies)."""
     from rnnkit.tasks.runner import prepared_task
     from rnnkit.training import Trainer
 
@@ -41,7 +70,7 @@ def evaluate(run, split: str, beam: int, penalty: float) -> dict[str, float]:
     task = prepared_task(run, config)
     task.splits["test"] = task.splits[split]  # the test pass decodes with decode.beam_size; validation is greedy
     trainer = Trainer(config.train, quiet=True)
-    return trainer.evaluate(run.model.to(trainer.device), task.trainer_task(), "test")
+    return trainer.evaluate((model or run.model).to(trainer.device), task.trainer_task(), "test")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,24 +80,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", nargs="+", type=parse_setting, default=[(1, 0.0), (5, 0.0)],
                    metavar="BEAM:PENALTY", help="decoding settings (default 1:0 5:0)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON object per setting instead of a table")
+    p.add_argument("--ensemble", nargs="+", type=Path, default=[], metavar="RUN",
+                   help="more finished runs (same data and architecture): decode the mixture of all")  # fmt: skip
     args = p.parse_args(argv)
     from rnnkit.errors import RnnkitError
     from rnnkit.tasks.runner import load_run
 
+    names = [args.run, *args.ensemble]
     try:
-        run = load_run(args.run)
+        runs = [load_run(name) for name in names]
+        for run, name in zip(runs, names, strict=True):
+            if run.config.task != "seq2seq":
+                raise RnnkitError(f"{name} is a {run.config.task!r} run, not seq2seq")
+        model = combine(runs, names) if args.ensemble else None
     except RnnkitError as e:  # a missing, unfinished or damaged run folder: one line, like the CLI
         print(f"decode.py: error: {e}", file=sys.stderr)
         return e.exit_code
-    if run.config.task != "seq2seq":
-        print(f"decode.py: error: {args.run} is a {run.config.task!r} run, not seq2seq", file=sys.stderr)
-        return 2
+    run = runs[0]
     if not args.json:
         print(f"machine: {machine()}")
-        print(f"run: {args.run}, split: {args.split}")
+        print(f"run: {' + '.join(map(str, names))}, split: {args.split}")
         print("| beam | length penalty | WER | PER |\n|---|---|---|---|")
     for beam, penalty in args.settings:
-        m = evaluate(run, args.split, beam, penalty)
+        m = evaluate(run, args.split, beam, penalty, model)
         if args.json:
             print(json.dumps({"beam": beam, "length_penalty": penalty, **m}))
         else:

@@ -134,6 +134,7 @@ def test_ptb_epoch_split_smoke(capsys):
 
 
 def test_decode_reproduces_the_runs_test_metrics_under_its_own_settings(tmp_path, capsys):
+    import itertools
     import json
 
     import pytest
@@ -163,3 +164,24 @@ def test_decode_reproduces_the_runs_test_metrics_under_its_own_settings(tmp_path
     assert "BEAM:LENGTH_PENALTY" in capsys.readouterr().err
     assert decode.main([str(tmp_path / "missing"), "--json"]) == 2
     assert "missing" in capsys.readouterr().err
+    # --ensemble: a run mixed with itself is the run; another seed mixes; other data or sizes are one line
+    assert (
+        decode.main([str(runs / "s"), "--split", "test", "--settings", "3:0", "--json", "--ensemble", str(runs / "s")])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == pytest.approx(same)
+    other = tmp_path / "other.tsv"
+    other.write_text(
+        "\n".join(f"{w}\t{' '.join(w.upper())}" for w in map("".join, itertools.product("qwxyz", repeat=3))) + "\n"
+    )
+    for name, path, extra in [("s2", data, "train.seed=1"), ("wide", data, "model.hidden_size=12"), ("o", other, None)]:
+        more = [extra] if extra else []
+        assert rnnkit(["train", "seq2seq", "--data", str(path), "--set", *small, *more, "--runs-dir", str(runs),
+                       "--name", name, "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert decode.main([str(runs / "s"), "--ensemble", str(runs / "s2"), "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    for name, message in [("wide", "another architecture"), ("o", "vocabulary differs")]:
+        assert decode.main([str(runs / "s"), "--ensemble", str(runs / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and name in err, err

@@ -8,13 +8,14 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rnnkit.cli.main import main
 from rnnkit.data.registry import text_hash
 from rnnkit.decoding import Hypothesis, SearchResult
 from rnnkit.errors import RnnkitError
 from rnnkit.fileio import read_jsonl
-from rnnkit.tasks.runner import resolve_config
+from rnnkit.tasks.runner import load_run, resolve_config
 from rnnkit.tasks.seq2seq import (
     BOS_ID,
     EOS_ID,
@@ -232,6 +233,49 @@ def test_train_predict_evaluate_learns_to_reverse(tmp_path, capsys):
     assert main(["evaluate", str(run)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again == pytest.approx(test, abs=1e-6)
+
+
+def test_an_ensemble_trains_its_members_on_their_own_losses_and_decodes_their_mixture(tmp_path, capsys):
+    data = write(tmp_path, reversal_pairs(120))
+    runs = tmp_path / "runs"
+    args = ["train.epochs=2", "model.hidden_size=16", "model.embed_dim=8", "model.ensemble=2", "decode.beam_size=2",
+            "model.label_smoothing=0.1"]  # fmt: skip
+    assert main(["train", "seq2seq", "--data", str(data), "--set", *args, "--runs-dir", str(runs), "--quiet"]) == 0
+    capsys.readouterr()
+    run = runs / "seq2seq"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["model"]["kind"] == "seq2seq-ensemble" and meta["model"]["config"]["size"] == 2
+    assert (run / "plots" / "attention.png").is_file()
+    # the training loss is the mean of the members' own (smoothed) losses on the same batch
+    model = load_run(run).model.eval()
+    task = make_task(data, *args)
+    task.prepare(tmp_path / "prep")
+    batch = next(task._batches("train", 0))
+    with torch.no_grad():
+        loss, _, n = task.trainer_task().train_step(model, batch, None)
+        own = [m.loss(batch["src"], batch["src_len"], batch["tgt_in"], batch["tgt_out"], batch["tgt_len"])
+               for m in model.members]  # fmt: skip
+    assert n == int(batch["tgt_len"].sum())
+    plain = make_task(data, *args[:-1])
+    plain.prepare(tmp_path / "prep2")
+    with torch.no_grad():
+        unsmoothed, _, _ = plain.trainer_task().train_step(model, batch, None)
+    torch.testing.assert_close(unsmoothed, torch.stack(own).mean())
+    with torch.no_grad():  # smoothed: each member's own logits, each smoothed, then the mean
+        logits = [m(batch["src"], batch["src_len"], batch["tgt_in"])[0] for m in model.members]
+    mask = torch.arange(logits[0].shape[1])[None, :] < batch["tgt_len"][:, None]
+    smoothed = [F.cross_entropy(x[mask], batch["tgt_out"][mask], label_smoothing=0.1) for x in logits]
+    torch.testing.assert_close(loss, torch.stack(smoothed).mean())
+    assert not torch.allclose(loss, unsmoothed)
+    assert main(["evaluate", str(run)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again == pytest.approx(meta["metrics"]["test"], abs=1e-6)
+    assert main(["predict", str(run), "abc"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["source"] == "abc" and len(row["attention"]) == len(row["output_tokens"])
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rnnkit: error:" in err
 
 
 def test_without_attention_there_is_no_attention_plot(tmp_path, capsys):

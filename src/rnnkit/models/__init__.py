@@ -6,7 +6,7 @@ from .forecaster import Forecaster, ForecasterConfig, ForecasterEnsemble, Foreca
 from .generator import ConditionalGenerator, GeneratorConfig
 from .language_model import LanguageModel, LanguageModelConfig
 from .mlp import MLP, MLPConfig
-from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .seq2seq import Seq2Seq, Seq2SeqConfig, Seq2SeqEnsemble, Seq2SeqEnsembleConfig
 from .tagger import PAD_TAG, Tagger, TaggerConfig
 
 __all__ = ["POOLINGS", "Classifier", "Forecaster", "ForecasterConfig", "MLP", "MLPConfig"]
@@ -14,3 +14,4 @@ __all__ += ["ConditionalGenerator", "GeneratorConfig", "Seq2Seq", "Seq2SeqConfig
 __all__ += ["CRF", "PAD_TAG", "Tagger", "TaggerConfig", "LanguageModel", "LanguageModelConfig"]
 __all__ += ["ForecasterEnsemble", "ForecasterEnsembleConfig"]
 __all__ += ["ClassifierConfig", "ClassifierEnsemble", "ClassifierEnsembleConfig"]
+__all__ += ["Seq2SeqEnsemble", "Seq2SeqEnsembleConfig"]

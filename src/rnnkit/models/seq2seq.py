@@ -43,6 +43,7 @@ sets it per epoch for a schedule); it applies in training mode only, evaluation 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -297,3 +298,69 @@ class Seq2Seq(Model):
         lengths = torch.linspace(length, max(1, length // 2), batch_size).round().long()
         tgt = torch.randint(1, self.config.tgt_vocab_size, (batch_size, length), generator=g)
         return (src, lengths, tgt), {}
+
+
+class Seq2SeqEnsembleConfig(StrictModel):
+    member: Seq2SeqConfig
+    size: int = Field(ge=1, le=64, description="members, each initialised at random on its own")
+
+
+class Seq2SeqEnsemble(Model):
+    """``size`` independent :class:`Seq2Seq` members behind the interface of one, for decoding and evaluation.
+
+    Every output is the members' equal-weight mixture: ``forward`` returns ``log(mean_k softmax(logits_k))``
+    (B, Tt, V) and :meth:`step` the same for one step, so greedy and beam search rank by the averaged
+    next-token probabilities (each member keeps its own decoder state, under ``state["members"]``; the
+    members' mean attention rides under ``"attention"`` for plots). Training is not the mixture's: use
+    :meth:`member_logits` (or :meth:`loss`, the mean of the members' own losses) so that each member learns
+    on its own, its gradient being its own loss's divided by ``size``. Members share no parameter.
+    """
+
+    config_class = Seq2SeqEnsembleConfig
+    kind = "seq2seq-ensemble"
+    config: Seq2SeqEnsembleConfig
+
+    def __init__(self, config: Seq2SeqEnsembleConfig | dict | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.members = nn.ModuleList(Seq2Seq(self.config.member) for _ in range(self.config.size))
+
+    @staticmethod
+    def _mix(logits: list[Tensor]) -> Tensor:
+        logp = torch.stack([x.float().log_softmax(-1) for x in logits])  # (K, ..., V)
+        return torch.logsumexp(logp, 0) - math.log(len(logits))
+
+    def encode(self, src: Tensor, src_lengths: Tensor | None = None) -> dict[str, Any]:
+        return {"members": [m.encode(src, src_lengths) for m in self.members]}
+
+    def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """One step of every member from its own state -> the mixture's log-probabilities (B, V), next state."""
+        pairs = [m.step(tokens, s) for m, s in zip(self.members, state["members"], strict=True)]
+        logits, states = [x for x, _ in pairs], [s for _, s in pairs]
+        new: dict[str, Any] = {"members": states}
+        if all("attention" in s for s in states):
+            new["attention"] = torch.stack([s["attention"] for s in states]).mean(0)
+        return self._mix(logits), new
+
+    def member_logits(
+        self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, teacher_forcing: float | None = None
+    ) -> list[Tensor]:
+        """Each member's own logits (B, Tt, V) (each feeding its own choices under scheduled sampling)."""
+        return [m(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing)[0] for m in self.members]
+
+    def forward(
+        self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, teacher_forcing: float | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The mixture's log-probabilities (B, Tt, V) and the members' mean attention weights (or None)."""
+        outs = [m(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing) for m in self.members]
+        weights = [w for _, w in outs]
+        mean = None if weights[0] is None else torch.stack(weights).mean(0)
+        return self._mix([x for x, _ in outs]), mean
+
+    def loss(
+        self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor, tgt_lengths: Tensor
+    ) -> Tensor:
+        """The mean of the members' own losses (not the mixture's)."""
+        return torch.stack([m.loss(src, src_lengths, tgt_in, tgt_out, tgt_lengths) for m in self.members]).mean()
+
+    def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
+        return self.members[0].example_inputs(batch_size, length)

@@ -16,6 +16,11 @@ the prediction equals *any* of its references.
 
 Vocabularies (source and target, ``<pad>``=0, ``<unk>``=1, ``<bos>``=2, ``<eos>``=3) come from the train
 split and are saved as ``vocab.json`` in the run. Model: :class:`~rnnkit.models.Seq2Seq` with attention.
+``model.ensemble: N`` trains N such models side by side on the same batches, each from its own random
+initialisation (:class:`~rnnkit.models.Seq2SeqEnsemble`): the training loss is the mean of the members' own
+losses, while evaluation, search, ``predict`` and the reported ``loss`` use their mixture (the mean of the
+members' next-token probabilities at every step). N members cost N times the training and decoding time.
+``rnnkit export`` does not cover ensembles.
 
 Training is teacher forcing with scheduled sampling: the probability of feeding the gold previous token
 starts at ``model.teacher_forcing`` and, when ``model.teacher_forcing_final`` is set, falls linearly to it
@@ -51,7 +56,7 @@ from ..data.textfile import reading
 from ..data.vocab import Vocabulary
 from ..errors import RnnkitError
 from ..fileio import atomic_write_json, atomic_write_jsonl
-from ..models import Seq2Seq
+from ..models import Seq2Seq, Seq2SeqEnsemble
 from ..training import Task
 from .base import RecipeConfig, TaskKind
 from .common import (
@@ -134,6 +139,7 @@ class Seq2SeqModelConfig(StrictModel):
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="share of the training target spread uniformly over the vocabulary"
     )
+    ensemble: int = Field(1, ge=1, le=64, description="models trained side by side, decoded as one (mixture)")
 
 
 class DecodeConfig(StrictModel):
@@ -286,14 +292,17 @@ class Seq2SeqTask(TaskKind):
         return task
 
     # -- model and training ---------------------------------------------------------------------------
-    def build_model(self) -> Seq2Seq:
+    def build_model(self) -> Seq2Seq | Seq2SeqEnsemble:
         m = self.config.model
         encoder = encoder_args(m, len(self.src_vocab), padding_idx=PAD_ID, bidirectional=m.bidirectional)
-        return Seq2Seq(
+        member = dict(
             encoder=encoder, tgt_vocab_size=len(self.tgt_vocab), embed_dim=m.embed_dim, padding_idx=PAD_ID, cell=m.cell,
             hidden_size=m.hidden_size, num_layers=m.num_layers, attention=m.attention, input_feeding=m.input_feeding,
             dropout=m.dropout, bridge=m.bridge, teacher_forcing=m.teacher_forcing,
         )  # fmt: skip
+        if m.ensemble > 1:
+            return Seq2SeqEnsemble(member=member, size=m.ensemble)
+        return Seq2Seq(member)
 
     def teacher_forcing(self, epoch: int) -> float:
         """The epoch's probability of feeding the gold token: linear from the start value to the final one."""
@@ -327,17 +336,21 @@ class Seq2SeqTask(TaskKind):
                 batch["beam"] = torch.full((len(idx),), 1 if split == "validation" else self.config.decode.beam_size)
             yield batch
 
-    def decode(self, model: Seq2Seq, src: torch.Tensor, src_len: torch.Tensor, beam_size: int):
+    def decode(self, model: Seq2Seq | Seq2SeqEnsemble, src: torch.Tensor, src_len: torch.Tensor, beam_size: int):
         """Greedy (``beam_size == 1``) or beam search from the encoded sources -> :class:`SearchResult`."""
         state = model.encode(src, src_len)
         return search(model.step, state, beam_size, self.max_decode, self.config.decode.length_penalty)
 
     def trainer_task(self) -> Task:
         def train_step(model, b, carry):
-            logits, _ = model(b["src"], b["src_len"], b["tgt_in"], teacher_forcing=b["teacher_forcing"])
+            args = (b["src"], b["src_len"], b["tgt_in"])
+            if self.config.model.ensemble > 1:  # each member learns on its own (not the mixture)
+                outputs = model.member_logits(*args, teacher_forcing=b["teacher_forcing"])
+            else:
+                outputs = [model(*args, teacher_forcing=b["teacher_forcing"])[0]]
             smoothing = self.config.model.label_smoothing
-            loss, n = masked_cross_entropy(logits, b["tgt_out"], b["tgt_len"], label_smoothing=smoothing)
-            return loss, None, n
+            losses = [masked_cross_entropy(x, b["tgt_out"], b["tgt_len"], label_smoothing=smoothing) for x in outputs]
+            return torch.stack([loss for loss, _ in losses]).mean(), None, losses[0][1]
 
         def eval_step(model, b):
             stats = {"loss_sum": 0.0, "tokens": 0.0, "correct": 0.0, "n": 0.0, "edits": 0.0, "ref_tokens": 0.0}
@@ -375,7 +388,9 @@ class Seq2SeqTask(TaskKind):
         )
 
     # -- outputs ------------------------------------------------------------------------------------
-    def _transduce(self, model: Seq2Seq, src_ids: list[list[int]], beam_size: int, batch_size: int = 128):
+    def _transduce(
+        self, model: Seq2Seq | Seq2SeqEnsemble, src_ids: list[list[int]], beam_size: int, batch_size: int = 128
+    ):
         """Best hypothesis per source, in input order (batched by length)."""
         device = next(model.parameters()).device
         out: list[Any] = [None] * len(src_ids)
@@ -404,7 +419,7 @@ class Seq2SeqTask(TaskKind):
     def plots(self, model, run_dir, metrics, num_examples: int = 4) -> list[Path]:
         from ..plots import attention_heatmaps
 
-        if model.config.attention == "none":
+        if self.config.model.attention == "none":
             return []
         data = self.splits["test"]
         hyps = self._transduce(model, data["src"][:num_examples], self.config.decode.beam_size)
