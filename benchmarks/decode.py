@@ -59,18 +59,12 @@ def combine(runs: list, names: list[Path]):
     return ensemble.eval()
 
 
-def evaluate(run, split: str, beam: int, penalty: float, model=None) -> dict[str, float]:
-    """``run`` (a loaded seq2seq run) decoded on ``split`` with beam ``beam`` and length penalty ``penalty``, by
-    its own model or by ``model`` (e.g. an ensemble with the same vocabularies)."""
-    from rnnkit.tasks.runner import prepared_task
-    from rnnkit.training import Trainer
-
-    config = run.config.model_copy(deep=True)
-    config.decode.beam_size, config.decode.length_penalty = beam, penalty
-    task = prepared_task(run, config)
+def evaluate(task, model, trainer, split: str, beam: int, penalty: float) -> dict[str, float]:
+    """``model`` decoded on ``split`` of a prepared seq2seq ``task`` with beam ``beam`` and length penalty
+    ``penalty`` (the task's decode settings are set to them)."""
+    task.config.decode.beam_size, task.config.decode.length_penalty = beam, penalty
     task.splits["test"] = task.splits[split]  # the test pass decodes with decode.beam_size; validation is greedy
-    trainer = Trainer(config.train, quiet=True)
-    return trainer.evaluate((model or run.model).to(trainer.device), task.trainer_task(), "test")
+    return trainer.evaluate(model, task.trainer_task(), "test")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="more finished runs (same data and architecture): decode the mixture of all")  # fmt: skip
     args = p.parse_args(argv)
     from rnnkit.errors import RnnkitError
-    from rnnkit.tasks.runner import load_run
+    from rnnkit.tasks.runner import load_run, prepared_task
+    from rnnkit.training import Trainer
 
     names = [args.run, *args.ensemble]
     try:
@@ -97,12 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decode.py: error: {e}", file=sys.stderr)
         return e.exit_code
     run = runs[0]
+    task = prepared_task(run, run.config.model_copy(deep=True))  # read the data once, with the run's vocabularies
+    trainer = Trainer(run.config.train, quiet=True)
+    model = (model or run.model).to(trainer.device)
     if not args.json:
         print(f"machine: {machine()}")
         print(f"run: {' + '.join(map(str, names))}, split: {args.split}")
         print("| beam | length penalty | WER | PER |\n|---|---|---|---|")
     for beam, penalty in args.settings:
-        m = evaluate(run, args.split, beam, penalty, model)
+        m = evaluate(task, model, trainer, args.split, beam, penalty)
         if args.json:
             print(json.dumps({"beam": beam, "length_penalty": penalty, **m}))
         else:

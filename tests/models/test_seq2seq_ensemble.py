@@ -58,8 +58,9 @@ def test_forward_is_the_log_of_the_members_mean_probabilities_and_their_mean_att
     torch.testing.assert_close(mixed, probs.log())
     torch.testing.assert_close(att, torch.stack([w for _, w in outs]).mean(0))
     torch.testing.assert_close(att.sum(-1), torch.ones(4, 5))
-    for own, (x, _) in zip(ens.member_logits(src, lengths, tgt), outs, strict=True):
+    for (own, own_w), (x, w) in zip(ens.member_outputs(src, lengths, tgt), outs, strict=True):
         torch.testing.assert_close(own, x)
+        torch.testing.assert_close(own_w, w)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(input_feeding=True, cell="gru"), dict(attention="none")])

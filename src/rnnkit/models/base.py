@@ -13,6 +13,7 @@ of tensors with the batch on dim 0, so search can expand and reorder it without 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,13 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         yield module
     finally:
         module.train(was_training)
+
+
+def mixture_log_probs(logits: list[Tensor]) -> Tensor:
+    """``log(mean_k softmax(logits_k))`` over the last dim: the log-probabilities of an equal-weight mixture of
+    the members' distributions (log-sum-exp of their log-softmax, so a confident member cannot overflow)."""
+    logp = torch.stack([x.log_softmax(-1) for x in logits])  # (K, ..., V)
+    return torch.logsumexp(logp, 0) - math.log(len(logits))
 
 
 class Model(nn.Module):

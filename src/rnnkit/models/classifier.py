@@ -10,7 +10,6 @@ Used for sentiment and spam (text), time-series classification and speaker ID (f
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from ..config import StrictModel
 from ..layers import Pooling
 from ..layers.masking import check_lengths
-from .base import Model, eval_mode
+from .base import Model, eval_mode, mixture_log_probs
 from .encoder import EncoderConfig, SequenceEncoder
 
 POOLINGS = ("last", "mean", "max", "attention")
@@ -147,8 +146,7 @@ class ClassifierEnsemble(Model):
     def _combine(self, outs: list[Tensor]) -> Tensor:
         if not self.is_classifier:
             return torch.stack(outs).mean(0)
-        logp = torch.stack([o.log_softmax(-1) for o in outs])  # (K, B, C)
-        return torch.logsumexp(logp, 0) - math.log(len(outs))
+        return mixture_log_probs(outs)
 
     def forward_with_weights(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The combined output and, with attention pooling, the members' mean attention weights (B, T)."""

@@ -43,7 +43,6 @@ sets it per epoch for a schedule); it applies in training mode only, evaluation 
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import torch
@@ -54,7 +53,7 @@ from torch import Tensor, nn
 from ..config import StrictModel
 from ..layers import GRU, LSTM, Attention, lengths_to_mask
 from ..layers.masking import check_lengths
-from .base import Model
+from .base import Model, mixture_log_probs
 from .encoder import EncoderConfig, SequenceEncoder
 
 #: encoder cells whose state carries a memory cell ``c`` besides ``h``
@@ -312,7 +311,7 @@ class Seq2SeqEnsemble(Model):
     (B, Tt, V) and :meth:`step` the same for one step, so greedy and beam search rank by the averaged
     next-token probabilities (each member keeps its own decoder state, under ``state["members"]``; the
     members' mean attention rides under ``"attention"`` for plots). Training is not the mixture's: use
-    :meth:`member_logits` (or :meth:`loss`, the mean of the members' own losses) so that each member learns
+    :meth:`member_outputs` (or :meth:`loss`, the mean of the members' own losses) so that each member learns
     on its own, its gradient being its own loss's divided by ``size``. Members share no parameter.
     """
 
@@ -324,11 +323,6 @@ class Seq2SeqEnsemble(Model):
         super().__init__(config, **overrides)
         self.members = nn.ModuleList(Seq2Seq(self.config.member) for _ in range(self.config.size))
 
-    @staticmethod
-    def _mix(logits: list[Tensor]) -> Tensor:
-        logp = torch.stack([x.float().log_softmax(-1) for x in logits])  # (K, ..., V)
-        return torch.logsumexp(logp, 0) - math.log(len(logits))
-
     def encode(self, src: Tensor, src_lengths: Tensor | None = None) -> dict[str, Any]:
         return {"members": [m.encode(src, src_lengths) for m in self.members]}
 
@@ -339,22 +333,22 @@ class Seq2SeqEnsemble(Model):
         new: dict[str, Any] = {"members": states}
         if all("attention" in s for s in states):
             new["attention"] = torch.stack([s["attention"] for s in states]).mean(0)
-        return self._mix(logits), new
+        return mixture_log_probs(logits), new
 
-    def member_logits(
+    def member_outputs(
         self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, teacher_forcing: float | None = None
-    ) -> list[Tensor]:
-        """Each member's own logits (B, Tt, V) (each feeding its own choices under scheduled sampling)."""
-        return [m(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing)[0] for m in self.members]
+    ) -> list[tuple[Tensor, Tensor | None]]:
+        """Each member's own ``forward``: logits (B, Tt, V) and attention weights (each member feeding its own
+        choices under scheduled sampling)."""
+        return [m(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing) for m in self.members]
 
     def forward(
         self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, teacher_forcing: float | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """The mixture's log-probabilities (B, Tt, V) and the members' mean attention weights (or None)."""
-        outs = [m(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing) for m in self.members]
-        weights = [w for _, w in outs]
+        logits, weights = zip(*self.member_outputs(src, src_lengths, tgt_in, teacher_forcing), strict=True)
         mean = None if weights[0] is None else torch.stack(weights).mean(0)
-        return self._mix([x for x, _ in outs]), mean
+        return mixture_log_probs(list(logits)), mean
 
     def loss(
         self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor, tgt_out: Tensor, tgt_lengths: Tensor

@@ -345,7 +345,7 @@ class Seq2SeqTask(TaskKind):
         def train_step(model, b, carry):
             args = (b["src"], b["src_len"], b["tgt_in"])
             if self.config.model.ensemble > 1:  # each member learns on its own (not the mixture)
-                outputs = model.member_logits(*args, teacher_forcing=b["teacher_forcing"])
+                outputs = [x for x, _ in model.member_outputs(*args, teacher_forcing=b["teacher_forcing"])]
             else:
                 outputs = [model(*args, teacher_forcing=b["teacher_forcing"])[0]]
             smoothing = self.config.model.label_smoothing
