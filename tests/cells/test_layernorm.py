@@ -297,5 +297,5 @@ def test_bad_forget_bias(kwargs, argname):
 
 
 def test_bad_input_shape():
-    with pytest.raises(ValueError, match=r"\(B, 5\)"):
+    with pytest.raises(ValueError, match="input has inconsistent input_size: got 6 expected 5"):
         LayerNormGRUCell(I, H)(torch.zeros(2, I + 1))

@@ -197,9 +197,9 @@ def test_bad_constructor_arguments(make, message):
         (lambda m: m(torch.randn(2, 3, I), lengths=torch.tensor([3, 0])), "lengths must lie"),
         (lambda m: m(torch.randn(2, 3, I), lengths=torch.tensor([3])), "shape"),
         (lambda m: m(torch.randn(2, 3, I), lengths=torch.tensor([3.0, 2.0])), "integers"),
-        (lambda m: m(torch.randn(2, 3, I), (torch.zeros(1, 3, H), torch.zeros(1, 3, H))), "hx"),
+        (lambda m: m(torch.randn(2, 3, I), (torch.zeros(1, 3, H), torch.zeros(1, 3, H))), r"Expected hidden\[0\] size"),
         (lambda m: m(torch.randn(3, I), lengths=torch.tensor([3])), "batched"),
-        (lambda m: m(torch.randn(2, 3, 3, I)), "3-D"),
+        (lambda m: m(torch.randn(2, 3, 3, I)), "Expected input to be 2D or 3D, got 4D"),
     ],
 )
 def test_bad_forward_arguments(call, message):

@@ -205,7 +205,7 @@ def test_label_smoothing_smooths_the_training_loss_only(tmp_path):
 def test_train_predict_evaluate_learns_to_reverse(tmp_path, capsys):
     data = write(tmp_path, reversal_pairs(400))
     runs = tmp_path / "runs"
-    args = ["train.epochs=15", "train.lr=0.01", "train.batch_size=32", "model.hidden_size=64", "model.embed_dim=16",
+    args = ["train.epochs=15", "train.lr=0.003", "train.batch_size=32", "model.hidden_size=64", "model.embed_dim=16",
             "model.dropout=0", "decode.beam_size=3"]  # fmt: skip
     assert main(["train", "seq2seq", "--data", str(data), "--set", *args, "--runs-dir", str(runs), "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -230,7 +230,7 @@ def test_train_predict_evaluate_learns_to_reverse(tmp_path, capsys):
     assert [r["prediction"] for r in results] == ["dcba", "def"]
     assert all(isinstance(r["score"], float) and r["score"] <= 0 for r in results)
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again == pytest.approx(test, abs=1e-6)
 
@@ -267,7 +267,7 @@ def test_an_ensemble_trains_its_members_on_their_own_losses_and_decodes_their_mi
     smoothed = [F.cross_entropy(x[mask], batch["tgt_out"][mask], label_smoothing=0.1) for x in logits]
     torch.testing.assert_close(loss, torch.stack(smoothed).mean())
     assert not torch.allclose(loss, unsmoothed)
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again == pytest.approx(meta["metrics"]["test"], abs=1e-6)
     assert main(["predict", str(run), "abc"]) == 0

@@ -143,7 +143,7 @@ def test_frozen_embeddings_get_no_gradient_and_slow_ones_their_own_lr(fake_minil
 
 
 def test_train_then_predict_from_the_run_folder_without_the_cache(fake_minilm, tmp_path, capsys):
-    assert pretrained_train(tmp_path, "model.freeze_embeddings=true", "train.epochs=8") == 0
+    assert pretrained_train(tmp_path, "model.freeze_embeddings=true", "train.epochs=12") == 0
     run = tmp_path / "runs" / "r"
     meta = json.loads((run / "meta.json").read_text())
     assert meta["metrics"]["test"]["accuracy"] > 0.9
@@ -168,7 +168,7 @@ def test_train_then_predict_from_the_run_folder_without_the_cache(fake_minilm, t
     assert main(["predict", str(run), "a great film", "dull plot", "superb cast"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["label"] for r in rows] == ["pos", "neg", "pos"]
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "reviews.csv")]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(meta["metrics"]["test"]["accuracy"])
     loaded = load_run(run)
     assert loaded.model.encoder.embedding.num_embeddings == tok.get_vocab_size()

@@ -11,6 +11,20 @@ small ones)::
 ``cell(x_t, state)`` does both for a single step. States are always tuples of tensors, even
 when there is only one (``(h,)`` for RNN/GRU, ``(h, c)`` for LSTM).
 
+How ``cell(x, state)`` compares with ``torch.nn.RNNCell`` / ``LSTMCell`` / ``GRUCell``:
+
+* the same: constructor arguments (``input_size, hidden_size, bias``, ``nonlinearity`` for the RNN cell,
+  ``device=``, ``dtype=``), parameter names, shapes and ``state_dict``; a batched ``(B, I)`` or unbatched
+  ``(I,)`` input (the output has the input's number of dimensions); the state checked strictly, with
+  torch's messages (an input or state of the wrong rank, a state whose batch or size does not match:
+  no broadcasting, so an ``hx`` of batch 1 with a batch of 3 is an error, not a broadcast);
+* different: the return value is ``(y, state)`` with ``state`` a tuple, where torch returns ``h`` (RNN,
+  GRU) or ``(h, c)`` (LSTM): ``y, (h,) = rnnkit_cell(x, h)`` for ``h = torch_cell(x, h)`` and
+  ``y, (h, c) = rnnkit_cell(x, (h, c))`` for ``h, c = torch_cell(x, (h, c))``; ``state`` may be a bare
+  tensor for the one-state cells, as in torch. The shape errors are :class:`ShapeError`, which is both a
+  ``RuntimeError`` (torch's type) and a ``ValueError`` (rnnkit's before); the rank errors are
+  ``ValueError`` like torch's.
+
 Shape legend: ``B`` batch, ``I`` input size, ``H`` hidden size, ``G`` projected-input size
 (``gates * H`` for the gated cells), ``O`` output size (``H``, or ``proj_size`` for a projected LSTM).
 """
@@ -27,6 +41,11 @@ State = tuple[Tensor, ...]
 RECURRENT_INITS = ("default", "orthogonal")
 
 
+class ShapeError(ValueError, RuntimeError):
+    """An input or state of the wrong shape: a ``RuntimeError``, as torch raises for these, and a
+    ``ValueError``, as rnnkit raised before, so callers catching either keep working."""
+
+
 def check_positive_int(name: str, value: object, owner: str, allow_zero: bool = False) -> int:
     """Validate a size argument eagerly, with a message that says what was expected and received."""
     ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
@@ -36,9 +55,11 @@ def check_positive_int(name: str, value: object, owner: str, allow_zero: bool = 
     return value  # type: ignore[return-value]
 
 
-def check_probability(name: str, value: object, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{owner}: {name} must be a float in [0, 1), got {value!r}")
+def check_probability(name: str, value: object, owner: str, allow_one: bool = False) -> float:
+    """A dropout-like probability in ``[0, 1)`` (``[0, 1]`` with ``allow_one``, torch's range for ``dropout``)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not ok or not (0.0 <= float(value) <= 1.0 if allow_one else 0.0 <= float(value) < 1.0):
+        raise ValueError(f"{owner}: {name} must be a float in [0, {'1]' if allow_one else '1)'}, got {value!r}")
     return float(value)
 
 
@@ -75,8 +96,10 @@ class RecurrentCell(nn.Module):
     #: name of the parameter that weight drop targets
     recurrent_weight_name: str = "weight_hh"
 
-    def __init__(self, recurrent_init: str = "default") -> None:
+    def __init__(self, recurrent_init: str = "default", *, device=None, dtype=None) -> None:
         super().__init__()
+        # where _add_weights and the subclasses' submodules create their parameters (torch's factory kwargs)
+        self.__dict__["_factory"] = {"device": device, "dtype": dtype}
         if recurrent_init not in RECURRENT_INITS:
             raise ValueError(
                 f"{type(self).__name__}: recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}"
@@ -101,28 +124,56 @@ class RecurrentCell(nn.Module):
         dtype = dtype if dtype is not None else (p.dtype if p is not None else None)
         return tuple(torch.zeros(batch_size, s, device=device, dtype=dtype) for s in self.state_sizes)
 
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One step: ``x`` (B, I), ``state`` tuple of (B, S_k) or None for zeros."""
-        if x.dim() != 2 or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"{type(self).__name__}: expected input of shape (B, {self.input_size}), got {tuple(x.shape)}"
-            )
+    def forward(self, x: Tensor, state: State | Tensor | None = None) -> tuple[Tensor, State]:
+        """One step: ``x`` (B, I) or unbatched (I,), ``state`` a tuple of (B, S_k) (or (S_k,)), a bare tensor
+        for the one-state cells, or None for zeros -> ``(y, state)`` with the input's batch dimensions.
+        Shapes are checked as torch's cells check them (module docstring)."""
+        name = type(self).__name__
+        if x.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.dim()}D instead")
+        sizes = self.state_sizes
+        if state is not None:
+            state = (state,) if isinstance(state, Tensor) else tuple(state)
+            if len(state) != len(sizes):
+                raise ShapeError(f"{name}: expected a state of {len(sizes)} tensor(s), got {len(state)}")
+            for k, s in enumerate(state):
+                if s.dim() not in (1, 2):
+                    what = "hidden" if len(sizes) == 1 else f"hx[{k}]"
+                    raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got {s.dim()}D instead")
+                if s.dim() != x.dim():
+                    raise ShapeError(
+                        f"{name}: a {x.dim()}-D input needs {x.dim()}-D states, got a {s.dim()}-D hidden{k}"
+                    )
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(f"input has inconsistent input_size: got {x.shape[-1]} expected {self.input_size}")
+        unbatched = x.dim() == 1
+        if unbatched:
+            x = x.unsqueeze(0)
+            state = tuple(s.unsqueeze(0) for s in state) if state is not None else None
+        B = x.shape[0]
         if state is None:
-            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        elif isinstance(state, Tensor):
-            state = (state,)
-        return self.recur(self.project_input(x), tuple(state))
+            state = self.initial_state(B, device=x.device, dtype=x.dtype)
+        for k, (s, size) in enumerate(zip(state, sizes, strict=True)):
+            if s.shape[0] != B:
+                raise ShapeError(f"Input batch size {B} doesn't match hidden{k} batch size {s.shape[0]}")
+            if s.shape[1] != size:
+                raise ShapeError(f"hidden{k} has inconsistent hidden_size: got {s.shape[1]}, expected {size}")
+        y, new = self.recur(self.project_input(x), state)
+        if unbatched:
+            y, new = y.squeeze(0), tuple(s.squeeze(0) for s in new)
+        return y, new
 
     # -- initialisation -----------------------------------------------------------------------
     def _add_weights(self, gate_size: int, hidden_in: int | None, bias: bool) -> None:
         """``weight_ih`` (G, I), ``weight_hh`` (G, ``hidden_in``; none when ``hidden_in`` is None), then
         ``bias_ih`` and ``bias_hh`` (G) or, without ``bias``, None: PyTorch's names and order (the order
         :meth:`reset_parameters` draws them in). Call after setting ``input_size``."""
-        self.weight_ih = nn.Parameter(torch.empty(gate_size, self.input_size))
+        fk = self.__dict__["_factory"]
+        self.weight_ih = nn.Parameter(torch.empty(gate_size, self.input_size, **fk))
         if hidden_in is not None:
-            self.weight_hh = nn.Parameter(torch.empty(gate_size, hidden_in))
+            self.weight_hh = nn.Parameter(torch.empty(gate_size, hidden_in, **fk))
         for name in ("bias_ih", "bias_hh") if hidden_in is not None else ("bias_ih",):
-            self.register_parameter(name, nn.Parameter(torch.empty(gate_size)) if bias else None)
+            self.register_parameter(name, nn.Parameter(torch.empty(gate_size, **fk)) if bias else None)
 
     def _init_forget_bias(self, forget_bias: float | None) -> None:
         """LSTM cells: the forget gate's total bias starts at ``forget_bias`` (``bias_ih``'s forget slice,

@@ -3,6 +3,11 @@
 Parameter names, shapes and gate order are PyTorch's, so ``load_state_dict`` works in both
 directions with :class:`torch.nn.RNNCell`, :class:`torch.nn.LSTMCell` and :class:`torch.nn.GRUCell`
 (and, per layer and direction, with ``torch.nn.RNN/LSTM/GRU``).
+
+Calling them differs from torch's cells in the return value only: ``y, (h,) = cell(x, h)`` where torch
+gives ``h = cell(x, h)``, and ``y, (h, c) = cell(x, (h, c))`` where torch gives ``h, c = cell(x, (h, c))``
+(``y`` is ``h``). Constructor arguments (``device=``, ``dtype=`` included), unbatched ``(I,)`` inputs and
+the strict state checks with torch's messages are torch's; :mod:`rnnkit.cells.base` has the details.
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ class RNNCell(RecurrentCell):
         bias: bool = True,
         nonlinearity: str = "tanh",
         recurrent_init: str = "default",
+        *,
+        device=None,
+        dtype=None,
     ) -> None:
-        super().__init__(recurrent_init)
+        super().__init__(recurrent_init, device=device, dtype=dtype)
         name = type(self).__name__
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)
@@ -102,8 +110,11 @@ class LSTMCell(RecurrentCell):
         proj_size: int = 0,
         recurrent_init: str = "default",
         forget_bias: float | None = None,
+        *,
+        device=None,
+        dtype=None,
     ) -> None:
-        super().__init__(recurrent_init)
+        super().__init__(recurrent_init, device=device, dtype=dtype)
         name = type(self).__name__
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)
@@ -117,7 +128,7 @@ class LSTMCell(RecurrentCell):
         self.state_sizes = (real, hidden_size)
         self._add_weights(4 * hidden_size, real, bias)
         if proj_size:
-            self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size))
+            self.weight_hr = nn.Parameter(torch.empty(proj_size, hidden_size, **self.__dict__["_factory"]))
         else:
             self.register_parameter("weight_hr", None)
         self.reset_parameters()
@@ -167,8 +178,17 @@ class GRUCell(RecurrentCell):
 
     num_gates = 3
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, recurrent_init: str = "default"):
-        super().__init__(recurrent_init)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        recurrent_init: str = "default",
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(recurrent_init, device=device, dtype=dtype)
         name = type(self).__name__
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)

@@ -75,8 +75,11 @@ class LayerNormLSTMCell(RecurrentCell):
         recurrent_init: str = "default",
         forget_bias: float | None = None,
         eps: float = 1e-5,
+        *,
+        device=None,
+        dtype=None,
     ) -> None:
-        super().__init__(recurrent_init)
+        super().__init__(recurrent_init, device=device, dtype=dtype)
         name = type(self).__name__
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)
@@ -88,9 +91,9 @@ class LayerNormLSTMCell(RecurrentCell):
         G = 4 * hidden_size
         self._add_weights(G, hidden_size, bias)
         # Shifts of ln_ih / ln_hh would duplicate bias_ih / bias_hh, so they have a gain only.
-        self.ln_ih = nn.LayerNorm(G, eps=self.eps, bias=False)
-        self.ln_hh = nn.LayerNorm(G, eps=self.eps, bias=False)
-        self.ln_c = nn.LayerNorm(hidden_size, eps=self.eps, bias=self.bias)
+        self.ln_ih = nn.LayerNorm(G, eps=self.eps, bias=False, **self.__dict__["_factory"])
+        self.ln_hh = nn.LayerNorm(G, eps=self.eps, bias=False, **self.__dict__["_factory"])
+        self.ln_c = nn.LayerNorm(hidden_size, eps=self.eps, bias=self.bias, **self.__dict__["_factory"])
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -155,8 +158,11 @@ class LayerNormGRUCell(RecurrentCell):
         bias: bool = True,
         recurrent_init: str = "default",
         eps: float = 1e-5,
+        *,
+        device=None,
+        dtype=None,
     ) -> None:
-        super().__init__(recurrent_init)
+        super().__init__(recurrent_init, device=device, dtype=dtype)
         name = type(self).__name__
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)
@@ -166,8 +172,8 @@ class LayerNormGRUCell(RecurrentCell):
         self.state_sizes = (hidden_size,)
         G = 3 * hidden_size
         self._add_weights(G, hidden_size, bias)
-        self.ln_ih = nn.LayerNorm(G, eps=self.eps, bias=False)
-        self.ln_hh = nn.LayerNorm(G, eps=self.eps, bias=False)
+        self.ln_ih = nn.LayerNorm(G, eps=self.eps, bias=False, **self.__dict__["_factory"])
+        self.ln_hh = nn.LayerNorm(G, eps=self.eps, bias=False, **self.__dict__["_factory"])
         self.reset_parameters()
 
     def project_input(self, x: Tensor) -> Tensor:  # (..., I) -> (..., 3H)

@@ -144,17 +144,22 @@ class _ChunkedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor, C: int) -> Tensor:
-        a, b, h0 = a.contiguous(), b.contiguous(), h0.contiguous()
-        h = _scan(a, b, h0, C)
-        ctx.save_for_backward(a, h, h0)
+        h = _scan(a.contiguous(), b.contiguous(), h0.contiguous(), C)
+        ctx.save_for_backward(a, h, h0)  # the inputs themselves: a double backward differentiates through them
         ctx.C = C
         return h
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h: Tensor):
         a, h, h0 = ctx.saved_tensors
-        grad_h = grad_h.contiguous()
+        if torch.is_grad_enabled():
+            # create_graph=True: the same adjoint from differentiable ops, the reverse scan being this very
+            # function on time-flipped inputs, so gradients of any order flow
+            a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
+            lam = _ChunkedScan.apply(a_next.flip(1), grad_h.flip(1), torch.zeros_like(h0), ctx.C).flip(1)
+            h_prev = torch.cat([h0.unsqueeze(1), h[:, :-1]], 1)
+            return lam * h_prev, lam, a[:, 0] * lam[:, 0], None
+        a, h0, grad_h = a.contiguous(), h0.contiguous(), grad_h.contiguous()
         a_next = torch.empty_like(a)
         a_next[:, :-1] = a[:, 1:]
         a_next[:, -1] = 0.0
@@ -173,7 +178,8 @@ def chunked_scan(a: Tensor, b: Tensor, h0: Tensor, mask: Tensor | None = None, c
     product of its ``a_t``; a loop of ``N`` steps carries the state across chunks; a second loop of ``C``
     steps runs every chunk again from its true start and writes the states. That is about ``3 C + N``
     small elementwise ops (each on ``B * N * H`` or ``B * H`` values) instead of ``T``. The gradient is
-    written out (:class:`_ChunkedScan`): the same scan backwards in time, plus two products.
+    written out (:class:`_ChunkedScan`): the same scan backwards in time, plus two products (and
+    differentiable again under ``create_graph=True``).
 
     Only products and sums of the coefficients appear, never a quotient or a logarithm: with
     ``a_t`` in [0, 1] the products just shrink (towards 0 without harm), so this is as accurate as
@@ -203,14 +209,23 @@ class MinimalCell(RecurrentCell):
 
     recurrent_weight_name: str | None = None  # type: ignore[assignment]
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, recurrent_init: str = "default"):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        recurrent_init: str = "default",
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
         name = type(self).__name__
         if recurrent_init != "default":
             raise ValueError(
                 f"{name}: recurrent_init must be 'default' ({name} has no hidden-to-hidden weight to "
                 f"initialise), got {recurrent_init!r}"
             )
-        super().__init__(recurrent_init)
+        super().__init__(recurrent_init, device=device, dtype=dtype)
         self.input_size = check_positive_int("input_size", input_size, name)
         self.hidden_size = check_positive_int("hidden_size", hidden_size, name)
         self.bias = bool(bias)

@@ -26,6 +26,13 @@ evaluation: the expectation) and the padding mask. Results equal the reference l
 (tests compare them in float64, gradients included); ``bias_hh`` is added to the hoisted input
 projection instead of at every step.
 
+Second-order gradients: the hand-written backward is first-order only. When a backward runs with
+``create_graph=True`` (``torch.autograd.grad(..., create_graph=True)``, gradient penalties,
+Hessian-vector products), :func:`_recompute_grads` instead re-runs the same steps with plain autograd ops
+(:func:`autograd_loop`) from the saved inputs and differentiates that, so the gradients it returns are
+themselves differentiable; a plain backward keeps the fast path. The forward keeps references to its
+inputs (``xp``, ``h0``, ``c0``) for this.
+
 Shape legend: ``B`` batch, ``T`` time, ``H`` hidden, ``G = 4H``.
 """
 
@@ -170,15 +177,23 @@ class LSTMLoop(torch.autograd.Function):
         out = torch.stack(ys, 1)
         ctx.p, ctx.training, ctx.ln, ctx.eps = p, training, ln, eps
         ctx.lists = (hs, cs, hins, acts, tcs, cns, hps, stats_hh, stats_c, masks_h, masks_c)
-        ctx.save_for_backward(w, h_mask, mask, g_hh, g_c, b_c)
+        ctx.zone_masks = (masks_h, masks_c)
+        ctx.save_for_backward(w, h_mask, mask, g_hh, g_c, b_c, xp, h0, c0)
         return out, h.clone(), c.clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, d_out, d_hT, d_cT):
-        w, h_mask, mask, g_hh, g_c, b_c = ctx.saved_tensors
-        hs, cs, hins, acts, tcs, cns, hps, stats_hh, stats_c, masks_h, masks_c = ctx.lists
-        del ctx.lists
+        w, h_mask, mask, g_hh, g_c, b_c, xp, h0, c0 = ctx.saved_tensors
+        lists = ctx.lists
+        ctx.lists = None  # freed now: the graph's output tensors keep ctx alive after the backward
+        if lists is None or torch.is_grad_enabled():
+            # create_graph=True (differentiable gradients), or a second backward through a retained graph (a
+            # double backward passes here again): recompute through plain autograd ops
+            inputs = (xp, h0, c0, w, g_hh, g_c, b_c)
+            extra = (h_mask, mask, ctx.p, ctx.training, ctx.eps, *ctx.zone_masks)
+            grads = _recompute_grads(ctx.needs_input_grad, inputs, extra, (d_out, d_hT, d_cT))
+            return (*grads, None, None, None, None, None)
+        hs, cs, hins, acts, tcs, cns, hps, stats_hh, stats_c, masks_h, masks_c = lists
         p, training, ln = ctx.p, ctx.training, ctx.ln
         zone_train, zone_eval = p > 0 and training, p > 0 and not training
         T = len(acts)
@@ -277,19 +292,24 @@ class NativeLSTMLoop(torch.autograd.Function):
         from . import native
 
         dtype = xp.dtype
+        h0_in, c0_in, w_in = h0, c0, w
         h0, c0, w = h0.to(dtype), c0.to(dtype), w.to(dtype)
         res = native.ops().lstm_forward(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, float(eps))
         out, h, c, saved = res[0], res[1], res[2], res[3:]
-        ctx.save_for_backward(w, g_hh, g_c, b_c, h_mask, mask, *saved)
+        ctx.save_for_backward(xp, h0_in, c0_in, w_in, w, g_hh, g_c, b_c, h_mask, mask, *saved)
         ctx.b_c_none = b_c is None
+        ctx.eps = eps
         return out, h, c
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, d_out, d_hT, d_cT):
         from . import native
 
-        w, g_hh, g_c, b_c, h_mask, mask, *saved = ctx.saved_tensors
+        xp, h0, c0, w_in, w, g_hh, g_c, b_c, h_mask, mask, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients, by recomputation
+            inputs = (xp, h0, c0, w_in, g_hh, g_c, b_c)
+            extra = (h_mask, mask, 0.0, False, ctx.eps, None, None)
+            return (*_recompute_grads(ctx.needs_input_grad, inputs, extra, (d_out, d_hT, d_cT)), None, None, None)
         d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc = native.ops().lstm_backward(
             d_out, d_hT, d_cT, w, g_hh, g_c, b_c, h_mask, mask, *saved
         )
@@ -306,3 +326,55 @@ class NativeLSTMLoop(torch.autograd.Function):
             None,
             None,
         )
+
+
+def autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, p, training, eps, masks_h=None, masks_c=None):
+    """:class:`LSTMLoop`'s equations with plain autograd ops (twice differentiable): ``masks_h`` / ``masks_c``
+    are the zoneout masks the forward drew (training), so a recomputation takes the same steps."""
+    G = xp.shape[-1]
+    H = G // 4
+    ln = g_hh is not None
+    steps = mask.unsqueeze(-1).unbind(1) if mask is not None else None
+    h, c, ys = h0, c0, []
+    for t, x_t in enumerate(xp.unbind(1)):
+        hp = F.linear(h if h_mask is None else h * h_mask, w)
+        if ln:
+            hp = F.layer_norm(hp, (G,), g_hh, None, eps)
+        i, f, g, o = (x_t + hp).chunk(4, 1)
+        cz = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        hz = torch.sigmoid(o) * torch.tanh(F.layer_norm(cz, (H,), g_c, b_c, eps) if ln else cz)
+        if p > 0 and training:
+            hz, cz = torch.where(masks_h[t], h, hz), torch.where(masks_c[t], c, cz)
+        elif p > 0:
+            hz, cz = p * h + (1 - p) * hz, p * c + (1 - p) * cz
+        if steps is not None:
+            m = steps[t]
+            ys.append(hz * m.to(hz.dtype))
+            h, c = torch.where(m, hz, h), torch.where(m, cz, c)
+        else:
+            ys.append(hz)
+            h, c = hz, cz
+    return torch.stack(ys, 1), h, c
+
+
+def _recompute_grads(needs, inputs, extra, grad_outputs):
+    """The gradients of :func:`autograd_loop` re-run on the forward's own ``inputs``: under ``create_graph=True``
+    (grad mode on in a backward) they are differentiable, so second-order gradients flow through them."""
+    wrt = [k for k, (t, need) in enumerate(zip(inputs, needs, strict=False)) if need and t is not None]
+    result = [None] * len(inputs)
+    if not wrt:
+        return result
+    create_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        outs = autograd_loop(*inputs, *extra)
+    pairs = [(o, g) for o, g in zip(outs, grad_outputs, strict=True) if g is not None]
+    grads = torch.autograd.grad(
+        [o for o, _ in pairs],
+        [inputs[k] for k in wrt],
+        [g for _, g in pairs],
+        create_graph=create_graph,
+        allow_unused=True,
+    )
+    for k, g in zip(wrt, grads, strict=True):
+        result[k] = g if g is not None else torch.zeros_like(inputs[k])
+    return result

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from ..paths import rnnkit_home
+
 log = logging.getLogger("rnnkit")
 
 SOURCE = Path(__file__).with_name("csrc") / "lstm_loop.cpp"
@@ -54,10 +56,7 @@ def build_dir() -> Path:
     """Where the compiled loop is cached: one folder per source, torch and Python version, machine and
     instruction set."""
     root = os.environ.get("RNNKIT_EXT_DIR")
-    if root:
-        base = Path(root).expanduser()
-    else:
-        base = Path(os.environ.get("RNNKIT_HOME") or "~/.cache/rnnkit").expanduser() / "ext"
+    base = Path(root).expanduser() if root else rnnkit_home() / "ext"
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
     isa = _isa_flags()[0]
     tag = f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}-{isa}"

@@ -34,7 +34,6 @@ Regularisers (all off by default, active only in training unless said otherwise)
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -46,8 +45,6 @@ from ..cells.base import check_positive_int, check_probability
 from . import fastloop
 from .masking import check_lengths, lengths_to_mask, reverse_padded
 
-log = logging.getLogger("rnnkit")
-
 PATHS = ("auto", "fused", "loop", "reference")
 
 
@@ -56,6 +53,8 @@ def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Dropout with one mask per sequence and feature, shared over time: ``x`` (B, T, F)."""
     if not training or p == 0.0:
         return x
+    if p == 1.0:  # torch's dropout=1.0 (the drop-ins accept it): everything dropped
+        return x * 0.0
     mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p) / (1 - p)
     return x * mask
 
@@ -139,6 +138,7 @@ def _fused_kind(cell: RecurrentCell) -> str | None:
     return None
 
 
+@torch.compiler.disable
 def _fused_call(
     kind: str,
     x: Tensor,
@@ -150,7 +150,10 @@ def _fused_call(
     training: bool,
     bidirectional: bool = False,
 ) -> tuple[Tensor, State]:
-    """One call of torch's fused kernel, batch-first (the same call ``torch.nn.LSTM`` makes)."""
+    """One call of torch's fused kernel, batch-first (the same call ``torch.nn.LSTM`` makes).
+
+    Excluded from ``torch.compile``'s graphs (it runs eagerly, as dynamo does with ``torch.nn.LSTM``):
+    the kernel's CPU training path (``aten.mkldnn_rnn_layer``) cannot be traced by AOTAutograd."""
     if kind == "lstm":
         out, h, c = torch.lstm(x, hx, weights, has_bias, num_layers, dropout, training, bidirectional, True)
         return out, (h, c)
@@ -222,6 +225,31 @@ def _cell_weights(cell: RecurrentCell, weight_hh: Tensor | None) -> list[Tensor]
     return w
 
 
+#: the fused kernels CPU autocast runs in its lower precision dtype (``lstm``, ``rnn_tanh``, ``rnn_relu`` are on
+#: its lower-precision list, ``gru`` is not); tests/conformance compares the loop's dtypes with torch's
+_AUTOCAST_KINDS = frozenset({"lstm", "rnn_tanh", "rnn_relu"})
+
+
+def _under_functorch(x: Tensor) -> bool:
+    """Whether ``x`` is wrapped by a torch.func transform (vmap, grad, jvp, ...)."""
+    if torch.compiler.is_compiling():
+        return False
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
+def _autocast_dtype(x: Tensor, kind: str | None) -> torch.dtype | None:
+    """The dtype torch's fused kernel ``kind`` computes in under autocast (None: no cast).
+
+    Under CPU autocast torch casts an LSTM's and an Elman RNN's input, state and weights to autocast's lower
+    precision dtype (``torch.gru`` is not on autocast's list), so their outputs and final states come back in
+    that dtype; the loop paths cast the input and the state to match (every ``F.linear`` then casts the
+    weights). Other cells, and the GRU, run under autocast's per-op rules unchanged."""
+    device = x.device.type
+    if kind not in _AUTOCAST_KINDS or not x.is_floating_point() or not torch.is_autocast_enabled(device):
+        return None
+    return torch.get_autocast_dtype(device)
+
+
 # -- the stack ----------------------------------------------------------------------------------
 class RecurrentStack(nn.Module):
     """Shared machinery of :class:`Recurrent` and the drop-in ``RNN/LSTM/GRU``: options, path
@@ -239,9 +267,10 @@ class RecurrentStack(nn.Module):
         weight_drop: float,
         zoneout: float,
         implementation: str,
+        dropout_may_be_one: bool = False,
     ) -> None:
         name = type(self).__name__
-        self.dropout = check_probability("dropout", dropout, name)
+        self.dropout = check_probability("dropout", dropout, name, allow_one=dropout_may_be_one)
         self.variational_dropout = bool(variational_dropout)
         self.input_dropout = check_probability("input_dropout", input_dropout, name)
         self.output_dropout = check_probability("output_dropout", output_dropout, name)
@@ -350,9 +379,14 @@ class RecurrentStack(nn.Module):
         grid = self._grid()
         num_layers, D = len(grid), len(grid[0])
         path = self.path
-        self.last_path = path
-        log.debug("%s: %s path", type(self).__name__, path)
+        if path != "reference" and _under_functorch(x):
+            path = "reference"  # vmap/grad/jvp: only plain autograd ops have batching and forward rules
+        self.last_path = path  # an attribute, not a log call: keeps torch.compile's graph whole
         training = self.training
+        cast = _autocast_dtype(x, _fused_kind(grid[0][0])) if path != "fused" else None
+        if cast is not None:  # the loop under autocast computes and returns what torch's kernel would
+            x = x.to(cast)
+            state = [tuple(s.to(cast) for s in st) for st in state]
         x = locked_dropout(x, self.input_dropout, training)
         kind = _fused_kind(grid[0][0]) if path == "fused" else None
         if lengths is not None and bool((lengths == x.shape[1]).all()):
