@@ -14,12 +14,14 @@ def seasonal_csv(n: int) -> str:
 
 
 @contextlib.contextmanager
-def running_server(app, timeout: float = 20.0):
-    """``app`` served by uvicorn on a free loopback port in a thread; yields its base URL."""
+def running_server(app, timeout: float = 20.0, header_timeout_s: float = 10.0, max_connections: int = 128):
+    """``app`` served by uvicorn (as ``rnnkit serve`` runs it) on a free loopback port in a thread; yields its
+    base URL."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, http="h11", loop="asyncio", lifespan="on",
-                            log_level="warning", timeout_keep_alive=5)  # fmt: skip
+    from rnnkit.serve.protocol import uvicorn_config
+
+    config = uvicorn_config(app, "127.0.0.1", 0, header_timeout_s, max_connections, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

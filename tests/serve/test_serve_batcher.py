@@ -101,3 +101,164 @@ def test_a_cancelled_job_is_skipped_and_the_queue_is_bounded():
 def test_bad_limits_are_refused():
     with pytest.raises(ValueError, match="max_batch"):
         ModelWorker(max_batch=0)
+
+
+# -- lanes, adaptive merging, deadlines, crashes ----------------------------------------------------------------
+class Gate:
+    """A model call that blocks until released, recording the order of calls."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order, self.events = order, {}
+
+    def blocking(self, name: str):
+        event = self.events[name] = threading.Event()
+
+        def fn(inputs, options):
+            self.order.append(name)
+            assert event.wait(10), f"{name} was never released"
+            return [name for _ in inputs]
+
+        return fn
+
+    def quick(self, name: str):
+        def fn(inputs, options):
+            self.order.append(name)
+            return [name for _ in inputs]
+
+        return fn
+
+
+def test_a_prediction_behind_queued_generations_is_answered_before_them():
+    order: list[str] = []
+    gate = Gate(order)
+    worker = ModelWorker(max_batch=32, max_wait_s=0.0)
+    try:
+        gen1 = worker.submit(gate.blocking("gen1"), ["p"], lane="generate")
+        while order != ["gen1"]:
+            time.sleep(0.005)  # the worker is busy with gen1
+        gen2 = worker.submit(gate.blocking("gen2"), ["p"], lane="generate")
+        gen3 = worker.submit(gate.blocking("gen3"), ["p"], lane="generate")
+        pred = worker.submit(gate.quick("predict"), ["x"], mergeable=True, lane="predict")
+        gate.events["gen1"].set()
+        assert pred.result(10) == ["predict"]
+        assert not gen2.done() and not gen3.done()  # answered while the generations still wait or run
+        gate.events["gen2"].set()
+        gate.events["gen3"].set()
+        assert [gen1.result(10), gen2.result(10), gen3.result(10)] == [["gen1"], ["gen2"], ["gen3"]]
+    finally:
+        for e in gate.events.values():
+            e.set()
+        worker.close()
+    assert order == ["gen1", "predict", "gen2", "gen3"]
+
+
+def test_merging_never_waits_on_an_empty_queue():
+    fn = Recorder()
+    worker = ModelWorker(max_batch=32, max_wait_s=60.0)  # a wait would take a minute
+    try:
+        assert worker.submit(fn, ["a"], None, mergeable=True).result(10) == ["None:a"]
+    finally:
+        worker.close()
+
+
+def test_merging_waits_for_requests_known_to_be_on_their_way():
+    fn = Recorder()
+    worker = ModelWorker(max_batch=32, max_wait_s=30.0)
+    try:
+        expected = worker.expect()  # a request whose body is being read
+        first = worker.submit(fn, ["a"], "o", mergeable=True)
+        time.sleep(0.1)
+        second = worker.submit(fn, ["b"], "o", mergeable=True)
+        expected.done()
+        expected.done()  # idempotent
+        assert first.result(10) == ["o:a"] and second.result(10) == ["o:b"]
+    finally:
+        worker.close()
+    assert fn.calls == [["a", "b"]]
+
+
+def test_only_inputs_of_similar_length_are_merged():
+    order: list[str] = []
+    gate = Gate(order)
+    fn = Recorder()
+    worker = ModelWorker(max_batch=32, max_wait_s=0.0)
+    try:
+        worker.submit(gate.blocking("busy"), ["x"])
+        while order != ["busy"]:
+            time.sleep(0.005)
+        sizes = {"s1": 10, "L1": 500, "s2": 12, "L2": 480, "s3": 3}
+        futures = [worker.submit(fn, [name], "o", mergeable=True, size=n) for name, n in sizes.items()]
+        gate.events["busy"].set()
+        assert [f.result(10) for f in futures] == [[f"o:{name}"] for name in sizes]
+    finally:
+        for e in gate.events.values():
+            e.set()
+        worker.close()
+    assert fn.calls == [["s1", "s2", "s3"], ["L1", "L2"]]
+
+
+def test_a_job_past_its_deadline_in_the_queue_is_dropped():
+    from rnnkit.serve.batcher import Expired
+
+    order: list[str] = []
+    gate = Gate(order)
+    fn = Recorder()
+    worker = ModelWorker(max_batch=32, max_wait_s=0.0)
+    try:
+        worker.submit(gate.blocking("busy"), ["x"])
+        late = worker.submit(fn, ["late"], deadline=time.monotonic() + 0.05)
+        time.sleep(0.1)
+        gate.events["busy"].set()
+        with pytest.raises(Expired):
+            late.result(10)
+        assert worker.submit(fn, ["next"]).result(10) == ["None:next"]
+    finally:
+        for e in gate.events.values():
+            e.set()
+        worker.close()
+    assert ["late"] not in fn.calls and worker.stats.expired == 1
+
+
+def test_a_search_is_stopped_at_its_deadline_and_the_worker_goes_on():
+    import torch
+
+    from rnnkit.decoding.search import SearchCancelled, greedy, stop_at
+
+    steps = []
+
+    def step(tokens, state):
+        steps.append(1)
+        time.sleep(0.001)
+        return torch.zeros(tokens.shape[0], 5), state
+
+    def endless(inputs, options):  # eos (4) never wins: a million steps
+        return greedy(step, None, bos=0, eos=4, max_len=1_000_000, batch_size=len(inputs)).sequences
+
+    worker = ModelWorker(max_batch=32, max_wait_s=0.0, during=stop_at, cancelled=(SearchCancelled,))
+    try:
+        stopped = worker.submit(endless, ["a", "b"], deadline=time.monotonic() + 0.2)
+        with pytest.raises(SearchCancelled):
+            stopped.result(30)
+        n = len(steps)
+        assert worker.submit(lambda inputs, o: inputs, ["next"]).result(10) == ["next"]
+    finally:
+        worker.close()
+    assert 0 < n < 1_000_000 and len(steps) == n and worker.stats.cancelled_calls == 1
+
+
+def test_a_base_exception_in_the_model_call_reaches_the_request_as_an_error():
+    from rnnkit.serve.batcher import ModelCrash
+
+    class Panic(BaseException):
+        pass
+
+    def panics(inputs, options):
+        raise Panic("rust panicked")
+
+    worker = ModelWorker(max_batch=32, max_wait_s=0.0)
+    try:
+        with pytest.raises(ModelCrash, match="Panic: rust panicked"):
+            worker.submit(panics, ["a"]).result(10)
+        assert worker.submit(lambda inputs, o: inputs, ["b"]).result(10) == ["b"]  # the worker is alive
+    finally:
+        worker.close()

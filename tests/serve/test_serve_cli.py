@@ -67,9 +67,53 @@ def test_missing_extra_names_the_install_command(attention_run, monkeypatch, no_
         (["--timeout-s", "-1"], "expected a positive number"),
         (["--max-wait-ms", "nan"], "expected a positive number"),
         (["--port", "70000"], "--port must be 0..65535"),
+        (["--header-timeout-s", "0"], "expected a positive number"),
+        (["--max-connections", "0"], "expected a positive integer"),
+        (["--max-generate-work", "-5"], "expected a positive integer"),
     ],
 )
 def test_bad_flags_exit_2(attention_run, no_listen, capsys, flags, message):
     assert main(["serve", str(attention_run), *flags]) == 2
     assert message in capsys.readouterr().err
     assert no_listen == []
+
+
+def test_hardening_flags_reach_the_server(attention_run, no_listen):
+    from rnnkit.serve.protocol import GuardedH11Protocol
+
+    assert main(["serve", str(attention_run)]) == 0
+    (config,) = no_listen
+    s = config.app.state.settings
+    assert s.allowed_hosts == ("127.0.0.1", "localhost", "::1") and s.allow_ip_hosts is False
+    assert (s.max_generate_tokens, s.max_generate_work, s.header_timeout_s, s.max_connections) == (2000, 4096, 10, 128)
+    assert issubclass(config.http, GuardedH11Protocol) and config.http.header_timeout_s == 10
+    assert 1 <= config.http.max_connections <= 128  # lowered where the open-file limit is smaller
+    flags = ["--host", "0.0.0.0", "--allowed-host", "mybox.lan", "--allowed-host", "other", "--max-generate-work",
+             "100", "--max-generate-tokens", "50", "--header-timeout-s", "2.5", "--max-connections", "9"]  # fmt: skip
+    assert main(["serve", str(attention_run), *flags]) == 0
+    config = no_listen[1]
+    s = config.app.state.settings
+    assert s.allowed_hosts == ("127.0.0.1", "localhost", "::1", "mybox.lan", "other") and s.allow_ip_hosts is True
+    assert (s.max_generate_tokens, s.max_generate_work, s.header_timeout_s, s.max_connections) == (50, 100, 2.5, 9)
+    assert config.http.header_timeout_s == 2.5 and config.http.max_connections <= 9
+    assert main(["serve", str(attention_run), "--host", "mybox.lan"]) == 0
+    assert no_listen[2].app.state.settings.allowed_hosts == ("127.0.0.1", "localhost", "::1", "mybox.lan")
+
+
+def test_quantize_int8_serves_the_int8_model(attention_run, no_listen, monkeypatch, capsys):
+    import rnnkit.export
+    from rnnkit.errors import RnnkitError
+
+    stand_in = object()
+    seen = []
+    monkeypatch.setattr(rnnkit.export, "quantized_model", lambda run: seen.append(run.path) or stand_in)
+    assert main(["serve", str(attention_run), "--quantize", "int8"]) == 0
+    assert seen == [attention_run] and no_listen[0].app.state.model is stand_in
+
+    def missing(run):
+        raise RnnkitError("exporting needs onnxruntime: pip install 'rnnkit[export]'")
+
+    monkeypatch.setattr(rnnkit.export, "quantized_model", missing)
+    assert main(["serve", str(attention_run), "--quantize", "int8"]) == 2
+    assert capsys.readouterr().err == "rnnkit: error: exporting needs onnxruntime: pip install 'rnnkit[export]'\n"
+    assert len(no_listen) == 1

@@ -1,5 +1,6 @@
 """``benchmarks/serve_load.py`` keeps running: a small bounded load with abusive clients alongside, against a
-real ``rnnkit serve`` process on loopback (no timing is asserted; the normal clients must see no error)."""
+real ``rnnkit serve`` process on loopback. Nothing depends on the machine's speed: the server's timeout is
+generous (30 s), so the normal clients must see no error however busy the machine is; speed is only reported."""
 
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ def load_benchmark():
 
 def test_load_with_abuse_alongside_has_no_errors(attention_run, capsys):
     bench = load_benchmark()
-    args = ["--run", str(attention_run), "--requests", "60", "--clients", "6", "--abuse", "2", "--slow-clients", "1",
-            "--timeout-s", "1", "--deadline-s", "120"]  # fmt: skip
+    # clients stalled in their headers get 408 after 1 s; a stalled body (408 after --timeout-s) is tested in
+    # test_serve_server.py, so the 30 s timeout does not make this test wait
+    args = ["--run", str(attention_run), "--requests", "60", "--clients", "6", "--abuse", "2", "--timeout-s", "30",
+            "--slow-clients", "0", "--stalled-header-clients", "2", "--header-timeout-s", "1",
+            "--deadline-s", "300"]  # fmt: skip
     assert bench.main(args) == 0
     out = capsys.readouterr().out
     assert "requests answered     60 of 60" in out and "errors (normal load)  0" in out
     for line in ("malformed JSON -> 400", "oversize body -> 413", "too many inputs -> 422",
-                 "slow client -> 408 Request Timeout"):  # fmt: skip
+                 "stalled headers -> 408 Request Timeout x2"):  # fmt: skip
         assert line in out, out
     assert "p50" in out and "p99" in out and "machine:" in out
 

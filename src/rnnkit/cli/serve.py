@@ -11,10 +11,14 @@ EPILOG = """\
 examples:
   rnnkit serve runs/quickstart                      # http://127.0.0.1:8000/ : the page; /docs: see /openapi.json
   rnnkit serve runs/g2p --port 8080 --max-batch 64
+  rnnkit serve runs/quickstart --quantize int8       # the int8 ONNX graph (needs rnnkit[export])
+  rnnkit serve runs/quickstart --host 0.0.0.0 --allowed-host mybox.lan
   curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"inputs": ["a fine film"]}'
 
 Endpoints: POST /predict, POST /generate, GET /health, GET /info, GET /openapi.json, the page at /.
-The server listens on 127.0.0.1 (this machine only) unless --host says otherwise.
+The server listens on 127.0.0.1 (this machine only) unless --host says otherwise, and answers only requests
+whose Host header is 127.0.0.1, localhost, [::1], the --host value or an --allowed-host name (any IP address
+too when --host is 0.0.0.0 or ::); others get 400 (a defence against DNS rebinding).
 Needs: pip install 'rnnkit[serve]'
 """
 
@@ -50,12 +54,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free port)")
     p.add_argument("--max-batch", type=positive_int, default=32, help="inputs merged into one model call (default: 32)")
     p.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
-                   help="how long a request waits for others to batch with (default: 5)")  # fmt: skip
+                   help="the longest a model call waits for requests already on their way, to merge with them; "
+                   "never waits when none is (default: 5)")  # fmt: skip
     p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20,
                    help="larger request bodies get 413 (default: 1048576)")  # fmt: skip
     p.add_argument("--timeout-s", type=positive_float, default=30.0,
                    help="per request: body receipt (408), model answer (503/504) (default: 30)")  # fmt: skip
     p.add_argument("--max-inputs", type=positive_int, default=256, help="inputs per request (default: 256)")
+    p.add_argument("--max-generate-tokens", type=positive_int, default=2000,
+                   help="tokens per generated sample; caps the run's own setting too (default: 2000)")  # fmt: skip
+    p.add_argument("--max-generate-work", type=positive_int, default=4096,
+                   help="generated tokens per request: prompts x samples x tokens (default: 4096)")  # fmt: skip
+    p.add_argument("--header-timeout-s", type=positive_float, default=10.0,
+                   help="a connection's request headers must arrive within this (default: 10)")  # fmt: skip
+    p.add_argument("--max-connections", type=positive_int, default=128,
+                   help="open connections; over it the longest-idle one is closed (default: 128, "
+                   "lowered to fit the open-file limit)")  # fmt: skip
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this Host name (repeatable; '*': any)")  # fmt: skip
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8: serve the dynamically quantized ONNX graph (ONNX Runtime, CPU)")  # fmt: skip
     p.set_defaults(run=run)
     return p
 
@@ -71,15 +89,27 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from rnnkit.serve.app import ServeSettings, create_app
+    from rnnkit.serve.protocol import uvicorn_config
     from rnnkit.tasks.runner import load_run
 
+    host = args.host.strip("[]")
+    wildcard = host in ("0.0.0.0", "::", "")
     settings = ServeSettings(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
-        timeout_s=args.timeout_s, max_inputs=args.max_inputs,
+        timeout_s=args.timeout_s, max_inputs=args.max_inputs, max_generate_tokens=args.max_generate_tokens,
+        max_generate_work=args.max_generate_work, header_timeout_s=args.header_timeout_s,
+        max_connections=args.max_connections,
+        allowed_hosts=tuple(dict.fromkeys(["127.0.0.1", "localhost", "::1", *([] if wildcard else [host]),
+                                           *args.allowed_host])),
+        allow_ip_hosts=wildcard,
     )  # fmt: skip
     loaded = load_run(args.run_dir)  # an unknown or unfinished run fails here, before anything listens
-    app = create_app(loaded, settings)
-    config = uvicorn.Config(app, host=args.host, port=args.port, http="h11", loop="asyncio", lifespan="on",
-                            timeout_keep_alive=30, log_level="info", server_header=False)  # fmt: skip
+    model = None
+    if args.quantize is not None:
+        from rnnkit.export import quantized_model
+
+        model = quantized_model(loaded)  # the int8 ONNX graph (built once, cached), as `rnnkit predict --quantize`
+    app = create_app(loaded, settings, model=model)
+    config = uvicorn_config(app, args.host, args.port, settings.header_timeout_s, settings.max_connections)
     uvicorn.Server(config).run()
     return 0

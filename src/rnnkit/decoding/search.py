@@ -21,14 +21,20 @@ Conventions shared by all three searches:
   :attr:`Hypothesis.attention` is ``(n, Ts)`` with one row per emitted token, the ``eos`` row
   included when finished (``n = len(tokens) + finished``). Otherwise it is None.
 * All searches run under ``torch.no_grad()``; call ``step`` yourself to sample with gradients.
+* Cancellation: inside ``with stop_at(deadline):`` (a :func:`time.monotonic` time) every search raises
+  :class:`SearchCancelled` at its next step once the deadline has passed (the server stops a generation
+  whose request timed out this way). The deadline belongs to the calling thread (a context variable).
 
 Shape legend: ``B`` examples, ``K`` beam size, ``V`` vocabulary, ``Ts`` source steps.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +46,31 @@ Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
 #: the key under which a dict state may carry the last step's attention weights (B, Ts)
 ATTENTION_KEY = "attention"
+
+
+# -- cancellation ---------------------------------------------------------------------------------
+class SearchCancelled(Exception):
+    """A search stopped at a step because the deadline set by :func:`stop_at` had passed."""
+
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("rnnkit_search_deadline", default=None)
+
+
+@contextlib.contextmanager
+def stop_at(deadline: float | None) -> Iterator[None]:
+    """Searches run inside this block raise :class:`SearchCancelled` at the first step after ``deadline``
+    (a :func:`time.monotonic` time; None: no deadline)."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _check_deadline() -> None:
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise SearchCancelled("the search was cancelled: its deadline passed")
 
 
 # -- nests ----------------------------------------------------------------------------------------
@@ -167,6 +198,7 @@ def _one_path(step: Step, state: Any, tokens: Tensor, eos: int, max_len: int, ch
     finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)
     steps = torch.full((B,), max_len, dtype=torch.long, device=tokens.device)  # tokens emitted, eos included
     for t in range(max_len):
+        _check_deadline()
         logits, state = step(tokens, state)
         tokens = choose(logits)  # (B,)
         logps.append(F.log_softmax(logits.float(), -1).gather(1, tokens[:, None]).squeeze(1))
@@ -347,6 +379,7 @@ def beam_search(
     base = (torch.arange(B, device=device) * K)[:, None]  # (B, 1): first row of each example
     steps = 0
     for t in range(max_len):
+        _check_deadline()
         steps = t + 1
         logits, state = step(tokens, state)
         V = logits.shape[-1]

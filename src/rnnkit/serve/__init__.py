@@ -2,7 +2,9 @@
 
 :func:`rnnkit.serve.app.create_app` builds the FastAPI app (``/predict``, ``/generate``, ``/health``,
 ``/info``, ``/openapi.json`` and the page at ``/``); :mod:`rnnkit.serve.batcher` runs every model call on one
-thread and merges concurrent predictions; :mod:`rnnkit.serve.limits` refuses oversize and stalled bodies.
+thread, takes predictions and generations in turn and merges concurrent predictions; :mod:`rnnkit.serve.limits`
+refuses oversize and stalled bodies and foreign Host headers; :mod:`rnnkit.serve.protocol` bounds the wait
+for request headers and the number of open connections.
 This package imports FastAPI only in those modules, so ``import rnnkit.serve`` works without the extra.
 """
 

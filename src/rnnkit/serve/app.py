@@ -13,12 +13,16 @@ Endpoints (every answer is JSON, errors too: ``{"error": "one line", "detail": [
   ``GET /`` (the page), ``GET /plots/<name>`` (the run's plots).
 
 Limits: a request body over ``max_body_bytes`` -> 413; a body not received within ``timeout_s`` (a client
-that stalls) -> 408; more than ``max_inputs`` inputs or an input over ``max_input_chars`` -> 422; malformed
-JSON -> 400; a request whose answer is not ready within ``timeout_s`` -> 503 (it was still queued: the
-server is busy) or 504 (the model was computing it); a full queue -> 503.
+that stalls) -> 408; more than ``max_inputs`` inputs or an input over ``max_input_chars`` -> 422; a
+generation over ``max_generate_tokens`` per sample or ``max_generate_work`` tokens in all (prompts x samples
+x tokens; ``/predict`` on a generating task counts inputs x the run's tokens) -> 422; malformed JSON -> 400;
+a request whose answer is not ready within ``timeout_s`` -> 503 (it was still queued: the server is busy) or
+504 (the model was computing it: a generation is then stopped at its next decoding step); a full queue ->
+503; a ``Host`` header not in ``allowed_hosts`` -> 400 (DNS rebinding); a model call that crashes -> 500.
 
-Every model call runs on one worker thread (:mod:`rnnkit.serve.batcher`), which merges concurrent
-``/predict`` requests on text into one ``predict`` call (dynamic micro-batching).
+Every model call runs on one worker thread (:mod:`rnnkit.serve.batcher`), which takes ``/predict`` and
+``/generate`` jobs in turn (neither can starve the other) and merges concurrent ``/predict`` requests on
+text into one ``predict`` call (adaptive micro-batching).
 """
 
 import asyncio
@@ -26,8 +30,11 @@ import base64
 import binascii
 import contextlib
 import logging
+import mimetypes
+import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -35,18 +42,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..decoding.search import SearchCancelled, stop_at
 from ..errors import RnnkitError
 from ..tasks.base import GenerateOptions
 from ..tasks.runner import LoadedRun, load_run
-from .batcher import ModelWorker, QueueFull
+from .batcher import Expired, ModelWorker, QueueFull
 from .limits import SecurityAndLimits
 
 log = logging.getLogger("rnnkit.serve")
@@ -58,22 +66,29 @@ class ServeSettings:
     """The server's limits (``rnnkit serve`` flags)."""
 
     max_batch: int = 32  # inputs merged into one predict call
-    max_wait_ms: float = 5.0  # how long the first request waits for others to merge with
+    max_wait_ms: float = 5.0  # how long a call may wait for requests known to be on their way (never on none)
     max_body_bytes: int = 1 << 20  # request bodies larger than this -> 413
     timeout_s: float = 30.0  # receiving a body, and waiting for the model -> 408 / 503 / 504
     max_inputs: int = 256  # inputs (or prompts x samples) per request -> 422
     max_input_chars: int = 20_000  # characters per text input -> 422
     max_queue: int = 4096  # inputs waiting for the model -> 503
-    max_generate_tokens: int = 2_000  # max_tokens a /generate request may ask for -> 422
+    max_generate_tokens: int = 2_000  # max_tokens per sample (and the run's own setting is capped to it) -> 422
+    max_generate_work: int = 4_096  # tokens per request: prompts x samples x max_tokens -> 422
     keep_generated: int = 50  # /generate outputs with files kept for download (oldest removed first)
+    #: Host header names answered (None: any; ``rnnkit serve`` passes loopback names and --host/--allowed-host)
+    allowed_hosts: tuple[str, ...] | None = None
+    allow_ip_hosts: bool = False  # also any IP address as Host (``rnnkit serve --host 0.0.0.0``)
+    header_timeout_s: float = 10.0  # a connection's request line and headers -> closed (408) (rnnkit serve)
+    max_connections: int = 128  # open connections; over it the longest-idle one is closed (rnnkit serve)
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_body_bytes", "max_inputs", "max_input_chars", "max_queue",
-                     "max_generate_tokens", "keep_generated"):  # fmt: skip
+                     "max_generate_tokens", "max_generate_work", "keep_generated", "max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise RnnkitError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.max_wait_ms < 0 or self.timeout_s <= 0:
-            raise RnnkitError(f"need max-wait-ms >= 0 and timeout-s > 0, got {self.max_wait_ms}, {self.timeout_s}")
+        if self.max_wait_ms < 0 or self.timeout_s <= 0 or self.header_timeout_s <= 0:
+            raise RnnkitError(f"need max-wait-ms >= 0 and timeout-s, header-timeout-s > 0, got {self.max_wait_ms}, "
+                              f"{self.timeout_s}, {self.header_timeout_s}")  # fmt: skip
 
 
 # -- task kinds ---------------------------------------------------------------------------------------------
@@ -170,6 +185,7 @@ class LimitsInfo(BaseModel):
     max_wait_ms: float
     timeout_s: float
     max_generate_tokens: int
+    max_generate_work: int
 
 
 class PlotInfo(BaseModel):
@@ -195,12 +211,13 @@ class InfoResponse(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
-        400: "malformed JSON, or the task does not offer this",
+        400: "malformed JSON, a Host header this server does not answer for, or the task does not offer this",
         408: "the request body was not received in time",
         413: "the request body is too large",
         422: "invalid request (types, counts, lengths) or input the task cannot read",
         503: "the server is busy (queue full, or the request waited too long)",
-        504: "the model did not answer in time",
+        504: "the model did not answer in time (a generation is stopped)",
+        500: "the model call crashed",
     }.items()
 }
 
@@ -219,15 +236,19 @@ def _error(status: int, message: str, detail=None, headers=None) -> JSONResponse
 
 
 # -- the app ------------------------------------------------------------------------------------------------
-def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = None) -> FastAPI:
-    """The FastAPI app for a finished run folder (or a run :func:`~rnnkit.tasks.runner.load_run` loaded)."""
+def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = None, model: Any = None) -> FastAPI:
+    """The FastAPI app for a finished run folder (or a run :func:`~rnnkit.tasks.runner.load_run` loaded);
+    ``model`` replaces the run's own model (``rnnkit serve --quantize int8``: the int8 stand-in)."""
     settings = settings or ServeSettings()
     if not isinstance(run, LoadedRun):
         run = load_run(run)
-    task, model = run.task, run.model
+    task, model = run.task, (run.model if model is None else model)
     kind = KINDS.get(task.name, OTHER)
     generates = task.can_generate and task.name in TEXT_PROMPTS
-    worker = ModelWorker(settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue)
+    # the run folder is untrusted too: its own generation length is capped like a request's
+    per_input_tokens = _cap_generation(task, settings.max_generate_tokens)
+    worker = ModelWorker(settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue, during=stop_at,
+                         cancelled=(SearchCancelled,))  # fmt: skip
     files_root = Path(tempfile.mkdtemp(prefix="rnnkit-serve-"))
     started = time.monotonic()
     S = settings
@@ -244,6 +265,7 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
         saliency: bool = Field(False, description="text classification: add gradient x input per token")
 
     class GenerateRequest(GenerateOptions):
+        model_config = ConfigDict(allow_inf_nan=False)  # temperature inf / nan -> 422
         prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1, max_length=S.max_inputs,
                                     description='prompts to continue; "" generates from scratch')  # fmt: skip
 
@@ -277,20 +299,32 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
                     r["interval"] = task.config.forecast.interval
         return results
 
-    async def answer(future) -> Any:
+    busy = f"the server is busy: no model time within {S.timeout_s:g} s"
+    late = f"the model did not answer within {S.timeout_s:g} s"
+
+    async def answer(future, deadline: float) -> Any:
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), S.timeout_s)
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(deadline - time.monotonic(), 0.001))
         except asyncio.TimeoutError:
             if future.cancelled():
-                raise _Failure(503, f"the server is busy: no model time within {S.timeout_s:g} s",
-                               {"Retry-After": "1"}) from None  # fmt: skip
-            raise _Failure(504, f"the model did not answer within {S.timeout_s:g} s") from None
+                raise _Failure(503, busy, {"Retry-After": "1"}) from None
+            raise _Failure(504, late) from None  # the worker stops a generation at its next step
+        except Expired:
+            raise _Failure(503, busy, {"Retry-After": "1"}) from None
+        except SearchCancelled:
+            raise _Failure(504, late) from None
         except RnnkitError as e:
             raise _Failure(422, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - a crash in the model call (ModelCrash: a Rust panic)
+            log.error("model call failed", exc_info=e)
+            raise _Failure(
+                500, f"internal error in the model call ({type(e).__name__}); see the server's log"
+            ) from None
 
-    def submit(fn, inputs, options=None, mergeable=False):
+    def submit(fn, inputs, options=None, mergeable=False, *, lane: str, size: int = 0) -> tuple[Any, float]:
+        deadline = time.monotonic() + S.timeout_s
         try:
-            return worker.submit(fn, inputs, options, mergeable)
+            return worker.submit(fn, inputs, options, mergeable, lane=lane, size=size, deadline=deadline), deadline
         except QueueFull as e:
             raise _Failure(503, f"the server is busy ({e}); try again", {"Retry-After": "1"}) from None
 
@@ -310,7 +344,10 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
         lifespan=lifespan,
     )
     app.state.worker, app.state.settings, app.state.run, app.state.files_root = worker, S, run, files_root
-    app.add_middleware(SecurityAndLimits, max_body_bytes=S.max_body_bytes, body_timeout_s=S.timeout_s)
+    app.state.model = model
+    app.add_middleware(Expecting, worker=worker)
+    app.add_middleware(SecurityAndLimits, max_body_bytes=S.max_body_bytes, body_timeout_s=S.timeout_s,
+                       allowed_hosts=S.allowed_hosts, allow_ip_hosts=S.allow_ip_hosts)  # fmt: skip
 
     @app.exception_handler(_Failure)
     async def on_failure(request, exc: _Failure):
@@ -341,14 +378,24 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
         return _error(500, f"internal error ({type(exc).__name__}); see the server's log")
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="predict with the run's model")
-    async def predict(req: PredictRequest) -> PredictResponse:
-        if req.saliency and task.name != "text-classification":
-            raise _Failure(422, f"saliency is offered for text-classification runs, not {task.name}")
-        if not kind.files:
-            future = submit(predict_texts, req.inputs, req.saliency, mergeable=True)
-            return PredictResponse(results=await answer(future))
-        files = [(f.name, _file_bytes(f, i, kind)) for i, f in enumerate(req.inputs)]
-        return PredictResponse(results=await answer(submit(predict_files, files)))
+    async def predict(req: PredictRequest, request: Request) -> PredictResponse:
+        expected = request.scope.get(Expecting.KEY)
+        try:
+            if req.saliency and task.name != "text-classification":
+                raise _Failure(422, f"saliency is offered for text-classification runs, not {task.name}")
+            if per_input_tokens and len(req.inputs) * per_input_tokens > S.max_generate_work:
+                raise _Failure(422, f"{len(req.inputs)} inputs x {per_input_tokens} generated tokens is over this "
+                                    f"server's {S.max_generate_work} tokens per request")  # fmt: skip
+            if not kind.files:
+                size = max(len(x) for x in req.inputs)
+                job = submit(predict_texts, req.inputs, req.saliency, mergeable=True, lane="predict", size=size)
+            else:
+                files = [(f.name, _file_bytes(f, i, kind)) for i, f in enumerate(req.inputs)]
+                job = submit(predict_files, files, lane="predict")
+        finally:
+            if expected is not None:
+                expected.done()
+        return PredictResponse(results=await answer(*job))
 
     @app.post("/generate", response_model=GenerateResponse, responses=ERRORS, summary="generate samples")
     async def generate(req: GenerateRequest) -> GenerateResponse:
@@ -358,16 +405,21 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
         options = GenerateOptions(**req.model_dump(exclude={"prompts"}))
         if options.max_tokens is not None and options.max_tokens > S.max_generate_tokens:
             raise _Failure(422, f"max_tokens {options.max_tokens} is over this server's {S.max_generate_tokens}")
-        if len(req.prompts) * options.num_samples > S.max_inputs:
+        n = len(req.prompts) * options.num_samples
+        if n > S.max_inputs:
             raise _Failure(422, f"{len(req.prompts)} prompts x {options.num_samples} samples is over "
                                 f"this server's {S.max_inputs}")  # fmt: skip
+        tokens = options.max_tokens or per_input_tokens or S.max_generate_tokens
+        if n * tokens > S.max_generate_work:
+            raise _Failure(422, f"{len(req.prompts)} prompts x {options.num_samples} samples x {tokens} tokens is "
+                                f"over this server's {S.max_generate_work} tokens per request")  # fmt: skip
         gen_id = uuid.uuid4().hex
         out_dir = files_root / "generated" / gen_id
 
         def run_generate(prompts: list[str], _options: Any) -> list[dict[str, Any]]:
             return task.generate_outputs(model, prompts, options, out_dir)
 
-        samples = await answer(submit(run_generate, req.prompts))
+        samples = await answer(*submit(run_generate, req.prompts, lane="generate"))
         _prune(files_root / "generated", S.keep_generated)
         return GenerateResponse(samples=[_with_urls(s, out_dir, gen_id) for s in samples])
 
@@ -395,9 +447,10 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
 
     @app.get("/plots/{name}", responses=ERRORS, summary="one of the run's plots")
     async def plot(name: str):
-        if f"plots/{name}" not in run.meta.get("plots", []) or not (run.path / "plots" / name).is_file():
+        data = _read_plot(run, name) if f"plots/{name}" in run.meta.get("plots", []) else None
+        if data is None:
             raise _Failure(404, f"no plot {name!r} in this run")
-        return FileResponse(run.path / "plots" / name)
+        return Response(data, media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -405,6 +458,107 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+class Expecting:
+    """ASGI middleware: a ``POST /predict`` is announced to the worker (:meth:`ModelWorker.expect`) while its
+    body is read, so a merged call may wait for it (and never waits when no request is on its way)."""
+
+    KEY = "rnnkit.expected"
+
+    def __init__(self, app, worker: ModelWorker) -> None:
+        self.app, self.worker = app, worker
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/predict":
+            await self.app(scope, receive, send)
+            return
+        expected = self.worker.expect()
+        scope[self.KEY] = expected
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            expected.done()
+
+
+def _cap_generation(task, cap: int) -> int | None:
+    """Lower the run's own generation length (``generate.max_tokens``, or ``max_events`` for music) to ``cap``;
+    the tokens one ``predict`` input generates, or None for a task that does not generate."""
+    g = getattr(task.config, "generate", None) if task.can_generate else None
+    for field in ("max_tokens", "max_events"):
+        value = getattr(g, field, None)
+        if isinstance(value, int):
+            if value > cap:
+                setattr(g, field, cap)
+            return min(value, cap)
+    return None
+
+
+#: a plot larger than this is not served (a run's PNGs are well under 1 MB)
+MAX_PLOT_BYTES = 32 << 20
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _plot_name_ok(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def _read_plot(run: LoadedRun, name: str) -> bytes | None:
+    """The bytes of ``plots/<name>`` when it is a regular file directly inside the run's own ``plots/`` folder,
+    else None. The run folder is untrusted: neither ``plots/`` nor the file may be a symbolic link (opened
+    with ``O_NOFOLLOW``, the file relative to the folder's own descriptor, so a link swapped in after a check
+    is not followed either), nor a FIFO or device (non-blocking open, then ``fstat``), nor over
+    ``MAX_PLOT_BYTES``."""
+    if not _plot_name_ok(name):
+        return None
+    try:
+        folder = os.open(run.path / "plots", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=folder)
+    except (OSError, NotImplementedError):
+        return None
+    finally:
+        os.close(folder)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_PLOT_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_PLOT_BYTES)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _plot_file(run: LoadedRun, name: str) -> bool:
+    """Whether ``plots/<name>`` is a plot :func:`_read_plot` serves (no link, a regular file) (for /info)."""
+    folder = run.path / "plots"
+    if not _plot_name_ok(name):
+        return False
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False  # also when plots/ is a link
+        st = os.lstat(folder / name)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size <= MAX_PLOT_BYTES
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:[\\/]|/|~/)(?:[^\s'\"/\\,;()\[\]]*[/\\])*([^\s'\"/\\,;()\[\]]*)")
+
+
+def _no_paths(value: Any) -> Any:
+    """``value`` with every absolute path in its strings replaced by the file's name (for /info)."""
+    if isinstance(value, str):
+        return _ABSOLUTE.sub(lambda m: m.group(1), value)
+    if isinstance(value, dict):
+        return {k: _no_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_paths(v) for v in value]
+    return value
 
 
 def _file_bytes(f: FileInput, i: int, kind: Kind) -> bytes:
@@ -459,21 +613,21 @@ def _info(run: LoadedRun, kind: Kind, S: ServeSettings) -> InfoResponse:
     plots = [
         PlotInfo(name=Path(p).name, url=f"/plots/{Path(p).name}")
         for p in meta.get("plots", [])
-        if Path(p).parent.as_posix() == "plots" and (run.path / p).is_file()
+        if isinstance(p, str) and Path(p).parent.as_posix() == "plots" and _plot_file(run, Path(p).name)
     ]
     labels = getattr(task, "labels", None)
     return InfoResponse(
         run=run.path.name,
         task=task.name,
-        description=run.config.description,
+        description=_no_paths(run.config.description),
         input_help=task.input_help,
         model=ModelInfo(
             kind=meta["model"]["kind"],
-            parameters=sum(p.numel() for p in model.parameters()),
-            config=meta["model"]["config"],
+            parameters=sum(p.numel() for p in run.model.parameters()),
+            config=_no_paths(meta["model"]["config"]),
         ),
         metrics=meta.get("metrics", {}),
-        dataset=meta.get("dataset", {}),
+        dataset=_no_paths(meta.get("dataset", {})),
         labels=[str(x) for x in labels] if isinstance(labels, list) else None,
         page=PageInfo(
             view=kind.view,

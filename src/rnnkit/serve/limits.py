@@ -4,12 +4,18 @@ A body whose ``Content-Length`` is over ``max_body_bytes`` is refused (413) befo
 chunked body is counted as it arrives and refused once it passes the limit. A client that sends its headers
 and then stalls (or trickles the body) gets 408 once ``body_timeout_s`` has passed since the request began;
 the event loop serves other clients meanwhile. Errors are JSON like the app's own.
+
+With ``allowed_hosts``, a request whose ``Host`` header names another host is refused (400) before the app
+sees it: a web page on another site whose name an attacker points at 127.0.0.1 (DNS rebinding) sends its
+own name as ``Host``, so it cannot read the server's answers. An IP address (any) is allowed when
+``allow_ip_hosts``: rebinding needs a name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import time
 from typing import Any
@@ -36,13 +42,62 @@ class _Refused(Exception):
         self.status, self.message = status, message
 
 
+def host_name(header: bytes) -> str | None:
+    """The host of a ``Host`` header without its port (``[::1]:80`` -> ``::1``), lower case; None if malformed."""
+    try:
+        text = header.decode("ascii").strip().lower()
+    except UnicodeDecodeError:
+        return None
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1 :]
+        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return text[1:end]
+    name, _, port = text.partition(":")
+    if port and not port.isdigit():
+        return None
+    return name.rstrip(".") or None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 class SecurityAndLimits:
-    def __init__(self, app, max_body_bytes: int, body_timeout_s: float) -> None:
+    def __init__(
+        self,
+        app,
+        max_body_bytes: int,
+        body_timeout_s: float,
+        allowed_hosts: tuple[str, ...] | None = None,
+        allow_ip_hosts: bool = False,
+    ) -> None:
         self.app, self.max_body_bytes, self.body_timeout_s = app, max_body_bytes, body_timeout_s
+        self.allowed_hosts = None if allowed_hosts is None else {h.lower().strip("[]") for h in allowed_hosts}
+        self.allow_ip_hosts = allow_ip_hosts
+
+    def host_allowed(self, scope) -> bool:
+        if self.allowed_hosts is None or "*" in self.allowed_hosts:
+            return True
+        hosts = [v for k, v in scope.get("headers", []) if k == b"host"]
+        if len(hosts) != 1:
+            return False
+        name = host_name(hosts[0])
+        return name is not None and (name in self.allowed_hosts or (self.allow_ip_hosts and _is_ip(name)))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not self.host_allowed(scope):
+            await _send_error(
+                send, 400, "this server does not answer for that Host header (see rnnkit serve --allowed-host)"
+            )
             return
         started = False
         refused: _Refused | None = None
