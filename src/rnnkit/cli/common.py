@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -14,6 +17,34 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every float that is NaN or infinite replaced by ``None`` (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """Strict JSON (NaN/infinity as ``null``, see :func:`json_safe`) for what the CLI prints."""
+    return json.dumps(json_safe(value), ensure_ascii=False, allow_nan=False, indent=indent)
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """``--runs-dir`` must be a folder or a path that can become one: no part of it may be a regular file."""
+    from rnnkit.errors import RnnkitError
+
+    for p in [runs_dir, *runs_dir.parents]:
+        if p.exists():
+            if not p.is_dir():
+                what = "is not a folder" if p == runs_dir else f"lies under {p}, which is not a folder"
+                raise RnnkitError(f"--runs-dir {what}", where=str(runs_dir))
+            return
 
 
 def add_run_options(p: argparse.ArgumentParser, default_name: str) -> None:

@@ -22,7 +22,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the resolved config of a recipe or task as YAML")
     show.add_argument("target")
     show.add_argument("--config", type=Path, default=None)
-    show.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides")
+    show.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="dotted overrides (repeatable: all apply)",
+    )
     p.set_defaults(run=run)
     return p
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from .common import make_parser
+from .common import json_text, make_parser
 
 EPILOG = """\
 examples:
@@ -32,5 +31,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rnnkit.tasks.runner import evaluate
 
-    print(json.dumps(evaluate(args.run_dir, args.data), indent=2))
+    print(json_text(evaluate(args.run_dir, args.data), indent=2))
     return 0

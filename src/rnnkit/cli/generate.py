@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from .common import make_parser, positive_int
+from .common import json_safe, json_text, make_parser, positive_int
 
 EPILOG = """\
 examples:
@@ -64,7 +63,7 @@ def as_text(row: dict) -> str:
         return f"{row['image']}\t{row['caption']}"
     if "files" in row:
         return "\n".join(str(f) for f in row["files"])
-    return json.dumps(row, ensure_ascii=False)
+    return json_text(row)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,12 +93,12 @@ def run(args: argparse.Namespace) -> int:
         },
         "generate options",
     )
-    rows = generate(args.run_dir, prompts, options, out_dir=args.out)
+    rows = json_safe(generate(args.run_dir, prompts, options, out_dir=args.out))  # NaN/infinity as null
     if args.out is not None:
         atomic_write_jsonl(args.out / "generated.jsonl", rows)
     for i, r in enumerate(rows):
         if args.format == "json":
-            print(json.dumps(r, ensure_ascii=False))
+            print(json_text(r))
         else:
             print(("\n" if i else "") + as_text(r))
     return 0

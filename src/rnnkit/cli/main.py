@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RnnkitError as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return e.exit_code
+    except RecursionError:  # a JSON/YAML input nested thousands deep, where a reader does not catch it itself
+        print("rnnkit: error: an input file is nested too deeply to read (JSON or YAML)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130

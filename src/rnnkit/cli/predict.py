@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from .common import make_parser
+from .common import json_text, make_parser
 
 EPILOG = """\
 examples:
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     results = predict(args.run_dir, inputs, quantize=args.quantize)
     if args.format == "json":
         for r in results:
-            print(json.dumps(r, ensure_ascii=False))
+            print(json_text(r))  # NaN/infinity as null: strict JSON
     else:
         from rich.console import Console
         from rich.table import Table

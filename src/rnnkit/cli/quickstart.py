@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_run_options, make_parser, positive_int, print_summary
+from .common import add_run_options, check_runs_dir, make_parser, positive_int, print_summary
 
 EPILOG = """\
 examples:
@@ -39,6 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from rnnkit.tasks.runner import train  # imported here so `rnnkit --help` stays fast
 
+    check_runs_dir(args.runs_dir)
     overrides = []
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")

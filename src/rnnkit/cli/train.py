@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_run_options, make_parser, print_summary
+from .common import add_run_options, check_runs_dir, make_parser, print_summary
 
 EPILOG = """\
 examples:
@@ -31,8 +31,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("target", nargs="?", help="a recipe (e.g. sentiment) or a task kind (e.g. text-classification)")
     p.add_argument("--config", type=Path, default=None, help="YAML file merged over the recipe's defaults")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="dotted overrides, e.g. train.lr=3e-3 model.cell=gru")  # fmt: skip
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="dotted overrides, e.g. train.lr=3e-3 model.cell=gru (repeatable: all apply)")  # fmt: skip
     p.add_argument("--data", type=Path, default=None, help="your data file (format depends on the task)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue an unfinished run folder")
     add_run_options(p, "the recipe's name")
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume is not None and (args.target or args.config or args.data):
         raise RnnkitError("--resume continues a run with its saved config; do not give a target, --config or --data")
+    if args.resume is None:
+        check_runs_dir(args.runs_dir)
     try:
         summary = train(
             args.target, config_file=args.config, overrides=args.overrides, data=args.data, runs_dir=args.runs_dir,

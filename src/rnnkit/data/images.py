@@ -24,8 +24,8 @@ def read_image(path: str | Path, size: tuple[int, int], channels: int = 1) -> np
     if channels not in (1, 3):
         raise ValueError(f"read_image: channels must be 1 or 3, got {channels}")
     path = Path(path)
-    if not path.is_file():
-        raise RnnkitError("no such image file", where=str(path))
+    if not path.is_file():  # checked with stat: a FIFO or a device is never opened
+        raise RnnkitError("not a regular file" if path.exists() else "no such image file", where=str(path))
     H, W = size
     try:
         with Image.open(path) as im:

