@@ -264,8 +264,10 @@ def test_int8_export_and_predict_agree_with_the_float_model(sentiment_run, tmp_p
     np.testing.assert_allclose([r["probability"] for r in int8], [r["probability"] for r in want], atol=0.05)
     assert [r["probability"] for r in int8] != [r["probability"] for r in want]  # int8 really ran
 
+    monkeypatch.chdir(tmp_path)  # without --out: ./<run name>-export/, never inside the run folder
     assert main(["export", str(sentiment_run), "--quantize", "int8"]) == 0
-    path = sentiment_run / "export" / "model.int8.onnx"
+    path = tmp_path / "rt-export" / "model.int8.onnx"
+    assert not (sentiment_run / "export").exists()
     assert capsys.readouterr().out.splitlines()[0] == str(path)
     assert json.loads(path.with_suffix(".json").read_text())["quantize"] == "int8"
     import onnx

@@ -118,11 +118,13 @@ DAMAGE = {
 
 @pytest.mark.parametrize("case", list(DAMAGE))
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
-def test_a_damaged_run_is_a_one_line_error(finished, capsys, case, command):
+def test_a_damaged_run_is_a_one_line_error(finished, reviews, capsys, case, command):
     name, damage, message = DAMAGE[case]
     damage(finished)
     before = tree(finished)
-    argv = ["predict", str(finished), "a great film"] if command == "predict" else ["evaluate", str(finished)]
+    argv = ["predict", str(finished), "a great film"]
+    if command == "evaluate":
+        argv = ["evaluate", str(finished), "--data", str(reviews)]
     assert main(argv) == 2
     one_line_error(capsys, str(finished / name), message)
     assert tree(finished) == before
@@ -159,7 +161,7 @@ def _forbidden(*args, **kwargs):
     raise AssertionError("a load path tried to unpickle or evaluate something")
 
 
-def test_no_load_path_unpickles_or_runs_code(interrupted, finished, tmp_path, monkeypatch, capsys):
+def test_no_load_path_unpickles_or_runs_code(interrupted, finished, reviews, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "executed"
     payload = f"open({str(marker)!r}, 'w').write('x')\n"
     for folder in (finished, interrupted):  # bait a loader could fall for
@@ -173,7 +175,10 @@ def test_no_load_path_unpickles_or_runs_code(interrupted, finished, tmp_path, mo
     yaml_load = yaml.load
 
     def only_safe_yaml(stream, Loader):  # noqa: N803 - yaml's own argument name
-        if Loader not in safe_loaders:
+        # rnnkit's LimitedLoader (config.py) is a SafeLoader subclass that adds limits, no constructors
+        if not (isinstance(Loader, type) and issubclass(Loader, safe_loaders)):
+            _forbidden()
+        if Loader.yaml_constructors is not yaml.SafeLoader.yaml_constructors and Loader not in safe_loaders:
             _forbidden()
         return yaml_load(stream, Loader)
 
@@ -181,7 +186,7 @@ def test_no_load_path_unpickles_or_runs_code(interrupted, finished, tmp_path, mo
     run = load_run(finished)
     assert run.model is not None
     assert main(["predict", str(finished), "a great film"]) == 0
-    assert main(["evaluate", str(finished)]) == 0
+    assert main(["evaluate", str(finished), "--data", str(reviews)]) == 0
     assert main(["train", "--resume", str(interrupted), "--quiet"]) == 0  # checkpoint -> finished run
     assert (interrupted / "meta.json").exists()
     assert not marker.exists()

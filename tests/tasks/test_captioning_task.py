@@ -217,7 +217,7 @@ def test_columns_run_reloads_with_its_encoder(tmp_path, capsys):
     meta = json.loads((runs / "cols" / "meta.json").read_text())
     config = meta["model"]["config"]
     assert config["image_encoder"] == "columns" and config["column_hidden"] == 6 and config["attend_columns"]
-    assert main(["evaluate", str(runs / "cols")]) == 0
+    assert main(["evaluate", str(runs / "cols"), "--data", str(path)]) == 0
     assert json.loads(capsys.readouterr().out) == pytest.approx(meta["metrics"]["test"])
 
 
@@ -260,7 +260,7 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     assert [r["image"] for r in out] == inputs
     assert out[0]["caption"] == "a bar" and out[1]["caption"] == "dot" and out[2]["caption"] in ("bar dot", "dot bar")
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(path)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics == pytest.approx(test)
 

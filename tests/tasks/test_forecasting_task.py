@@ -232,7 +232,7 @@ def test_train_predict_evaluate_learns_a_seasonal_series(tmp_path, capsys):
     truth = seasonal(46)[40:]
     assert max(abs(f - t) for f, t in zip(result["forecast"], truth, strict=True)) < 1.0
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
     assert json.loads(capsys.readouterr().out) == pytest.approx(test, rel=1e-5)
 
 
@@ -355,7 +355,7 @@ def test_seasonal_differencing_trains_predicts_and_evaluates(tmp_path, capsys):
     *rolling, whole = read_jsonl(run / "predictions.jsonl")
     assert whole["actual"] == pytest.approx(seasonal(120)[102:], abs=1e-5)  # original units
     assert all(lo <= f <= hi for lo, f, hi in zip(whole["lower"], whole["forecast"], whole["upper"], strict=True))
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
     assert json.loads(capsys.readouterr().out) == pytest.approx(meta["metrics"]["test"], rel=1e-5)
     short = series_csv(tmp_path, 20, name="short.csv")
     assert main(["predict", str(run), str(short)]) == 2

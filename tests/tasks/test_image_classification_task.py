@@ -189,7 +189,7 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     assert [r["label"] for r in out] == ["0", "1", "2", "1"]
     assert all(0 < r["probability"] <= 1 for r in out)
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["accuracy"] == pytest.approx(meta["metrics"]["test"]["accuracy"])
 

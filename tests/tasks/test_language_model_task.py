@@ -162,7 +162,7 @@ def test_char_model_train_predict_evaluate_contract(tmp_path, capsys):
     assert rows[0]["continuation"].startswith(" brown fox jumps over the lazy dog\nthe quick")
     assert rows[1]["continuation"].startswith(" dog\n") and len(rows[1]["continuation"]) == 100  # max_tokens
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["perplexity"] == pytest.approx(test["perplexity"])
 

@@ -167,7 +167,7 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     assert [r["label"] for r in out[:3]] == ["up", "down", "up"]
     assert all(0 < r["probability"] <= 1 and set(r["probabilities"]) == {"up", "down"} for r in out)
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(folder)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["accuracy"] == pytest.approx(meta["metrics"]["test"]["accuracy"])
     assert set(metrics) >= {"accuracy", "f1", "loss"}
@@ -267,7 +267,7 @@ def test_ensemble_trains_predicts_evaluates_and_serves(tmp_path, capsys):
     got = torch.tensor([[r["probabilities"][lab] for lab in labels] for r in out])
     torch.testing.assert_close(got, p, atol=1e-5, rtol=1e-4)
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(folder)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics == pytest.approx(meta["metrics"]["test"], rel=1e-5)
     mixture = torch.nn.functional.nll_loss(p.log(), test["y"]).item()  # evaluation: the mixture's cross-entropy

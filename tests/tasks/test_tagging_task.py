@@ -214,7 +214,7 @@ def test_train_predict_evaluate_contract(tmp_path, capsys):
     loaded = load_run(run)
     assert loaded.task.predict(loaded.model, [""]) == [{"tokens": [], "tags": []}]
 
-    assert main(["evaluate", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["accuracy"] == pytest.approx(test["accuracy"]) and metrics["loss"] == pytest.approx(test["loss"])
 

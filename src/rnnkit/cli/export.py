@@ -9,12 +9,15 @@ from .common import make_parser
 
 EPILOG = """\
 examples:
-  rnnkit export runs/quickstart --format onnx                   # runs/quickstart/export/model.onnx (+ .json)
+  rnnkit export runs/quickstart --format onnx                   # ./quickstart-export/model.onnx (+ .json)
   rnnkit export runs/quickstart --format onnx --quantize int8   # int8 weights, ~2x faster on CPU
   rnnkit export runs/char-lm --out /tmp/lm/char.onnx             # state in, state out: stream chunk by chunk
-  rnnkit export runs/quickstart --format torchscript             # runs/quickstart/export/model.pt
+  rnnkit export runs/quickstart --format torchscript --out ts/   # ts/model.pt
 
-Beside the model: a .json naming its inputs, outputs and the preprocessing files (copied next to it).
+Beside the model: a .json naming its inputs, outputs and the preprocessing files (copied next to it: only the
+files the run's meta.json lists with a SHA-256). Without --out the files go to ./<run name>-export/ in the
+current folder, never into the run folder. Existing files are not overwritten unless --force; a symbolic
+link in their place is always refused.
 Exports: classifier, tagger and language_model runs (TorchScript: lstm/gru/rnn cells).
 ONNX needs: pip install 'rnnkit[export]'.
 """
@@ -32,15 +35,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN", help="a finished run folder")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="onnx (default) or torchscript")
     p.add_argument("--quantize", choices=["int8"], default=None, help="int8: dynamic quantization for CPU")
-    p.add_argument("--out", type=Path, default=None, help="the .onnx/.pt file, or a folder (default: RUN/export/)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="the .onnx/.pt file, or a folder (default: ./<run name>-export/ here)"
+    )
+    p.add_argument("--force", action="store_true", help="replace files that already exist there")
     p.set_defaults(run=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnkit.export import export_run
+    from rnnkit.export import check_options, export_run
+    from rnnkit.tasks import runner
 
-    path = export_run(args.run_dir, args.format, quantize=args.quantize, out=args.out)
+    check_options(args.format, args.quantize)
+    loaded = runner.load_run(args.run_dir)
+    path = export_run(loaded, args.format, quantize=args.quantize, out=args.out, force=args.force)
     print(path)
     print(path.with_suffix(".json"))
     return 0

@@ -1,6 +1,7 @@
 """Run folders out of Python: ONNX (float32 or int8) and the int8 model ``rnnkit predict --quantize int8`` uses.
 
-* :func:`export_run` — ``rnnkit export RUN --format onnx [--quantize int8]``: the model as an ONNX graph
+* :func:`export_run` — ``rnnkit export RUN --format onnx [--quantize int8]`` on a loaded run (this package
+  reads what :mod:`rnnkit.runfolder` and the task declare; it never imports the tasks): the model as an ONNX graph
   (:mod:`.graph` / :mod:`.onnx`: dynamic batch and length, the recurrent state as explicit inputs and outputs
   for language models) plus a JSON file beside it naming the inputs, the outputs and the preprocessing files
   (vocabulary / tokenizer, copied next to it), so ONNX Runtime can run it without rnnkit.
@@ -18,10 +19,14 @@ Needs the ``export`` extra: ``pip install "rnnkit[export]"`` (onnx, onnxscript, 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import inspect
+import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,9 @@ import torch
 from torch import nn
 
 from ..errors import RnnkitError
-from ..fileio import atomic_write_json
+from ..fileio import TMP_MARK, fsync_dir
+from ..paths import rnnkit_home
+from ..runfolder import LoadedRun, open_regular
 from .graph import EXPORTABLE
 
 FORMATS = ("onnx", "torchscript")
@@ -88,41 +95,59 @@ def _onnx_file(model: nn.Module, path: Path, quantize: str | None) -> tuple[list
     return signature
 
 
-def export_run(
-    run_dir: str | Path, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None
-) -> Path:
-    """Export a finished run's model; returns the model file's path (a ``.json`` description lies beside it).
-
-    ``out``: the file to write (``.onnx`` / ``.pt``), or a folder for ``model.onnx`` / ``model.int8.onnx`` /
-    ``model.pt``; default ``RUN/export/``. Files the preprocessing needs (``vocab.json``, ``tokenizer.json``)
-    are copied beside it.
-    """
-    from .. import __version__
-    from ..tasks.runner import load_run
-
+def check_options(format: str, quantize: str | None) -> None:
+    """One-line errors for a format and quantization that do not go together (before any run is loaded)."""
     if format not in FORMATS:
         raise RnnkitError(f"unknown export format {format!r}; formats: {', '.join(FORMATS)}")
     if quantize is not None and quantize not in QUANTIZE:
         raise RnnkitError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZE)}")
     if format == "torchscript" and quantize is not None:
         raise RnnkitError("--quantize int8 is offered with --format onnx (ONNX Runtime's int8 kernels)")
-    run = load_run(run_dir)
+
+
+def default_out(run: LoadedRun) -> Path:
+    """Where ``rnnkit export RUN`` writes without ``--out``: ``./<run name>-export/`` in the current folder
+    (never inside the run folder, which may be someone else's)."""
+    return Path.cwd() / f"{Path(run.path).resolve().name}-export"
+
+
+def export_run(
+    run: LoadedRun,
+    format: str = "onnx",
+    quantize: str | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Export a finished run's model (``run``: :func:`rnnkit.tasks.runner.load_run`); returns the model file's
+    path (a ``.json`` description lies beside it).
+
+    ``out``: the file to write (``.onnx`` / ``.pt``), or a folder for ``model.onnx`` / ``model.int8.onnx`` /
+    ``model.pt``; default :func:`default_out`. The preprocessing files named in the run's ``task_state`` and
+    listed with a SHA-256 in its meta.json (``vocab.json``, ``tokenizer.json``) are copied beside it. Only new
+    regular files are written, directly inside that folder: an existing file is refused unless ``force``
+    (then replaced, never written through), a symbolic link always.
+    """
+    from .. import __version__
+
+    check_options(format, quantize)
     kind = run.meta["model"]["kind"]
     check_exportable(kind)
     suffix = ".onnx" if format == "onnx" else ".pt"
     name = ("model.int8" if quantize else "model") + suffix
-    path = Path(out) if out is not None else Path(run_dir) / "export"
+    path = Path(out) if out is not None else default_out(run)
     if path.suffix != suffix:
         if path.suffix in (".onnx", ".pt"):
             raise RnnkitError(f"--format {format} writes a {suffix} file", where=str(path))
         path = path / name
+    files = list(run.state_files)
+    targets = [path, path.with_suffix(".json"), *(path.parent / f for f in files)]
+    if len(set(targets)) != len(targets):
+        raise RnnkitError(
+            f"the model file would overwrite one of the run's files ({', '.join(files)})", where=str(path)
+        )
     if format == "onnx":
         require_onnx()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        inputs, outputs = _onnx_file(run.model, path, quantize)
     else:
-        from .torchscript import export_torchscript
-
         try:
             from .graph import graph_for
 
@@ -133,40 +158,113 @@ def export_run(
                 f"--format torchscript covers lstm/gru/rnn layers without zoneout or LSTM projection, not this "
                 f"run's ({', '.join(cells)}); use --format onnx"
             ) from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        inputs, outputs = export_torchscript(run.model, path)
-    files = []
-    for value in run.meta["task_state"].values():
-        if isinstance(value, str) and (Path(run_dir) / value).is_file():
-            files.append(value)
-            if (Path(run_dir) / value).resolve() != (path.parent / value).resolve():
-                shutil.copyfile(Path(run_dir) / value, path.parent / value)
-    if format == "onnx":
-        usage = "onnxruntime.InferenceSession(file).run(None, {input name: array})"
-    else:
-        usage = "torch.jit.load(file)(*inputs in order) -> outputs in order"
-    description: dict[str, Any] = {
-        "format": format,
-        "file": path.name,
-        "opset": _opset() if format == "onnx" else None,
-        "quantize": quantize,
-        "rnnkit_version": __version__,
-        "run": str(run_dir),
-        "task": run.meta["task"],
-        "model_kind": kind,
-        "inputs": inputs,
-        "outputs": outputs,
-        "preprocessing": run.meta["task_state"],
-        "files": files,
-        "usage": usage + "; pad rows with 0 to the longest and give each row's real length in 'lengths'",
-    }
-    crf = getattr(run.model, "crf", None)
-    if crf is not None:
-        description["crf"] = {
-            k: getattr(crf, k).detach().tolist() for k in ("start_transitions", "end_transitions", "transitions")
+    _check_targets(path.parent, targets, force)  # before the (slow) export: nothing is written on refusal
+    with tempfile.TemporaryDirectory() as scratch:
+        built = Path(scratch) / name
+        if format == "onnx":
+            inputs, outputs = _onnx_file(run.model, built, quantize)
+        else:
+            from .torchscript import export_torchscript
+
+            inputs, outputs = export_torchscript(run.model, built)
+        if format == "onnx":
+            usage = "onnxruntime.InferenceSession(file).run(None, {input name: array})"
+        else:
+            usage = "torch.jit.load(file)(*inputs in order) -> outputs in order"
+        description: dict[str, Any] = {
+            "format": format,
+            "file": path.name,
+            "opset": _opset() if format == "onnx" else None,
+            "quantize": quantize,
+            "rnnkit_version": __version__,
+            "run": str(run.path),
+            "task": run.meta["task"],
+            "model_kind": kind,
+            "inputs": inputs,
+            "outputs": outputs,
+            "preprocessing": run.meta["task_state"],
+            "files": files,
+            "usage": usage + "; pad rows with 0 to the longest and give each row's real length in 'lengths'",
         }
-    atomic_write_json(path.with_suffix(".json"), description)
+        crf = getattr(run.model, "crf", None)
+        if crf is not None:
+            description["crf"] = {
+                k: getattr(crf, k).detach().tolist() for k in ("start_transitions", "end_transitions", "transitions")
+            }
+        (Path(scratch) / "description.json").write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n")
+        for f in files:  # from the run folder: a regular file (no link, FIFO) whose SHA-256 meta.json records
+            copy = Path(scratch) / f"copy-{f}"
+            _copy_checked(Path(run.path) / f, copy, run.meta["files"][f]["sha256"])
+            write_new_file(copy, path.parent / f, force)
+        write_new_file(built, path, force)
+        write_new_file(Path(scratch) / "description.json", path.with_suffix(".json"), force)
     return path
+
+
+def _check_targets(folder: Path, targets: list[Path], force: bool) -> None:
+    """Create ``folder`` (``--out``) if needed and refuse, before anything is written, a target that is a
+    symbolic link or not a regular file, or that exists without ``force``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RnnkitError("--out: a file is in the way of this folder", where=str(folder)) from None
+    except OSError as e:
+        raise RnnkitError(f"--out: cannot create the folder: {e.strerror or e}", where=str(folder)) from None
+    if not folder.is_dir():
+        raise RnnkitError("--out: not a folder", where=str(folder))
+    for target in targets:
+        if target.is_symlink():
+            raise RnnkitError("is a symbolic link; export never writes through one (remove it)", where=str(target))
+        if target.exists():
+            if not target.is_file():
+                raise RnnkitError("exists and is not a regular file", where=str(target))
+            if not force:
+                raise RnnkitError("exists; export never overwrites a file unless --force is given", where=str(target))
+
+
+def _copy_checked(src: Path, dst: Path, sha256: str) -> None:
+    """Copy a run's file (checked as regular, not a link) to ``dst``, refusing it if its SHA-256 changed."""
+    h = hashlib.sha256()
+    with open_regular(src) as f, open(dst, "xb") as out:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            out.write(chunk)
+    if h.hexdigest() != sha256:
+        raise RnnkitError("does not match the SHA-256 in meta.json (changed while exporting)", where=str(src))
+
+
+def write_new_file(src: Path, target: Path, force: bool = False) -> None:
+    """Put ``src``'s bytes at ``target`` as a new regular file: a hidden temporary file beside it (created with
+    O_EXCL, so never through a link), fsynced, then hard-linked to ``target`` (which fails if anything, a link
+    included, is there) or, with ``force``, renamed over a regular file. Never writes through a link."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(src, "rb") as f, open(tmp, "xb") as out:
+            shutil.copyfileobj(f, out)
+            out.flush()
+            os.fsync(out.fileno())
+        if target.is_symlink():
+            raise RnnkitError("is a symbolic link; export never writes through one (remove it)", where=str(target))
+        if force and os.path.lexists(target):
+            if not target.is_file():
+                raise RnnkitError("exists and is not a regular file", where=str(target))
+            os.replace(tmp, target)  # replaces the entry, whatever it pointed to
+        else:
+            try:
+                os.link(tmp, target, follow_symlinks=False)
+            except FileExistsError:
+                raise RnnkitError(
+                    "exists; export never overwrites a file unless --force is given", where=str(target)
+                ) from None
+            except OSError:  # a file system without hard links: exclusive create (fails on an existing entry)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+                with os.fdopen(fd, "wb") as out, open(tmp, "rb") as f:
+                    shutil.copyfileobj(f, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fsync_dir(target.parent)
 
 
 def _opset() -> int:
@@ -177,7 +275,7 @@ def _opset() -> int:
 
 # -- int8 inference inside rnnkit ---------------------------------------------------------------------------
 def _cache_root() -> Path:
-    return Path(os.environ.get("RNNKIT_HOME") or "~/.cache/rnnkit").expanduser() / "int8"
+    return rnnkit_home() / "int8"
 
 
 def int8_onnx(run_dir: str | Path, model: nn.Module, sha256: str) -> Path:
@@ -256,8 +354,8 @@ class QuantizedModel(nn.Module):
         return out[0], (out[1] if len(out) > 1 else None)
 
 
-def quantized_model(run) -> QuantizedModel:
-    """``run`` (a :class:`~rnnkit.tasks.runner.LoadedRun`) with its model replaced by the int8 stand-in."""
+def quantized_model(run: LoadedRun) -> QuantizedModel:
+    """``run`` (a :class:`~rnnkit.runfolder.LoadedRun`) with its model replaced by the int8 stand-in."""
     kind = run.meta["model"]["kind"]
     check_exportable(kind)
     require_onnx()
@@ -265,4 +363,14 @@ def quantized_model(run) -> QuantizedModel:
     return QuantizedModel(run.model, int8_onnx(run.path, run.model, sha))
 
 
-__all__ = ["FORMATS", "QUANTIZE", "QuantizedModel", "export_run", "quantize_onnx", "quantized_model"]
+__all__ = [
+    "FORMATS",
+    "QUANTIZE",
+    "QuantizedModel",
+    "check_options",
+    "default_out",
+    "export_run",
+    "quantize_onnx",
+    "quantized_model",
+    "write_new_file",
+]

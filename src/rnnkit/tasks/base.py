@@ -38,12 +38,14 @@ class GenerateOptions(StrictModel):
     """What ``rnnkit generate`` and the server's ``/generate`` may set; ``None`` keeps the run's own setting."""
 
     max_tokens: int | None = Field(None, ge=1, le=100_000, description="tokens/events generated per sample")
-    temperature: float | None = Field(None, gt=0, description="softmax temperature (sampling)")
+    temperature: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="softmax temperature (sampling): finite, > 0"
+    )
     top_k: int | None = Field(None, ge=0, description="sample among the k most likely (0: all)")
-    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass")
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False, description="nucleus sampling mass")
     beam_size: int | None = Field(None, ge=1, le=64, description="beam search instead of sampling, where supported")
     num_samples: int = Field(1, ge=1, le=100, description="samples per prompt")
-    seed: int | None = Field(None, description="random seed (sampling)")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (sampling), 0 to 2**63-1")
 
 
 class TaskKind:
@@ -54,6 +56,9 @@ class TaskKind:
     #: JSON-able attributes set by :meth:`prepare` that :meth:`predict` needs; the default
     #: :meth:`state` / :meth:`from_run` save and restore exactly these
     state_keys: ClassVar[tuple[str, ...]] = ()
+    #: the keys of :meth:`state` whose values name a file in the run folder (a tokenizer, a vocabulary):
+    #: ``load_run`` checks each is a plain name with a SHA-256 in meta.json before :meth:`from_run` reads it
+    state_files: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -117,6 +122,17 @@ class TaskKind:
         from ..errors import RnnkitError
 
         raise RnnkitError(f"task {self.name!r} does not generate (rnnkit predict is what it offers)")
+
+
+def run_file(run_dir: Path, state: dict[str, Any], key: str) -> Path:
+    """The file ``state[key]`` names in ``run_dir``: a plain file name (``../x`` or ``/x`` is refused)."""
+    from ..errors import RnnkitError
+    from ..runfolder import is_plain_name
+
+    name = state[key]
+    if not is_plain_name(name):
+        raise RnnkitError(f"task_state.{key}: {name!r} is not a plain file name inside the run folder")
+    return Path(run_dir) / name
 
 
 def get_task(name: str) -> type[TaskKind]:

@@ -12,7 +12,7 @@ and split into words (punctuation dropped); the vocabulary comes from the train 
 ``<pad>`` = 0, ``<unk>``, ``<bos>``, ``<eos>`` first, and is saved as ``vocab.json`` in the run.
 An image may have several captions: all of them are training targets, and a generated caption is
 right if it equals any of them. Images without a caption are skipped.
-Split by image: ``h(file_name) % 10 == 0`` test, ``== 1`` validation, the rest train (DATASETS.md ``h``).
+Split by image: ``h(file_name) % 10 == 0`` test, ``== 1`` validation, the rest train (``h`` of docs/datasets.md).
 
 Without ``--data``, ``data.dataset: mnist-5k-strips`` builds the data instead (:mod:`rnnkit.data.strips`):
 ``data.strips_per_split`` strips of ``data.min_digits``..``data.max_digits`` mnist-5k digits side by side,
@@ -170,12 +170,14 @@ class CaptioningConfig(RecipeConfig):
 # -- reading --------------------------------------------------------------------------------------------
 def read_caption_json(path: Path) -> tuple[list[dict[str, Any]], dict[Any, list[str]]]:
     """COCO-style JSON -> (images ``[{"id", "file_name"}]``, captions per image id). Errors name the entry."""
-    if not path.is_file():
-        raise RnnkitError("no such file", where=str(path))
+    if not path.is_file():  # checked with stat: a FIFO or a device is never opened
+        raise RnnkitError("not a regular file" if path.exists() else "no such file", where=str(path))
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise RnnkitError(f"invalid JSON ({e.msg}, column {e.colno})", where=f"{path}:{e.lineno}") from None
+    except RecursionError:
+        raise RnnkitError("invalid JSON (nested too deeply)", where=str(path)) from None
     except UnicodeDecodeError as e:
         raise RnnkitError(f"not valid UTF-8 (byte {e.start})", where=str(path)) from None
     if (

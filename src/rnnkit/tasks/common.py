@@ -13,6 +13,7 @@ from torch import Tensor
 from ..data.vocab import BOS, EOS, PAD, UNK
 from ..decoding import SearchResult, beam_search, greedy
 from ..layers import lengths_to_mask
+from .base import run_file
 
 #: the vocabulary specials of the tasks that generate, with ids 0, 1, 2, 3
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -22,6 +23,8 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIALS))
 class VocabularyState:
     """Mixin for tasks whose only preprocessing state is ``self.vocab``, saved as ``vocab.json`` in the run."""
 
+    state_files = ("vocab",)
+
     def state(self) -> dict[str, Any]:
         return {"vocab": "vocab.json"}
 
@@ -30,7 +33,7 @@ class VocabularyState:
         from ..data.vocab import Vocabulary
 
         task = cls(config)
-        task.vocab = Vocabulary.load(run_dir / state["vocab"])
+        task.vocab = Vocabulary.load(run_file(run_dir, state, "vocab"))
         return task
 
 

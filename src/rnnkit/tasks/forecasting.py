@@ -1,7 +1,7 @@
 """Forecasting: the next ``model.horizon`` values of a series from a window of its past (AirPassengers, CO2, ...).
 
 Data: a registry dataset (``data.dataset``: ``air-passengers``, ``co2``, ``sunspots``; its test part is the
-registry's test split unless ``data.test_size`` is set, DATASETS.md), or ``--data FILE``, a UTF-8 CSV with
+registry's test split unless ``data.test_size`` is set, docs/datasets.md), or ``--data FILE``, a UTF-8 CSV with
 a header, one time step per row in increasing time order: a time column (``data.time_column``, default the
 first column; numbers, or ISO dates/times such as ``1958-01``, ``1958-01-31`` or ``1958-01-31 12:00``), a
 value column (``data.value_column``, default the second) and

@@ -10,7 +10,7 @@ null: the ``label`` column, else the last one.
 
 Pixels are multiplied by ``data.scale`` (null: ``1/255`` if the largest train pixel is above 1, else 1)
 and viewed as ``data.image_shape`` [H, W] (null: square when the pixel count is a square number).
-Split of a file: data row ``i % 10 == 0`` test, ``== 1`` validation, the rest train (the mnist-5k rule, DATASETS.md).
+Split of a file: data row ``i % 10 == 0`` test, ``== 1`` validation, the rest train (mnist-5k's rule, docs/datasets.md).
 
 Metrics: accuracy, macro-F1, loss; plots: the confusion matrix and test images with their predictions.
 ``predict`` takes paths: a CSV of rows in the same layout (a label column is dropped when the header

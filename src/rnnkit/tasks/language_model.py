@@ -5,7 +5,7 @@ Data: a registry dataset (``data.dataset``) or the user's ``--data`` (which wins
 * ``ptb`` — Mikolov's Penn Treebank, the official train/valid/test split, word level: one sentence a
   line, ``<unk>`` and ``N`` already in the text, ``<eos>`` added after every sentence; its defaults are
   ``level: word`` and ``min_frequency: 1``, so the vocabulary is PTB's own 10k words (+ ``<pad>``);
-* ``shakespeare`` — the Gutenberg texts concatenated, split by characters 90/5/5 (DATASETS.md); its
+* ``shakespeare`` — the Gutenberg texts concatenated, split by characters 90/5/5 (docs/datasets.md); its
   default is ``level: char``, and the splits are the characters exactly as cut (a split may start or
   end mid-line).
 
@@ -17,7 +17,7 @@ A user's file is plain text (``data.encoding``, UTF-8 by default), read at ``dat
   keeps it: set ``data.min_frequency=1`` there to keep its whole vocabulary);
 * ``char`` — every character, line ends included as ``\\n`` (``min_frequency`` default 1).
 
-Splits keep the text's order (like the ``shakespeare`` rule in DATASETS.md): of the file's ``n``
+Splits keep the text's order (like the ``shakespeare`` rule, docs/datasets.md): of the file's ``n``
 lines (blank ones included), the first ``floor(0.9 n)`` are train, the lines up to ``floor(0.95 n)``
 validation, the rest test. A folder holding one train, one valid/dev and one test file
 (:func:`rnnkit.data.textfile.split_files`, e.g. ``ptb.train.txt``) is used as given.

@@ -1,20 +1,25 @@
 """Train, evaluate and predict for any task: resolve the config, own the run folder, call the trainer.
 
-Run folder (``runs/<name>/``, DESIGN.md): ``config.yaml`` (resolved), ``train.log``, ``metrics.jsonl``,
+Run folder (``runs/<name>/``, docs/reliability.md): ``config.yaml`` (resolved), ``train.log``, ``metrics.jsonl``,
 ``checkpoints/``, then at the end ``model.safetensors`` (the best validation weights) + ``meta.json``,
 ``predictions.jsonl`` and ``plots/``. ``meta.json`` is written last: a folder without it is a run that
 did not finish, which ``rnnkit train --resume`` continues and ``predict`` refuses. A new run never
-reuses an existing folder; a run that fails before its first checkpoint removes its own folder.
+reuses an existing folder; a run that fails before its first checkpoint removes its own folder. While a process
+trains into a folder it holds ``RUN/.lock`` (:class:`rnnkit.runfolder.RunLock`). Reading a finished run folder
+as untrusted input (confinement, SHA-256, size checks before building the model) is :func:`load_run`, on top
+of :mod:`rnnkit.runfolder`.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,14 +30,25 @@ import yaml
 import rnnkit
 
 from ..config import deep_merge, load_yaml, parse_overrides, validate
-from ..errors import RnnkitError
+from ..errors import RnnkitError, short_repr
 from ..fileio import atomic_write_bytes, atomic_write_file, atomic_write_json, atomic_write_text, sha256_file
 from ..models.base import MODEL_REGISTRY
-from ..runfolder import check_run_name, next_free_name
+from ..runfolder import (
+    FORMAT_VERSION,
+    LoadedRun,
+    RunLock,
+    check_run_name,
+    check_tree,
+    next_free_name,
+    one_line,
+    open_run,
+    read_meta,
+    weights_header,
+)
 from .base import TASKS, GenerateOptions, RecipeConfig, TaskKind, get_task
 
 log = logging.getLogger("rnnkit")
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "LoadedRun", "evaluate", "generate", "load_run", "predict", "prepared_task", "train"]
 
 
 # -- configs --------------------------------------------------------------------------------------------
@@ -108,26 +124,32 @@ def train(
     t0 = time.perf_counter()
     # under torchrun only rank 0 owns the run folder; the other ranks train alongside it and write nothing
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise RnnkitError(f"{run_dir} is not a run folder (no config.yaml)")
-        if (run_dir / "meta.json").exists():
-            raise RnnkitError(f"{run_dir} already finished (meta.json exists); nothing to resume")
-        saved = load_yaml(run_dir / "config.yaml")
-        task_cls = get_task(str(saved.get("task")))
-        config = validate(task_cls.config_class, deep_merge(saved, parse_overrides(overrides)), str(run_dir))
-    else:
-        if target is None:
-            raise RnnkitError("give a recipe or task to train, or --resume RUN")
-        task_cls, config = resolve_config(target, config_file, overrides)
-        if data is not None and not Path(data).exists():
-            raise RnnkitError("no such file or folder", where=str(data))
-        if data is not None:  # recorded in config.yaml, so --resume and evaluate find it again
-            config = config.model_copy(update={"data_path": str(Path(data).resolve())})
-        run_dir = _new_run_dir(Path(runs_dir), name, default_name or target) if main_rank else None
-    with tempfile.TemporaryDirectory() as scratch:
-        return _train(task_cls, config, run_dir, Path(scratch), resume is not None, main_rank, quiet, t0)
+    with contextlib.ExitStack() as held:  # the run folder's lock, once taken
+        if resume is not None:
+            run_dir = Path(resume)
+            if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():
+                raise RnnkitError(f"{run_dir} is not a run folder (no config.yaml)")
+            if (run_dir / "meta.json").exists():
+                raise RnnkitError(f"{run_dir} already finished (meta.json exists); nothing to resume")
+            if main_rank:  # one process trains into a folder; it never writes through a link placed there
+                held.enter_context(RunLock(run_dir))
+                check_tree(run_dir)
+            saved = load_yaml(run_dir / "config.yaml")
+            task_cls = get_task(str(saved.get("task")))
+            config = validate(task_cls.config_class, deep_merge(saved, parse_overrides(overrides)), str(run_dir))
+        else:
+            if target is None:
+                raise RnnkitError("give a recipe or task to train, or --resume RUN")
+            task_cls, config = resolve_config(target, config_file, overrides)
+            if data is not None and not Path(data).exists():
+                raise RnnkitError("no such file or folder", where=str(data))
+            if data is not None:  # recorded in config.yaml, so --resume finds it again
+                config = config.model_copy(update={"data_path": str(Path(data).resolve())})
+            run_dir = _new_run_dir(Path(runs_dir), name, default_name or target) if main_rank else None
+            if run_dir is not None:
+                held.enter_context(RunLock(run_dir))
+        with tempfile.TemporaryDirectory() as scratch:
+            return _train(task_cls, config, run_dir, Path(scratch), resume is not None, main_rank, quiet, t0)
 
 
 def _train(task_cls, config, run_dir, scratch: Path, resume: bool, main_rank: bool, quiet: bool, t0: float):
@@ -232,13 +254,13 @@ def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
     atomic_write_json(run_dir / "meta.json", meta)  # last: its presence means the run is complete
 
 
-#: top-level run files that are outputs or logs, not inputs of ``load_run`` (config.yaml is validated instead)
-UNCHECKED = ("meta.json", "config.yaml", "train.log")
+#: top-level run files that are outputs or logs, not inputs of ``load_run``
+UNCHECKED = ("meta.json", "train.log")
 
 
 def _checked_files(run_dir: Path) -> list[Path]:
-    """The run's own files that ``load_run`` reads: weights, tokenizers, vocabularies (every top-level file
-    but :data:`UNCHECKED`, ``*.jsonl`` outputs and hidden files); meta.json records their SHA-256."""
+    """The run's own files that ``load_run`` reads: config.yaml, weights, tokenizers, vocabularies (every
+    top-level file but :data:`UNCHECKED`, ``*.jsonl`` outputs and hidden files); meta.json records their SHA-256."""
     return sorted(
         p
         for p in run_dir.iterdir()
@@ -291,79 +313,110 @@ def _file_log(path: Path | None, hold: bool = False) -> _RunLog:
 
 
 # -- using a run ----------------------------------------------------------------------------------------
-@dataclass
-class LoadedRun:
-    path: Path
-    meta: dict[str, Any]
-    config: RecipeConfig
-    task: TaskKind
-    model: Any
+#: model config keys that count modules (layers, ensemble members): each makes at least one tensor
+COUNT_KEYS = ("num_layers", "size")
+#: (task_state key, model config key): a label map and the output layer it names must have the same size
+LABEL_FIELDS = (("labels", "num_classes"), ("tags", "num_tags"))
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """Rebuild task preprocessing and model from a finished run folder (JSON + safetensors, no pickle)."""
-    import safetensors.torch
+    """Rebuild task preprocessing and model from a finished run folder (JSON + safetensors, no pickle).
 
+    The folder is untrusted input (docs/reliability.md): :func:`rnnkit.runfolder.open_run` checks every file
+    it names first (plain names, regular files inside it, SHA-256, size caps); the model config is checked
+    against the weights' header on the ``meta`` device before a byte of the real model is allocated.
+    """
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    meta_path = Path(run_dir) / "meta.json"
+    task_cls = get_task(read_meta(run_dir)["task"])
+    meta = open_run(run_dir, task_cls.state_files).meta  # meta.json's fields, every listed file's SHA-256
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RnnkitError(f"no run folder {run_dir}")
-    meta_path = run_dir / "meta.json"
-    if not meta_path.exists():
-        unfinished = (run_dir / "config.yaml").exists()
-        hint = " (training did not finish; continue it with rnnkit train --resume)" if unfinished else ""
-        raise RnnkitError(f"{run_dir} is not a finished run folder: no meta.json{hint}")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RnnkitError(f"invalid JSON: {_short(e)}", where=str(meta_path)) from None
-    except OSError as e:
-        raise RnnkitError(f"cannot read: {_short(e)}", where=str(meta_path)) from None
-    if not isinstance(meta, dict):
-        raise RnnkitError(f"expected a JSON object, got {type(meta).__name__}", where=str(meta_path))
-    if meta.get("format_version") != FORMAT_VERSION:
-        version = meta.get("format_version")
-        raise RnnkitError(f"format_version {version!r} is not {FORMAT_VERSION}", where=str(meta_path))
-    for key, kind in (("task", str), ("model", dict), ("task_state", dict), ("files", dict)):
-        if not isinstance(meta.get(key), kind):
-            raise RnnkitError(f"field {key!r} is missing or not a {kind.__name__} (damaged file)", where=str(meta_path))
-    if not isinstance(meta["model"].get("kind"), str) or not isinstance(meta["model"].get("config"), dict):
-        raise RnnkitError("field 'model' needs 'kind' and 'config' (damaged file)", where=str(meta_path))
-    files = meta["files"]
-    if "model.safetensors" not in files:
-        raise RnnkitError("field 'files' has no 'model.safetensors' (damaged file)", where=str(meta_path))
-    for name, entry in files.items():  # every file the run reads, checked before anything is loaded
-        digest = entry.get("sha256") if isinstance(entry, dict) else None
-        if not isinstance(digest, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
-            raise RnnkitError(f"files.{name}: expected a plain file name with a sha256", where=str(meta_path))
-        path = run_dir / name
-        if not path.is_file():
-            raise RnnkitError("missing; the run folder is incomplete", where=str(path))
-        if sha256_file(path) != digest:
-            raise RnnkitError("does not match the SHA-256 in meta.json (damaged or altered)", where=str(path))
     weights = run_dir / "model.safetensors"
-    task_cls = get_task(meta["task"])
     saved = load_yaml(run_dir / "config.yaml")
     config = validate(task_cls.config_class, saved, str(run_dir / "config.yaml"))
     kind = meta["model"]["kind"]
     if kind not in MODEL_REGISTRY:
-        raise RnnkitError(f"unknown model kind {kind!r}", where=str(meta_path))
-    from safetensors import SafetensorError
-
+        raise RnnkitError(f"unknown model kind {short_repr(kind)}", where=str(meta_path))
+    model_config = meta["model"]["config"]
+    _check_model_fits_weights(kind, model_config, weights_header(weights), meta_path)
+    _check_label_maps(meta["task_state"], model_config, meta_path)
     try:
         task = task_cls.from_run(config, run_dir, meta["task_state"])
-        model = MODEL_REGISTRY[kind].from_config(meta["model"]["config"])
+        model = MODEL_REGISTRY[kind].from_config(model_config)
         safetensors.torch.load_model(model, str(weights), device=device)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OSError, SafetensorError) as e:
         raise RnnkitError(
-            f"the run's files do not fit together (model, task_state, weights): {_short(e)}", where=str(run_dir)
+            f"the run's files do not fit together (model, task_state, weights): {one_line(e)}", where=str(run_dir)
         ) from None
-    return LoadedRun(run_dir, meta, config, task, model.eval())
+    state_files = [meta["task_state"][k] for k in task_cls.state_files if k in meta["task_state"]]
+    return LoadedRun(run_dir, meta, config, task, model.eval(), state_files)
 
 
-def _short(e: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line, cut to ``limit`` characters."""
-    text = "; ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _config_items(value: Any, prefix: str, where: Path, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Every (dotted field, value) of a nested config in ``where``, lists' items included (32 levels at most)."""
+    if depth > 32:
+        raise RnnkitError(f"{prefix}: nested more than 32 levels deep (damaged file)", where=str(where))
+    yield prefix, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            k = k if k.isidentifier() else short_repr(k, 40)  # a key from the file, shown on one line
+            yield from _config_items(v, f"{prefix}.{k}", where, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _config_items(v, f"{prefix}[{i}]", where, depth + 1)
+
+
+def _check_model_fits_weights(kind: str, config: dict, header: dict, meta_path: Path) -> None:
+    """Refuse (one line, no big allocation) a model config that does not make the weights' tensors: counts
+    of layers or members beyond what the weights could hold, then the model built on the ``meta`` device
+    (no memory) compared tensor by tensor with the safetensors header."""
+    import torch
+
+    where = str(meta_path)
+    n_tensors = len(header)
+    held = sum(math.prod(shape) for _, shape in header.values())
+    for name, value in _config_items(config, "model.config", meta_path):
+        count = isinstance(value, int) and not isinstance(value, bool) and name.rsplit(".", 1)[-1] in COUNT_KEYS
+        if count and value > n_tensors:
+            raise RnnkitError(f"{name}={value} is more than the weights hold ({n_tensors} tensors)", where=where)
+        if isinstance(value, list) and len(value) > n_tensors:
+            raise RnnkitError(f"{name} has {len(value)} entries, more than the weights' {n_tensors} tensors", where)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > max(held, 1 << 20):
+            raise RnnkitError(f"{name}={value} is larger than the weights ({held:,} values) could hold", where=where)
+    try:
+        with torch.device("meta"):
+            skeleton = MODEL_REGISTRY[kind].from_config(config)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as e:
+        raise RnnkitError(f"model.config does not build a {kind} model: {one_line(e)}", where=where) from None
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    for name, (_, shape) in header.items():
+        if name not in shapes:
+            raise RnnkitError(f"model.config makes no tensor {short_repr(name)}, which the weights hold", where=where)
+        if shapes[name] != shape:
+            raise RnnkitError(
+                f"model.config makes {name} of shape {list(shapes[name])}, the weights hold {list(shape)}", where=where
+            )
+    needed = sum(p.numel() for p in skeleton.parameters())  # tied weights counted once
+    if needed > held:
+        raise RnnkitError(f"model.config makes {needed:,} parameters, the weights hold {held:,}", where=where)
+
+
+def _check_label_maps(state: dict, config: dict, meta_path: Path) -> None:
+    """A label map in task_state names every output of the model's last layer (checked against the weights)."""
+    for key, field_name in LABEL_FIELDS:
+        names = state.get(key)
+        sizes = {
+            v for f, v in _config_items(config, "", meta_path) if f.rsplit(".", 1)[-1] == field_name and type(v) is int
+        }
+        if isinstance(names, list) and sizes and sizes != {len(names)}:
+            n = sorted(sizes)[0]
+            raise RnnkitError(
+                f"task_state.{key} has {len(names)} entries, the model's output layer (model.config.{field_name}) "
+                f"has {n}",
+                where=str(meta_path),
+            )
 
 
 def predict(run_dir: str | Path, inputs: list[str], quantize: str | None = None) -> list[dict[str, Any]]:
@@ -406,10 +459,21 @@ def generate(
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, quiet: bool = True) -> dict[str, float]:
-    """Metrics of a finished run on its test split, or on the test split of another ``--data`` file."""
+    """Metrics of a finished run on its test split, or on the test split of another ``--data`` file.
+
+    A run trained on the user's own file (``--data``) is evaluated only with ``data`` given: the path in its
+    config.yaml is never read on the run folder's word (a shared folder could name any file); a run on a
+    registry dataset reads that dataset from the cache as usual.
+    """
     from ..training import Trainer
 
     run = load_run(run_dir)
+    if data is None and run.config.data_path is not None:
+        raise RnnkitError(
+            f"this run was trained on {run.config.data_path} (config.yaml data_path); rnnkit evaluate does not "
+            "read a file a run folder names: pass that file (or another) with --data",
+            where=str(run_dir),
+        )
     task = prepared_task(run, data=data)
     trainer = Trainer(run.config.train, quiet=quiet)
     run.model.to(trainer.device)

@@ -9,7 +9,7 @@ stripped. Tokens: ``data.level`` splits the source into characters (``char``, th
 whitespace-separated words (``word``); ``data.target_level`` does the same for the target (default: like the
 source) — e.g. ``level=char target_level=word`` for ``hello<TAB>HH AH0 L OW1``.
 
-Split (the cmudict rule in DATASETS.md): ``h(source) % 10 == 0`` test, ``== 1`` validation, the rest
+Split (the cmudict rule, docs/datasets.md): ``h(source) % 10 == 0`` test, ``== 1`` validation, the rest
 train, so all pairs with one source stay together. A source may have several targets (alternate
 pronunciations): training sees every pair; evaluation decodes each source once and counts it right if
 the prediction equals *any* of its references.
@@ -58,7 +58,7 @@ from ..errors import RnnkitError
 from ..fileio import atomic_write_json, atomic_write_jsonl
 from ..models import Seq2Seq, Seq2SeqEnsemble
 from ..training import Task
-from .base import RecipeConfig, TaskKind
+from .base import RecipeConfig, TaskKind, run_file
 from .common import (
     BOS_ID,
     EOS_ID,
@@ -280,13 +280,15 @@ class Seq2SeqTask(TaskKind):
         index = self.tgt_vocab.index
         return [index.get(t, OOV) for t in tokenize(text, self.target_level)]
 
+    state_files = ("vocab",)
+
     def state(self) -> dict[str, Any]:
         return {"vocab": "vocab.json", "max_decode_length": self.max_decode}
 
     @classmethod
     def from_run(cls, config, run_dir, state):
         task = cls(config)
-        path = run_dir / state["vocab"]
+        path = run_file(run_dir, state, "vocab")
         task.src_vocab, task.tgt_vocab = Vocabulary.load(path, "source"), Vocabulary.load(path, "target")
         task.max_decode = state["max_decode_length"]
         return task

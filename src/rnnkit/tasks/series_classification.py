@@ -6,7 +6,7 @@ Data: a registry dataset (``data.dataset``, e.g. ``GunPoint``) or the user's skt
 * a folder holding one ``<Name>_TRAIN.ts`` and one ``<Name>_TEST.ts``, a path prefix ``.../<Name>`` of such a
   pair, or the ``<Name>_TRAIN.ts`` file itself when its ``_TEST.ts`` sibling exists: the official train/test
   split, validation = the train cases ``i`` (0-based, file order) with ``h(str(i)) % 10 == 1`` (the registry's
-  rule, DATASETS.md);
+  rule, docs/datasets.md);
 * any other single ``.ts`` file: case ``i % 10 == 0`` test, ``== 1`` validation, the rest train.
 
 Cases may differ in length (``@equalLength false``, JapaneseVowels): batches are padded and the model reads each

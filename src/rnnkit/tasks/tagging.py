@@ -1,7 +1,7 @@
 """Sequence tagging (many-to-many, aligned): part-of-speech tags, named entities, chunks — one tag per token.
 
 Data: a registry dataset (``data.dataset: brown-pos``: the Brown corpus with its document split,
-DATASETS.md) or the user's ``--data`` (which wins when both are given) in one of three formats
+docs/datasets.md) or the user's ``--data`` (which wins when both are given) in one of three formats
 (``data.format``; ``auto`` picks by the file):
 
 * ``conll`` — one token per line in columns separated by tabs (or, in a file without tabs, by spaces),
@@ -69,7 +69,7 @@ from ..layers import lengths_to_mask
 from ..models import Tagger
 from ..models.encoder import CellName
 from ..training import Task
-from .base import RecipeConfig, TaskKind
+from .base import RecipeConfig, TaskKind, run_file
 from .common import confusion_matrix, encoder_args
 
 log = logging.getLogger("rnnkit")
@@ -166,7 +166,11 @@ def read_tagged(
     tag_column: int | None = None,
     encoding: str = "utf-8",
 ) -> tuple[list[Sentence], Format]:
-    """Sentences of tokens and tags from one file; errors name the file and line."""
+    """Sentences of tokens and tags from one file; errors name the file and line.
+
+    In ``conll`` a line whose first field is ``-DOCSTART-`` is CoNLL-2003's document marker, not a token: it
+    ends the sentence before it and is dropped (so a token spelled ``-DOCSTART-`` cannot be read from conll).
+    """
     lines = read_lines(path, encoding)
     fmt: Format = detect_format(path, lines) if format == "auto" else format
     if fmt == "wordtag":
@@ -402,6 +406,8 @@ class Tagging(TaskKind):
         head = n // 2
         return [self.char_vocab.encode(w if len(w) <= n else w[:head] + w[len(w) - (n - head) :]) for w in tokens]
 
+    state_files = ("vocab", "chars")
+
     def state(self) -> dict[str, Any]:
         state = {"tags": self.tags, "vocab": "vocab.json"}
         if self.char_vocab is not None:
@@ -412,8 +418,8 @@ class Tagging(TaskKind):
     def from_run(cls, config, run_dir, state):
         task = cls(config)
         task.tags = list(state["tags"])
-        task.vocab = Vocabulary.load(run_dir / state["vocab"])
-        task.char_vocab = Vocabulary.load(run_dir / state["chars"]) if "chars" in state else None
+        task.vocab = Vocabulary.load(run_file(run_dir, state, "vocab"))
+        task.char_vocab = Vocabulary.load(run_file(run_dir, state, "chars")) if "chars" in state else None
         task.universal_of = universal_table(task.tags) if config.data.tagset == "full" else None
         return task
 

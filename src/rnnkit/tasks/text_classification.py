@@ -50,7 +50,7 @@ from ..fileio import atomic_write_jsonl
 from ..models import Classifier
 from ..models.base import eval_mode
 from ..training import Task
-from .base import RecipeConfig, TaskKind
+from .base import RecipeConfig, TaskKind, run_file
 from .common import classification_task, confusion_matrix, encoder_args, label_probabilities
 
 log = logging.getLogger("rnnkit")
@@ -149,6 +149,8 @@ def read_text_file(path: Path, text_column: str, label_column: str) -> list[dict
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise RnnkitError(f"invalid JSON ({e.msg})", where=f"{path}:{n}") from None
+                except RecursionError:
+                    raise RnnkitError("invalid JSON (nested too deeply)", where=f"{path}:{n}") from None
                 if not isinstance(obj, dict):
                     raise RnnkitError("expected a JSON object per line", where=f"{path}:{n}")
                 rows.append(_record(obj, text_column, label_column, f"{path}:{n}"))
@@ -183,7 +185,7 @@ def read_aclimdb(folder: Path) -> dict[str, list[dict[str, str]]]:
     """The IMDB ``aclImdb/`` folder (or a folder holding it) -> ``{"train", "validation", "test"}`` of
     ``{"text", "label"}`` with labels ``neg``/``pos``. ``train/unsup`` and other files are ignored.
 
-    Official train/test; validation = the train reviews with ``h(text) % 10 == 1`` (``DATASETS.md``).
+    Official train/test; validation = the train reviews with ``h(text) % 10 == 1`` (docs/datasets.md).
     Files are read in ``(id, rating)`` order (``<id>_<rating>.txt``), so the splits do not depend on the
     file system.
     """
@@ -306,6 +308,8 @@ class TextClassification(TaskKind):
         unk = self.tokenizer.token_to_id(UNK)
         return encode_texts(self.tokenizer, self._clean(texts), max_length=self.config.data.max_length, unk_id=unk)
 
+    state_files = ("tokenizer",)
+
     def state(self) -> dict[str, Any]:
         return {"labels": self.labels, "tokenizer": "tokenizer.json", "max_length": self.config.data.max_length}
 
@@ -313,7 +317,7 @@ class TextClassification(TaskKind):
     def from_run(cls, config, run_dir, state):
         task = cls(config)
         task.labels = state["labels"]
-        task.tokenizer = load_tokenizer(run_dir / state["tokenizer"])
+        task.tokenizer = load_tokenizer(run_file(run_dir, state, "tokenizer"))
         return task
 
     # -- model and training ---------------------------------------------------------------------------
