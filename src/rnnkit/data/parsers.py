@@ -1,6 +1,6 @@
 """Parsers for the registry datasets: archive member bytes -> records (plain dicts, JSON-serialisable).
 
-Each parser reads the data file exactly as it sits in the pinned archive (see ``DATASETS.md``); none
+Each parser reads the data file exactly as it sits in the pinned archive (see docs/datasets.md); none
 imports or runs the carrier package. A parser of one member takes ``(data: bytes, *, where)``; a parser
 of several members takes ``(members: dict[name, bytes], *, where)`` with the names sorted. ``where``
 names the archive in error messages, which are one-line :class:`RnnkitError` naming ``file:line``.

@@ -1,4 +1,4 @@
-"""The split rules of ``DATASETS.md``: deterministic, so numbers are reproducible and comparable.
+"""The split rules of docs/datasets.md: deterministic, so numbers are reproducible and comparable.
 
 Every function takes the parsed records (a list of dicts, in archive order) and returns
 ``{"train": [...], "validation": [...], "test": [...]}``; record order inside a split is the input order.
@@ -20,7 +20,7 @@ Splits = dict[str, list[Record]]
 
 
 def text_hash(s: str) -> int:
-    """``h(s)`` from DATASETS.md: the first 32 bits of SHA-1, as an integer. Stable across runs and machines."""
+    """``h(s)`` of docs/datasets.md: the first 32 bits of SHA-1, as an integer. Stable across runs and machines."""
     return int(hashlib.sha1(s.encode()).hexdigest()[:8], 16)
 
 

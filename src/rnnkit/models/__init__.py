@@ -1,4 +1,4 @@
-"""Topologies built from :mod:`rnnkit.layers` (see DESIGN.md)."""
+"""Topologies built from :mod:`rnnkit.layers` (see docs/architecture.md)."""
 
 from .classifier import POOLINGS, Classifier, ClassifierConfig, ClassifierEnsemble, ClassifierEnsembleConfig
 from .crf import CRF
