@@ -179,3 +179,20 @@ def test_the_link_checker_catches_a_broken_link_and_anchor(tmp_path):
     )
     assert [t for _, t in links(doc)] == ["a.md#your-own-data-with---data", "missing.md", "a.md#nope"]
     assert anchors(tmp_path / "a.md") == {"title-here", "your-own-data-with---data"}
+
+
+def test_every_test_the_docs_name_exists():
+    """A promise in the docs cites the test that keeps it (``test_...``, a ``*`` stands for a family): each must
+    be a test function in tests/, so a renamed or deleted test cannot leave a promise without its proof."""
+    defined = {
+        m.group(1)
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for m in re.finditer(r"^\s*(?:async\s+)?def (test_\w+)", path.read_text(encoding="utf-8"), flags=re.M)
+    }
+    missing = []
+    for doc in [ROOT / "README.md", *DOCS]:
+        for name, star in re.findall(r"`(?:[\w/.]+::)?(test_\w+)(\*?)", doc.read_text(encoding="utf-8")):
+            found = any(d.startswith(name) for d in defined) if star else name in defined
+            if not found:
+                missing.append(f"{doc.name}: {name}{star}")
+    assert not missing, f"tests named in the docs that do not exist: {missing}"
