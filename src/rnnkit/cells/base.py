@@ -31,7 +31,10 @@ Shape legend: ``B`` batch, ``I`` input size, ``H`` hidden size, ``G`` projected-
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -72,12 +75,30 @@ def check_forget_bias(value: object, owner: str, bias: bool = True) -> float | N
     return value  # type: ignore[return-value]
 
 
+#: capabilities a subclass must declare again in its own body: a subclass that changes ``recur`` would otherwise
+#: inherit a fused kernel or a fast loop that computes its parent's equations
+_NOT_INHERITED = {"fused_mode": None, "fast_loop": None}
+
+
 class RecurrentCell(nn.Module):
     """Base class of every rnnkit cell.
 
     Subclasses set ``input_size``, ``hidden_size``, ``output_size``, ``state_sizes`` and
     ``num_gates`` (the number of ``H``-sized blocks in ``weight_hh``'s rows; used by the orthogonal
     init and by weight drop), and implement :meth:`project_input` and :meth:`recur`.
+
+    What the layers read from the class (declared, never inferred from a name):
+
+    * ``state_names`` — one name per state component, ``("h",)`` or ``("h", "c")``; ``"c"`` marks a cell state
+      (:attr:`has_cell_state`); ``state_sizes`` gives their sizes once the cell is built;
+    * ``fused_mode`` — the name of the ``torch`` kernel that computes exactly this cell (``"lstm"``, ``"gru"``,
+      ``"rnn_tanh"``: :meth:`fused_kind`), or None;
+    * ``fast_loop`` — the hand-differentiated loop of :mod:`rnnkit.layers.fastloop` that runs it (``"lstm"``), or
+      None;
+    * a ``scan`` method — all steps at once when no per-step hook is active (the minimal cells).
+
+    ``fused_mode`` and ``fast_loop`` are not inherited: a subclass has neither unless its own body says so.
+    :func:`register_cell` gives a class a config name (``model.cell=<name>``).
 
     ``recur`` accepts two optional hooks used by the layer's regularisers:
 
@@ -92,9 +113,27 @@ class RecurrentCell(nn.Module):
     hidden_size: int
     output_size: int
     state_sizes: tuple[int, ...]
+    state_names: tuple[str, ...] = ("h",)
     num_gates: int = 1
     #: name of the parameter that weight drop targets
     recurrent_weight_name: str = "weight_hh"
+    fused_mode: str | None = None
+    fast_loop: str | None = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for attr, default in _NOT_INHERITED.items():
+            if attr not in cls.__dict__:
+                setattr(cls, attr, default)
+
+    @classmethod
+    def has_cell_state(cls) -> bool:
+        """Whether the state carries a memory cell ``c`` besides ``h`` (the LSTMs)."""
+        return "c" in cls.state_names
+
+    def fused_kind(self) -> str | None:
+        """The ``torch`` kernel that computes this cell (``torch.lstm``, ``torch.gru``, ...), or None."""
+        return self.fused_mode
 
     def __init__(self, recurrent_init: str = "default", *, device=None, dtype=None) -> None:
         super().__init__()
@@ -209,3 +248,79 @@ class RecurrentCell(nn.Module):
         if self.recurrent_init != "default":
             s += f", recurrent_init={self.recurrent_init!r}"
         return s
+
+
+# -- the registry: config names -> cell classes -------------------------------------------------------
+@dataclass(frozen=True)
+class CellSpec:
+    """A registered cell: its config ``name``, its class and the constructor arguments the name fixes
+    (``rnn_tanh`` is :class:`~rnnkit.cells.RNNCell` with ``nonlinearity="tanh"``)."""
+
+    name: str
+    cls: type[RecurrentCell]
+    fixed: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, object]:
+        return dict(self.fixed)
+
+    @property
+    def has_cell_state(self) -> bool:
+        return self.cls.has_cell_state()
+
+    @property
+    def num_states(self) -> int:
+        return len(self.cls.state_names)
+
+    def accepts(self, option: str) -> bool:
+        """Whether the class's constructor takes ``option`` (``forget_bias``, ``recurrent_init``, ...)."""
+        try:
+            params = inspect.signature(self.cls).parameters
+        except (TypeError, ValueError):  # a class whose signature cannot be read takes only what it is given
+            return False
+        return option in params and option not in self.kwargs
+
+    def build(self, input_size: int, hidden_size: int, **kwargs) -> RecurrentCell:
+        return self.cls(input_size, hidden_size, **self.kwargs, **kwargs)
+
+
+_CELLS: dict[str, CellSpec] = {}
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def register_cell(name: str, **fixed):
+    """Class decorator: make the cell known as ``name`` (``model.cell=<name>`` in the configs), optionally
+    with constructor arguments the name fixes. Stack it to register one class under several names.
+
+    ``name`` is lower case, digits and ``_``, at most 32 characters, and not taken."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"cell name must be lower case letters, digits and _ (at most 32), got {name!r}")
+
+    def decorate(cls: type[RecurrentCell]) -> type[RecurrentCell]:
+        if not (isinstance(cls, type) and issubclass(cls, RecurrentCell)):
+            raise TypeError(f"register_cell({name!r}): {cls!r} is not a RecurrentCell subclass")
+        if name in _CELLS:
+            raise ValueError(f"cell name {name!r} is taken by {_CELLS[name].cls.__name__}")
+        _CELLS[name] = CellSpec(name, cls, tuple(fixed.items()))
+        return cls
+
+    return decorate
+
+
+def unregister_cell(name: str) -> None:
+    """Forget the cell registered as ``name`` (tests that register a cell of their own)."""
+    cell_spec(name)
+    del _CELLS[name]
+
+
+def cell_names() -> tuple[str, ...]:
+    """The registered config names, in registration order."""
+    return tuple(_CELLS)
+
+
+def cell_spec(name: str) -> CellSpec:
+    """The cell registered as ``name``; an unknown name is a one-line ``ValueError`` listing the known ones."""
+    spec = _CELLS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(f"unknown cell {name!r}; known cells: {', '.join(_CELLS)}")
+    return spec

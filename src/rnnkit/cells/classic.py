@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import RecurrentCell, State, check_forget_bias, check_positive_int
+from .base import RecurrentCell, State, check_forget_bias, check_positive_int, register_cell
 
 
 def _hidden_product(h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, h_mask: Tensor | None) -> Tensor:
@@ -25,6 +25,8 @@ def _hidden_product(h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None, h_mask
     return F.linear(h, weight_hh, bias_hh)
 
 
+@register_cell("rnn_relu", nonlinearity="relu")
+@register_cell("rnn_tanh", nonlinearity="tanh")
 class RNNCell(RecurrentCell):
     r"""Elman RNN cell.
 
@@ -36,6 +38,7 @@ class RNNCell(RecurrentCell):
     """
 
     num_gates = 1
+    fused_mode = "rnn"  # torch.rnn_tanh / torch.rnn_relu, by the nonlinearity
 
     def __init__(
         self,
@@ -61,6 +64,9 @@ class RNNCell(RecurrentCell):
         self._add_weights(hidden_size, hidden_size, bias)
         self.reset_parameters()
 
+    def fused_kind(self) -> str | None:
+        return None if self.fused_mode is None else f"rnn_{self.nonlinearity}"
+
     def project_input(self, x: Tensor) -> Tensor:  # (..., I) -> (..., H)
         return F.linear(x, self.weight_ih, self.bias_ih)
 
@@ -75,6 +81,7 @@ class RNNCell(RecurrentCell):
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}, bias={self.bias}"
 
 
+@register_cell("lstm")
 class LSTMCell(RecurrentCell):
     r"""Long short-term memory cell (Hochreiter & Schmidhuber 1997, with forget gate), optionally
     with a projection of the output (Sak et al. 2014, ``proj_size`` as in ``torch.nn.LSTM``).
@@ -101,6 +108,9 @@ class LSTMCell(RecurrentCell):
     """
 
     num_gates = 4
+    state_names = ("h", "c")
+    fused_mode = "lstm"
+    fast_loop = "lstm"  # without projection (rnnkit.layers.fastloop.supports)
 
     def __init__(
         self,
@@ -160,6 +170,7 @@ class LSTMCell(RecurrentCell):
         return s
 
 
+@register_cell("gru")
 class GRUCell(RecurrentCell):
     r"""Gated recurrent unit (Cho et al. 2014), PyTorch's variant (reset applied after the product).
 
@@ -177,6 +188,7 @@ class GRUCell(RecurrentCell):
     """
 
     num_gates = 3
+    fused_mode = "gru"
 
     def __init__(
         self,

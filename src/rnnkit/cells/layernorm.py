@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import RecurrentCell, State, check_forget_bias, check_positive_int
+from .base import RecurrentCell, State, check_forget_bias, check_positive_int, register_cell
 from .classic import _hidden_product
 
 
@@ -35,6 +35,7 @@ def _check_eps(eps: object, owner: str) -> float:
     return float(eps)
 
 
+@register_cell("ln_lstm")
 class LayerNormLSTMCell(RecurrentCell):
     r"""LSTM cell with layer normalisation (Ba et al. 2016, section 3.1 / appendix).
 
@@ -66,6 +67,8 @@ class LayerNormLSTMCell(RecurrentCell):
     """
 
     num_gates = 4
+    state_names = ("h", "c")
+    fast_loop = "lstm"
 
     def __init__(
         self,
@@ -126,6 +129,7 @@ class LayerNormLSTMCell(RecurrentCell):
         return s
 
 
+@register_cell("ln_gru")
 class LayerNormGRUCell(RecurrentCell):
     r"""GRU cell with layer normalisation on its two projections, PyTorch's GRU variant otherwise
     (the reset gate multiplies the normalised hidden product, after it is taken).

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import RecurrentCell, State, check_positive_int
+from .base import RecurrentCell, State, check_positive_int, register_cell
 
 
 def g(x: Tensor) -> Tensor:
@@ -308,6 +308,7 @@ class MinimalCell(RecurrentCell):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
 
 
+@register_cell("min_gru")
 class MinGRUCell(MinimalCell):
     r"""minGRU: a GRU whose gate and candidate see only the input.
 
@@ -345,6 +346,7 @@ class MinGRUCell(MinimalCell):
         return h, (h,)
 
 
+@register_cell("min_lstm")
 class MinLSTMCell(MinimalCell):
     r"""minLSTM with the paper's length-independence normalisation of the gates.
 

@@ -5,10 +5,13 @@ from .chars import CharWordEncoder
 from .masking import last_valid, lengths_to_mask, mask_padded, reverse_padded
 from .pooling import AttentionPooling, Pooling, bidirectional_last, last_pool, max_pool, mean_pool
 from .recurrent import Recurrent, locked_dropout
-from .rnn import GRU, LSTM, RNN
+from .regularisation import Regularisation
+from .rnn import GRU, LSTM, RNN, dropin_for
 
 __all__ = [
     "Recurrent",
+    "Regularisation",
+    "dropin_for",
     "locked_dropout",
     "RNN",
     "LSTM",

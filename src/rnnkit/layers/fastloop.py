@@ -38,11 +38,14 @@ Shape legend: ``B`` batch, ``T`` time, ``H`` hidden, ``G = 4H``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells import LayerNormLSTMCell, LSTMCell, RecurrentCell, State
+from .regularisation import StepHooks
 
 BACKEND = "auto"  # "auto": the C++ loop where it serves (CPU, float32/64, no zoneout) and built; "python"
 last_backend: str | None = None  # "native" or "python": what the last run_lstm call ran
@@ -51,15 +54,31 @@ _ln = torch.native_layer_norm
 _ln_backward = torch.ops.aten.native_layer_norm_backward
 
 
+class LoopRun(NamedTuple):
+    """The loop's inputs that take no gradient: ``h_mask`` (B, H) or None, ``mask`` (B, T) bool or None, the
+    zoneout probability, the mode, and the layer norms' ``eps`` (0 for the plain LSTM)."""
+
+    h_mask: Tensor | None
+    mask: Tensor | None
+    zoneout: float
+    training: bool
+    eps: float
+
+
 def supports(cell: RecurrentCell) -> bool:
-    """Whether :func:`run_lstm` can run this cell."""
-    return (type(cell) is LSTMCell and cell.weight_hr is None) or type(cell) is LayerNormLSTMCell
+    """Whether :func:`run_lstm` can run this cell: one that declares ``fast_loop = "lstm"`` (the LSTM cells:
+    :class:`~rnnkit.cells.LSTMCell` without projection, :class:`~rnnkit.cells.LayerNormLSTMCell`)."""
+    return cell.fast_loop == "lstm" and getattr(cell, "weight_hr", None) is None
 
 
-def usable(cell: RecurrentCell, x: Tensor) -> bool:
-    """Whether to run this cell on ``x`` with :func:`run_lstm`: a supported cell, and no autocast (under
-    autocast the reference loop runs, with autocast's per-op precision choices)."""
-    return supports(cell) and not torch.is_autocast_enabled(x.device.type)
+def why_not(cell: RecurrentCell, x: Tensor) -> str | None:
+    """Why :func:`run_lstm` does not run this cell on ``x`` (None if it does): an unsupported cell, or
+    autocast (under autocast the per-step loop runs, with autocast's per-op precision choices)."""
+    if not supports(cell):
+        return f"{type(cell).__name__} has no fast loop"
+    if torch.is_autocast_enabled(x.device.type):
+        return "autocast runs the per-step loop"
+    return None
 
 
 def project_input(cell: RecurrentCell, x: Tensor) -> Tensor:
@@ -76,35 +95,36 @@ def run_lstm(
     xp: Tensor,
     state: State,
     mask: Tensor | None,
+    hooks: StepHooks | None = None,
     *,
-    weight_hh: Tensor | None = None,
-    h_mask: Tensor | None = None,
-    zoneout: float = 0.0,
-    training: bool = False,
     xp_has_bias_hh: bool = False,
+    native: bool | None = None,
 ) -> tuple[Tensor, State]:
-    """:func:`~rnnkit.layers.recurrent.run_cell`'s contract for the cells :func:`supports` accepts:
+    """:func:`~rnnkit.layers.paths.run_cell`'s contract for the cells :func:`supports` accepts:
     ``xp`` (B, T, 4H) from ``cell.project_input`` (or from :func:`project_input`, with
-    ``xp_has_bias_hh=True``), ``state`` ``(h0, c0)``, ``mask`` (B, T) bool or None -> outputs
-    (B, T, H), ``(h_T, c_T)``."""
-    w = cell.weight_hh if weight_hh is None else weight_hh
+    ``xp_has_bias_hh=True``), ``state`` ``(h0, c0)``, ``mask`` (B, T) bool or None, the regularisers'
+    ``hooks`` -> outputs (B, T, H), ``(h_T, c_T)``. ``native``: run the C++ loop (True), the Python one
+    (False), or whichever :func:`native_reason` allows (None)."""
+    hooks = StepHooks() if hooks is None else hooks
+    w = cell.weight_hh if hooks.weight_hh is None else hooks.weight_hh
     if cell.bias_hh is not None and not xp_has_bias_hh:
         xp = xp + cell.bias_hh  # added at every step by the reference; once here
     ln = type(cell) is LayerNormLSTMCell
     g_hh = cell.ln_hh.weight if ln else None
     g_c = cell.ln_c.weight if ln else None
     b_c = cell.ln_c.bias if ln else None
-    eps = cell.eps if ln else 0.0
     h0, c0 = state
-    if h_mask is not None:
-        h_mask = h_mask.detach()
+    h_mask = hooks.h_mask.detach() if hooks.h_mask is not None else None
+    run = LoopRun(h_mask, mask, float(hooks.zoneout), bool(hooks.training), cell.eps if ln else 0.0)
     global last_backend
-    if _native_serves(xp, zoneout):
+    if native is None:
+        native = native_reason(xp, hooks.zoneout) is None
+    if native:
         last_backend = "native"
-        out, h, c = NativeLSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, eps)
+        out, h, c = NativeLSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, run)
         return out, (h, c)
     last_backend = "python"
-    out, h, c = LSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, float(zoneout), bool(training), eps)
+    out, h, c = LSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, run)
     return out, (h, c)
 
 
@@ -118,7 +138,8 @@ class LSTMLoop(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, p, training, eps):
+    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, run: LoopRun):
+        h_mask, mask, p, training, eps = run
         B, T, G = xp.shape
         H = G // 4
         ln = g_hh is not None
@@ -190,9 +211,9 @@ class LSTMLoop(torch.autograd.Function):
             # create_graph=True (differentiable gradients), or a second backward through a retained graph (a
             # double backward passes here again): recompute through plain autograd ops
             inputs = (xp, h0, c0, w, g_hh, g_c, b_c)
-            extra = (h_mask, mask, ctx.p, ctx.training, ctx.eps, *ctx.zone_masks)
-            grads = _recompute_grads(ctx.needs_input_grad, inputs, extra, (d_out, d_hT, d_cT))
-            return (*grads, None, None, None, None, None)
+            run = LoopRun(h_mask, mask, ctx.p, ctx.training, ctx.eps)
+            grads = _recompute_grads(ctx.needs_input_grad, inputs, run, (d_out, d_hT, d_cT), ctx.zone_masks)
+            return (*grads, None)
         hs, cs, hins, acts, tcs, cns, hps, stats_hh, stats_c, masks_h, masks_c = lists
         p, training, ln = ctx.p, ctx.training, ctx.ln
         zone_train, zone_eval = p > 0 and training, p > 0 and not training
@@ -267,30 +288,37 @@ class LSTMLoop(torch.autograd.Function):
         d_xp = torch.stack(d_gates, 1)  # (B, T, G)
         d_hp = torch.stack(d_hps, 1) if ln else d_xp
         d_w = torch.mm(d_hp.view(B * T, G).t(), torch.stack(hins, 1).view(B * T, H))
-        return d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc, None, None, None, None, None
+        return d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc, None
 
 
-def _native_serves(xp: Tensor, zoneout: float) -> bool:
+def native_reason(x: Tensor, zoneout: float) -> str | None:
+    """Why the C++ loop does not serve a run on ``x`` (None if it does): :data:`BACKEND`, zoneout, the device,
+    the dtype, or a build that failed (the build runs here, the first time every other condition holds)."""
     from . import native  # imported here: `python -m rnnkit.layers.native` builds it without a double import
 
     if BACKEND not in ("auto", "python"):
         raise ValueError(f"fastloop.BACKEND must be 'auto' or 'python', got {BACKEND!r}")
-    return (
-        BACKEND == "auto"
-        and zoneout == 0
-        and xp.device.type == "cpu"
-        and xp.dtype in (torch.float32, torch.float64)
-        and native.available()
-    )
+    if BACKEND != "auto":
+        return "fastloop.BACKEND is 'python'"
+    if zoneout != 0:
+        return "zoneout runs the Python loop"
+    if x.device.type != "cpu":
+        return f"the native loop runs on the CPU, not {x.device.type}"
+    if x.dtype not in (torch.float32, torch.float64):
+        return f"the native loop runs float32 and float64, not {x.dtype}"
+    if not native.available():
+        return "the native loop did not build"
+    return None
 
 
 class NativeLSTMLoop(torch.autograd.Function):
     """:class:`LSTMLoop`'s contract (without zoneout) on the C++ loop of ``csrc/lstm_loop.cpp``."""
 
     @staticmethod
-    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, eps):
+    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, run: LoopRun):
         from . import native
 
+        h_mask, mask, eps = run.h_mask, run.mask, run.eps
         dtype = xp.dtype
         h0_in, c0_in, w_in = h0, c0, w
         h0, c0, w = h0.to(dtype), c0.to(dtype), w.to(dtype)
@@ -308,8 +336,8 @@ class NativeLSTMLoop(torch.autograd.Function):
         xp, h0, c0, w_in, w, g_hh, g_c, b_c, h_mask, mask, *saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiable gradients, by recomputation
             inputs = (xp, h0, c0, w_in, g_hh, g_c, b_c)
-            extra = (h_mask, mask, 0.0, False, ctx.eps, None, None)
-            return (*_recompute_grads(ctx.needs_input_grad, inputs, extra, (d_out, d_hT, d_cT)), None, None, None)
+            run = LoopRun(h_mask, mask, 0.0, False, ctx.eps)
+            return (*_recompute_grads(ctx.needs_input_grad, inputs, run, (d_out, d_hT, d_cT)), None)
         d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc = native.ops().lstm_backward(
             d_out, d_hT, d_cT, w, g_hh, g_c, b_c, h_mask, mask, *saved
         )
@@ -323,14 +351,14 @@ class NativeLSTMLoop(torch.autograd.Function):
             d_gc if ln else None,
             d_bc if ln and not ctx.b_c_none else None,
             None,
-            None,
-            None,
         )
 
 
-def autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, p, training, eps, masks_h=None, masks_c=None):
-    """:class:`LSTMLoop`'s equations with plain autograd ops (twice differentiable): ``masks_h`` / ``masks_c``
-    are the zoneout masks the forward drew (training), so a recomputation takes the same steps."""
+def autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, run: LoopRun, zone_masks=(None, None)):
+    """:class:`LSTMLoop`'s equations with plain autograd ops (twice differentiable): ``zone_masks`` are the
+    zoneout masks (for ``h`` and ``c``) the forward drew (training), so a recomputation takes the same steps."""
+    h_mask, mask, p, training, eps = run
+    masks_h, masks_c = zone_masks
     G = xp.shape[-1]
     H = G // 4
     ln = g_hh is not None
@@ -357,7 +385,7 @@ def autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, p, training, eps,
     return torch.stack(ys, 1), h, c
 
 
-def _recompute_grads(needs, inputs, extra, grad_outputs):
+def _recompute_grads(needs, inputs, run: LoopRun, grad_outputs, zone_masks=(None, None)):
     """The gradients of :func:`autograd_loop` re-run on the forward's own ``inputs``: under ``create_graph=True``
     (grad mode on in a backward) they are differentiable, so second-order gradients flow through them."""
     wrt = [k for k, (t, need) in enumerate(zip(inputs, needs, strict=False)) if need and t is not None]
@@ -366,7 +394,7 @@ def _recompute_grads(needs, inputs, extra, grad_outputs):
         return result
     create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
-        outs = autograd_loop(*inputs, *extra)
+        outs = autograd_loop(*inputs, run, zone_masks)
     pairs = [(o, g) for o, g in zip(outs, grad_outputs, strict=True) if g is not None]
     grads = torch.autograd.grad(
         [o for o, _ in pairs],

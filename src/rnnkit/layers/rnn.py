@@ -47,6 +47,7 @@ from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import RECURRENT_INITS, ShapeError, check_forget_bias
 from .masking import check_lengths
 from .recurrent import RecurrentStack
+from .regularisation import Regularisation
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -63,6 +64,8 @@ def _repack(out: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequenc
 
 class _DropIn(RecurrentStack):
     """Forward, state handling, init options and cell binding shared by RNN/LSTM/GRU."""
+
+    _dropout_may_be_one = True  # torch's range for its own argument
 
     @staticmethod
     def _check_init(owner: str, recurrent_init, forget_bias, is_lstm: bool) -> None:
@@ -198,7 +201,12 @@ class _DropIn(RecurrentStack):
         return state
 
     def extra_repr(self) -> str:
-        s = super().extra_repr()
+        # torch's own (RNNBase.extra_repr) formats from __dict__, and ``dropout`` lives in self.regularisation
+        s = f"{self.input_size}, {self.hidden_size}"
+        torch_defaults = {"proj_size": 0, "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0}
+        for k, default in {**torch_defaults, "bidirectional": False}.items():
+            if getattr(self, k) != default:
+                s += f", {k}={getattr(self, k)}"
         for k in ("input_dropout", "output_dropout", "recurrent_dropout", "weight_drop", "zoneout"):
             if getattr(self, k):
                 s += f", {k}={getattr(self, k)}"
@@ -233,7 +241,9 @@ def _make_dropin(base: type[nn.RNNBase], doc: str) -> type:
         self.__dict__["_rk_recurrent_init"] = recurrent_init
         self.__dict__["_rk_forget_bias"] = forget_bias
         base.__init__(self, *args, **kwargs)
-        self._init_options(
+        reg = Regularisation.checked(
+            type(self).__name__,
+            dropout_may_be_one=True,  # torch's range for its own argument
             dropout=self.dropout,
             variational_dropout=variational_dropout,
             input_dropout=input_dropout,
@@ -241,9 +251,8 @@ def _make_dropin(base: type[nn.RNNBase], doc: str) -> type:
             recurrent_dropout=recurrent_dropout,
             weight_drop=weight_drop,
             zoneout=zoneout,
-            implementation=implementation,
-            dropout_may_be_one=True,  # torch's range for its own argument
         )
+        self._init_options(reg, implementation)
         self._make_cells()
         self._check_cells_support_options()
 
@@ -255,3 +264,11 @@ LSTM = _make_dropin(
     nn.LSTM, "Drop-in :class:`torch.nn.LSTM` (``proj_size`` included) with ``lengths=`` and the rnnkit extras."
 )
 GRU = _make_dropin(nn.GRU, "Drop-in :class:`torch.nn.GRU` with ``lengths=`` and the rnnkit extras.")
+
+
+def dropin_for(cell: type) -> type | None:
+    """The drop-in layer that keeps ``cell``'s parameters in torch.nn's layout (``weight_ih_l0``, ...): ``LSTM``
+    for :class:`~rnnkit.cells.LSTMCell`, ``GRU`` for :class:`~rnnkit.cells.GRUCell`, ``RNN`` for
+    :class:`~rnnkit.cells.RNNCell` (exact classes); None for every other cell, which runs in
+    :class:`~rnnkit.layers.Recurrent`."""
+    return {LSTMCell: LSTM, GRUCell: GRU, RNNCell: RNN}.get(cell)

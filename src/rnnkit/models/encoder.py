@@ -1,9 +1,10 @@
 """The body every topology shares: token embedding or feature projection -> recurrent stack.
 
 ``SequenceEncoder`` takes token ids ``(B, T)`` (when ``vocab_size`` is set) or real-valued
-features ``(B, T, F)`` (when ``input_size`` is set), runs any rnnkit cell over them — the fused
-drop-in ``LSTM/GRU/RNN`` for the classic cells, the generic :class:`~rnnkit.layers.Recurrent` loop for
-the others — and returns every step's output and the final state.
+features ``(B, T, F)`` (when ``input_size`` is set), runs any registered rnnkit cell over them
+(``cell`` is a name from :func:`rnnkit.cells.cell_names`) — the fused drop-in ``LSTM/GRU/RNN`` for the classic
+cells (:func:`rnnkit.layers.dropin_for`), the generic :class:`~rnnkit.layers.Recurrent` loop for the others —
+and returns every step's output and the final state.
 
 ``hidden_size`` may be a list to stack layers of different widths (e.g. ``[64, 32]`` for the
 classic "SimpleRNN(64, return_sequences) -> SimpleRNN(32)" stack); ``num_layers`` then must be 1.
@@ -11,25 +12,37 @@ classic "SimpleRNN(64, return_sequences) -> SimpleRNN(32)" stack); ``num_layers`
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 from torch import Tensor, nn
 
-from ..cells import LayerNormGRUCell, LayerNormLSTMCell, MinGRUCell, MinLSTMCell, State
+from ..cells import State, cell_names, cell_spec
 from ..config import StrictModel
-from ..layers import GRU, LSTM, RNN, Recurrent
+from ..layers import Recurrent, dropin_for
 
-CellName = Literal["lstm", "gru", "rnn_tanh", "rnn_relu", "ln_lstm", "ln_gru", "min_gru", "min_lstm"]
 
-#: the cells the generic loop runs (the classic ones go through the fused drop-in layers)
-LOOP_CELLS = {
-    "ln_lstm": LayerNormLSTMCell,
-    "ln_gru": LayerNormGRUCell,
-    "min_gru": MinGRUCell,
-    "min_lstm": MinLSTMCell,
-}
+def _registered_cell(name: str) -> str:
+    if name not in cell_names():
+        raise PydanticCustomError("cell_name", "Input should be a registered cell: {names}", {"names": _known()})
+    return name
+
+
+def _known() -> str:
+    return ", ".join(cell_names())
+
+
+class _CellNameSchema:
+    """JSON schema of :data:`CellName`: the names registered when the schema is made."""
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        return {**handler(core_schema), "enum": list(cell_names())}
+
+
+#: a config's ``cell``: a name registered with :func:`rnnkit.cells.register_cell`, checked when the config is built
+CellName = Annotated[str, AfterValidator(_registered_cell), _CellNameSchema()]
 
 
 class EncoderConfig(StrictModel):
@@ -71,7 +84,7 @@ class EncoderConfig(StrictModel):
                 raise ValueError("give either a hidden_size list or num_layers, not both")
         elif self.hidden_size <= 0:
             raise ValueError(f"hidden_size must be positive, got {self.hidden_size}")
-        if self.forget_bias is not None and self.cell not in ("lstm", "ln_lstm"):
+        if self.forget_bias is not None and not cell_spec(self.cell).accepts("forget_bias"):
             raise ValueError(f"forget_bias applies to LSTM cells, not {self.cell!r}")
         return self
 
@@ -88,16 +101,17 @@ def _make_stack(cfg: EncoderConfig, input_size: int, hidden: int, num_layers: in
         weight_drop=cfg.weight_drop,
         zoneout=cfg.zoneout,
     )
-    cell_kw: dict = {"recurrent_init": cfg.recurrent_init} if not cfg.cell.startswith("min") else {}
+    spec = cell_spec(cfg.cell)
+    cell_kw: dict = dict(spec.kwargs)
+    # recurrent_init goes to the cells that have a recurrent weight to initialise and take the argument
+    if spec.cls.recurrent_weight_name is not None and spec.accepts("recurrent_init"):
+        cell_kw["recurrent_init"] = cfg.recurrent_init
     if cfg.forget_bias is not None:
         cell_kw["forget_bias"] = cfg.forget_bias
-    if cfg.cell in LOOP_CELLS:
-        return Recurrent(LOOP_CELLS[cfg.cell], input_size, hidden, **common, **cell_kw)
-    if cfg.cell == "lstm":
-        return LSTM(input_size, hidden, batch_first=True, **common, **cell_kw)
-    if cfg.cell == "gru":
-        return GRU(input_size, hidden, batch_first=True, **common, **cell_kw)
-    return RNN(input_size, hidden, nonlinearity=cfg.cell[4:], batch_first=True, **common, **cell_kw)
+    layer = dropin_for(spec.cls)
+    if layer is not None:  # torch.nn's parameter layout and its fused kernels
+        return layer(input_size, hidden, batch_first=True, **common, **cell_kw)
+    return Recurrent(spec.cls, input_size, hidden, **common, **cell_kw)
 
 
 class SequenceEncoder(nn.Module):
@@ -131,10 +145,6 @@ class SequenceEncoder(nn.Module):
         self.stacks = nn.ModuleList(stacks)
         self.output_size = size
         self.num_directions = D
-
-    @property
-    def token_input(self) -> bool:
-        return self.embedding is not None
 
     def embed(self, x: Tensor, features: Tensor | None = None) -> Tensor:
         """The recurrent stack's input: embeddings (joined with ``features`` (B, T, extra_features) when the

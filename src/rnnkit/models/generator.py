@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from ..cells import cell_spec
 from ..config import StrictModel
-from ..layers import GRU, LSTM, Attention, lengths_to_mask
+from ..layers import GRU, Attention, dropin_for, lengths_to_mask
 from ..layers.masking import check_lengths
 from .base import Model
 
@@ -191,12 +192,12 @@ class ConditionalGenerator(Model):
         else:
             self.cond_encoder = None  # the vector is used as given
         self.init_h = nn.Linear(Z, L * H)
-        self.init_c = nn.Linear(Z, L * H) if cfg.cell == "lstm" else None
+        self.init_c = nn.Linear(Z, L * H) if cell_spec(cfg.cell).has_cell_state else None
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.padding_idx)
         memory = 2 * (cfg.column_hidden or 128)
         self.attention = Attention(H, memory, score="additive") if cfg.attend_columns else None
         self.attention_out = nn.Linear(H + memory, H) if cfg.attend_columns else None
-        rnn = LSTM if cfg.cell == "lstm" else GRU
+        rnn = dropin_for(cell_spec(cfg.cell).cls)
         self.decoder = rnn(
             cfg.embed_dim + (Z if cfg.feed_condition else 0),
             H,

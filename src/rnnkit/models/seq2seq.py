@@ -50,14 +50,12 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from ..cells import cell_spec
 from ..config import StrictModel
-from ..layers import GRU, LSTM, Attention, lengths_to_mask
+from ..layers import Attention, dropin_for, lengths_to_mask
 from ..layers.masking import check_lengths
 from .base import Model, mixture_log_probs
 from .encoder import EncoderConfig, SequenceEncoder
-
-#: encoder cells whose state carries a memory cell ``c`` besides ``h``
-_CELLS_WITH_C = ("lstm", "ln_lstm")
 
 
 def encoder_output_size(cfg: EncoderConfig) -> int:
@@ -145,7 +143,7 @@ class Seq2Seq(Model):
         self.encoder = SequenceEncoder(cfg.encoder)
         K, H, L = self.encoder.output_size, cfg.hidden_size, cfg.num_layers
         self.embedding = nn.Embedding(cfg.tgt_vocab_size, cfg.embed_dim, padding_idx=cfg.padding_idx)
-        rnn = LSTM if cfg.cell == "lstm" else GRU
+        rnn = dropin_for(cell_spec(cfg.cell).cls)
         self.decoder = rnn(
             cfg.embed_dim + (H if cfg.input_feeding else 0),
             H,
@@ -161,7 +159,7 @@ class Seq2Seq(Model):
         self.bridge_h = self.bridge_c = None
         if cfg.bridge == "linear":
             self.bridge_h = nn.Linear(K, L * H)
-            if cfg.cell == "lstm":
+            if cell_spec(cfg.cell).has_cell_state:
                 self.bridge_c = nn.Linear(K, L * H)
         self.drop = nn.Dropout(cfg.dropout)
         self.output = nn.Linear(H, cfg.tgt_vocab_size)
@@ -175,8 +173,8 @@ class Seq2Seq(Model):
         D, L, H = self.encoder.num_directions, cfg.num_layers, cfg.hidden_size
         h_enc = enc_state[0]
         B = h_enc.shape[1]
-        has_c = cfg.encoder.cell in _CELLS_WITH_C
-        n = 2 if cfg.cell == "lstm" else 1
+        has_c = cell_spec(cfg.encoder.cell).has_cell_state  # the encoder's state carries a memory cell c
+        n = cell_spec(cfg.cell).num_states
         if cfg.bridge == "zeros":
             return tuple(h_enc.new_zeros(B, L, H) for _ in range(n))
         if cfg.bridge == "copy":
