@@ -17,9 +17,14 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def config_yaml(config: BaseModel) -> str:
+    """The resolved config (every default filled in) as YAML text, in the order of its fields."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
 def save_config_yaml(config: BaseModel, path: str | Path) -> Path:
-    """Write the resolved config (every default filled in) as YAML, atomically."""
-    return atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    """Write :func:`config_yaml` to ``path``, atomically (a run folder's ``config.yaml``)."""
+    return atomic_write_text(path, config_yaml(config))
 
 
 # -- resolving a config: recipe defaults <- YAML file <- dotted overrides ----------------------------------

@@ -2,6 +2,7 @@
 should, beam ≡ exhaustive search, batched ≡ per example, eos handling, length penalty, nucleus sampling,
 seeds, attention collection, nests, and every error path."""
 
+import dataclasses
 import itertools
 import math
 from collections import namedtuple
@@ -10,7 +11,9 @@ import pytest
 import torch
 
 from rnnkit.decoding import (
+    BeamOptions,
     beam_search,
+    beam_search_with,
     expand_state,
     filter_logits,
     greedy,
@@ -122,6 +125,52 @@ def test_wide_beam_is_exhaustive_search(alpha):
         score, seq = exhaustive(tables[b], max_len, alpha, V)
         assert res.sequences[b] == seq
         assert res.scores[b] == pytest.approx(score, abs=1e-5)
+
+
+def every_hypothesis(tables_b, max_len, alpha, V, style):
+    """(score, tokens, finished) of every sequence a search can return (eos-terminated, or max_len tokens
+    without eos), best first."""
+    found = []
+    for n in range(1, max_len + 1):
+        for body in itertools.product(range(2, V), repeat=n - 1):
+            for last in [EOS, *range(2, V)] if n == max_len else [EOS]:
+                prev, lp_sum = BOS, 0.0
+                for t, tok in enumerate([*body, last]):
+                    lp_sum += float(tables_b[min(t, tables_b.shape[0] - 1), prev, tok])
+                    prev = tok
+                fin = last == EOS
+                found.append((lp_sum / length_penalty_factor(n, alpha, style), [*body] if fin else [*body, last], fin))
+    return sorted(found, key=lambda x: x[0], reverse=True)
+
+
+@pytest.mark.parametrize("style", ["gnmt", "simple"])
+@pytest.mark.parametrize("alpha", [-0.5, 0.0, 0.8])
+def test_wide_beam_n_best_is_brute_force_n_best(style, alpha):
+    V, max_len, n_best = 4, 4, 4
+    tables = random_tables(3, T=max_len, V=V, seed=11)
+    # 2 non-eos tokens, 3 possible ones: at most 2**3 * 3 = 24 finite extensions per step, so a beam of 24
+    # keeps every one of them and its n best must be the n best of all sequences
+    options = BeamOptions(24, max_len, length_penalty=alpha, n_best=n_best, length_penalty_style=style)
+    res = beam_search_with(table_step(tables), start_state(tables), BOS, EOS, options)
+    for b in range(3):
+        expected = every_hypothesis(tables[b], max_len, alpha, V, style)[:n_best]
+        got = res.hypotheses[b]
+        assert [(h.tokens, h.finished) for h in got] == [(seq, fin) for _, seq, fin in expected]
+        assert [h.score for h in got] == pytest.approx([score for score, _, _ in expected], abs=1e-5)
+
+
+def test_beam_search_keywords_and_options_agree():
+    tables = random_tables(4, T=6, V=5, seed=5)
+    kw = {"length_penalty": 0.6, "n_best": 2, "length_penalty_style": "simple", "early_stopping": "heuristic"}
+    a = beam_search(table_step(tables), start_state(tables), BOS, EOS, 3, 6, **kw)
+    b = beam_search_with(table_step(tables), start_state(tables), BOS, EOS, BeamOptions(3, 6, **kw))
+    assert [[(h.tokens, h.score) for h in hs] for hs in a.hypotheses] == [
+        [(h.tokens, h.score) for h in hs] for hs in b.hypotheses
+    ]
+    with pytest.raises(ValueError, match="n_best \\(4\\) cannot exceed beam_size \\(3\\)"):
+        BeamOptions(3, 6, n_best=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        BeamOptions(3, 6).beam_size = 5  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("early_stopping", ["exact", "heuristic"])

@@ -233,3 +233,49 @@ def test_mid_epoch_resume_restores_the_carried_state(tmp_path):
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
     history = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert result.history[0]["train_loss"] == pytest.approx(history[0]["train_loss"])
+
+
+# the keys of trainer.json's "trainer" object: checkpoints of earlier releases must keep resuming
+TRAINER_JSON_KEYS = {
+    "epoch", "batch", "best", "bad_epochs", "history", "skipped_steps", "rollbacks", "lr_scale", "loss_sum", "n_sum",
+    "config_lr", "step",
+}  # fmt: skip
+
+
+def test_trainer_json_keeps_its_format(tmp_path):
+    cfg = TrainConfig(epochs=1, lr=0.01, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir=tmp_path, callbacks=[Interrupt(5)], quiet=True).fit(TinyModel(), make_task())
+    ckpt = latest_checkpoint(tmp_path / "checkpoints")
+    trainer = json.loads((ckpt / "trainer.json").read_text())["trainer"]
+    assert set(trainer) == TRAINER_JSON_KEYS
+    assert (trainer["epoch"], trainer["batch"], trainer["step"], trainer["config_lr"]) == (0, 4, 4, 0.01)
+    assert trainer["n_sum"] == 64 and trainer["loss_sum"] > 0
+
+
+def test_a_checkpoint_without_the_fault_counters_resumes(tmp_path):
+    """A trainer.json written before skipped_steps / rollbacks / lr_scale / config_lr existed resumes with their
+    defaults and reaches the weights of an uninterrupted run."""
+    from rnnkit.training.checkpoint import _digest
+
+    cfg = TrainConfig(epochs=2, lr=0.01, checkpoint_every=1)
+    torch.manual_seed(0)
+    straight = TinyModel()
+    Trainer(cfg, run_dir=tmp_path / "a", quiet=True).fit(straight, make_task())
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir=tmp_path / "b", callbacks=[Interrupt(4)], quiet=True).fit(TinyModel(), make_task())
+    ckpt = latest_checkpoint(tmp_path / "b" / "checkpoints")
+    meta = json.loads((ckpt / "trainer.json").read_text())
+    for key in ("skipped_steps", "rollbacks", "lr_scale", "config_lr"):
+        del meta["trainer"][key]
+    meta["digest"] = _digest(meta)
+    (ckpt / "trainer.json").write_text(json.dumps(meta))
+    resumed = TinyModel()
+    result = Trainer(cfg, run_dir=tmp_path / "b", quiet=True).fit(resumed, make_task(), resume=True)
+    for k, v in weights(straight).items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert set(
+        json.loads((latest_checkpoint(tmp_path / "b" / "checkpoints") / "trainer.json").read_text())["trainer"]
+    ) == (TRAINER_JSON_KEYS)

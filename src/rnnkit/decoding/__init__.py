@@ -2,9 +2,11 @@
 
 from .search import (
     ATTENTION_KEY,
+    BeamOptions,
     Hypothesis,
     SearchResult,
     beam_search,
+    beam_search_with,
     expand_state,
     filter_logits,
     greedy,
@@ -16,9 +18,11 @@ from .search import (
 
 __all__ = [
     "ATTENTION_KEY",
+    "BeamOptions",
     "Hypothesis",
     "SearchResult",
     "beam_search",
+    "beam_search_with",
     "expand_state",
     "filter_logits",
     "greedy",

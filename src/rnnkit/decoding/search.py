@@ -312,7 +312,164 @@ def length_penalty_factor(length: int, alpha: float, style: str = "gnmt") -> flo
     return float(length) ** alpha
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class BeamOptions:
+    """How :func:`beam_search` searches (its arguments of the same names; checked when made)."""
+
+    beam_size: int
+    max_len: int
+    length_penalty: float = 1.0
+    n_best: int = 1
+    length_penalty_style: Literal["gnmt", "simple"] = "gnmt"
+    early_stopping: Literal["exact", "heuristic"] = "exact"
+
+    def __post_init__(self) -> None:
+        owner = "beam_search"
+        _check_int(owner, "beam_size", self.beam_size, 1)
+        _check_int(owner, "n_best", self.n_best, 1)
+        if self.n_best > self.beam_size:
+            raise ValueError(f"{owner}: n_best ({self.n_best}) cannot exceed beam_size ({self.beam_size})")
+        if self.length_penalty_style not in ("gnmt", "simple"):
+            raise ValueError(
+                f"{owner}: length_penalty_style must be 'gnmt' or 'simple', got {self.length_penalty_style!r}"
+            )
+        if self.early_stopping not in ("exact", "heuristic"):
+            raise ValueError(f"{owner}: early_stopping must be 'exact' or 'heuristic', got {self.early_stopping!r}")
+        if isinstance(self.length_penalty, bool) or not isinstance(self.length_penalty, (int, float)):
+            raise ValueError(f"{owner}: length_penalty must be a number, got {self.length_penalty!r}")
+        _check_int(owner, "max_len", self.max_len, 1)
+
+    def lp(self, n: int) -> float:
+        """The penalty factor of a hypothesis of ``n`` emitted tokens."""
+        return length_penalty_factor(n, self.length_penalty, self.length_penalty_style)
+
+    def reach(self, t: int) -> float:
+        """The penalty factor that bounds the score of a beam still live after step ``t`` (0-based)."""
+        if self.early_stopping == "heuristic":
+            return self.lp(t + 2)
+        return max(self.lp(t + 2), self.lp(self.max_len))
+
+
+class _Beams:
+    """The state a batched beam search carries from step to step (``B`` examples, ``K`` beams each).
+
+    * ``tokens (B*K,)`` — each live beam's last token: the next step's input;
+    * ``scores (B, K)`` — each live beam's summed log-probability, best first (``-inf``: no beam there);
+    * ``history (B*K, t)`` — the tokens each live beam emitted so far (without ``bos``);
+    * ``attention (B*K, t, Ts)`` — their attention rows, or None when the step gives none;
+    * ``finished`` — per example, a list of finished :class:`Hypothesis` (never extended again);
+    * ``done`` — per example, True once no live beam can beat its ``n_best``-th finished hypothesis.
+
+    Row ``b * K + j`` of a ``(B*K, ...)`` tensor is beam ``j`` of example ``b``.
+    """
+
+    def __init__(self, start: Tensor, eos: int, opts: BeamOptions) -> None:
+        B, K, device = start.shape[0], opts.beam_size, start.device
+        self.B, self.K, self.eos, self.opts = B, K, eos, opts
+        self.tokens = start.repeat_interleave(K)
+        # only beam 0 is live at the start, so the first step does not pick K copies of one extension
+        self.scores = torch.full((B, K), float("-inf"), device=device)
+        self.scores[:, 0] = 0.0
+        self.history = torch.zeros(B * K, 0, dtype=torch.long, device=device)
+        self.attention: Tensor | None = None
+        self.finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+        self.done = [False] * B
+        self.base = (torch.arange(B, device=device) * K)[:, None]  # (B, 1): first row of each example
+        self.steps = 0  # steps run
+
+    def advance(self, t: int, logits: Tensor, state: Any) -> Any:
+        """Extend the beams by step ``t``'s ``logits (B*K, V)``; returns ``state (B*K, ...)`` reordered to
+        follow the beams kept live."""
+        B, K = self.B, self.K
+        self.steps = t + 1
+        V = logits.shape[-1]
+        logp = F.log_softmax(logits.float(), -1).view(B, K, V)
+        cand = (self.scores.unsqueeze(-1) + logp).view(B, K * V)
+        n_cand = min(2 * K, K * V)
+        top_s, top_i = cand.topk(n_cand, dim=1)  # (B, 2K), best first
+        tok = top_i % V  # (B, 2K)
+        origin = self.base + top_i // V  # (B, 2K) row in the B*K batch each extension comes from
+        is_eos = tok == self.eos  # (B, 2K)
+        a = _attention_of(state)  # (B*K, Ts) or None
+        attn = None
+        if a is not None:
+            a = a.unsqueeze(1)
+            attn = a if self.attention is None else torch.cat([self.attention, a], 1)  # (B*K, t+1, Ts)
+        self._finish(t, top_s, origin, is_eos, attn)
+        state = self._keep_live(top_s, tok, origin, is_eos, attn, state)
+        self._update_done(t)
+        return state
+
+    def _finish(self, t: int, top_s: Tensor, origin: Tensor, is_eos: Tensor, attn: Tensor | None) -> None:
+        """Extensions ending in ``eos`` among the top K of ``top_s (B, 2K)`` become finished hypotheses."""
+        fin = is_eos[:, : self.K] & torch.isfinite(top_s[:, : self.K])
+        if not bool(fin.any()):
+            return
+        for b, r in fin.nonzero().tolist():
+            if self.done[b]:
+                continue
+            row, s = int(origin[b, r]), float(top_s[b, r])
+            self.finished[b].append(
+                Hypothesis(
+                    tokens=self.history[row].tolist(),
+                    score=s / self.opts.lp(t + 1),
+                    log_prob=s,
+                    finished=True,
+                    attention=None if attn is None else attn[row],
+                )
+            )
+
+    def _keep_live(
+        self, top_s: Tensor, tok: Tensor, origin: Tensor, is_eos: Tensor, attn: Tensor | None, state: Any
+    ) -> Any:
+        """The K best extensions that do not end in ``eos`` stay live (at most K of the 2K end in eos)."""
+        n_cand = top_s.shape[1]
+        rank = is_eos.long() * n_cand + torch.arange(n_cand, device=top_s.device)
+        keep = rank.argsort(dim=1)[:, : self.K]  # (B, K), still best first
+        self.scores = top_s.gather(1, keep)
+        self.tokens = tok.gather(1, keep).view(-1)
+        rows = origin.gather(1, keep).view(-1)  # (B*K,)
+        self.history = torch.cat([self.history.index_select(0, rows), self.tokens[:, None]], 1)
+        if attn is not None:
+            self.attention = attn.index_select(0, rows)
+        return select_state(state, rows)
+
+    def _update_done(self, t: int) -> None:
+        """An example is done when its ``n_best`` finished hypotheses all score at least what its best live beam
+        can still reach (log-probabilities only fall)."""
+        n_best = self.opts.n_best
+        best_live = self.scores[:, 0].tolist()  # <= 0, and only falls from here
+        reach = self.opts.reach(t)
+        for b in range(self.B):
+            if not self.done[b] and len(self.finished[b]) >= n_best:
+                nth = sorted((h.score for h in self.finished[b]), reverse=True)[n_best - 1]
+                self.done[b] = best_live[b] == float("-inf") or best_live[b] / reach <= nth
+
+    def result(self) -> SearchResult:
+        """``n_best`` hypotheses per example, best first; an example not done also ranks its live beams."""
+        live = self.scores.tolist()
+        results = []
+        for b in range(self.B):
+            hyps = list(self.finished[b])
+            if not self.done[b]:
+                for j in range(self.K):
+                    s = live[b][j]
+                    if math.isfinite(s):
+                        row = b * self.K + j
+                        hyps.append(
+                            Hypothesis(
+                                tokens=self.history[row].tolist(),
+                                score=s / self.opts.lp(self.steps),
+                                log_prob=s,
+                                finished=False,
+                                attention=None if self.attention is None else self.attention[row],
+                            )
+                        )
+            hyps.sort(key=lambda h: h.score, reverse=True)
+            results.append(hyps[: self.opts.n_best])
+        return SearchResult(results)
+
+
 def beam_search(
     step: Step,
     state: Any,
@@ -348,108 +505,25 @@ def beam_search(
     Returns ``n_best`` hypotheses per example, best first (fewer only if fewer than ``n_best``
     finite-scored hypotheses exist). With ``beam_size=1`` and ``length_penalty=0`` this is greedy
     decoding; with ``alpha > 0`` a width-1 beam may go past greedy's ``eos`` with its runner-up token
-    when the penalty rewards the longer ending.
+    when the penalty rewards the longer ending. The options may also be given as one
+    :class:`BeamOptions` to :func:`beam_search_with`.
     """
-    owner = "beam_search"
-    K = _check_int(owner, "beam_size", beam_size, 1)
-    _check_int(owner, "n_best", n_best, 1)
-    if n_best > K:
-        raise ValueError(f"{owner}: n_best ({n_best}) cannot exceed beam_size ({K})")
-    if length_penalty_style not in ("gnmt", "simple"):
-        raise ValueError(f"{owner}: length_penalty_style must be 'gnmt' or 'simple', got {length_penalty_style!r}")
-    if early_stopping not in ("exact", "heuristic"):
-        raise ValueError(f"{owner}: early_stopping must be 'exact' or 'heuristic', got {early_stopping!r}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-        raise ValueError(f"{owner}: length_penalty must be a number, got {length_penalty!r}")
-    start = _start(owner, state, bos, batch_size, max_len)
-    B, device = start.shape[0], start.device
+    opts = BeamOptions(beam_size, max_len, length_penalty, n_best, length_penalty_style, early_stopping)
+    return beam_search_with(step, state, bos, eos, opts, batch_size)
 
-    def lp(n: int) -> float:
-        return length_penalty_factor(n, length_penalty, length_penalty_style)
 
-    tokens = start.repeat_interleave(K)  # (B*K,)
-    state = expand_state(state, K)
-    # only beam 0 is live at the start, so the first step does not pick K copies of one extension
-    beam_scores = torch.full((B, K), float("-inf"), device=device)
-    beam_scores[:, 0] = 0.0
-    history = torch.zeros(B * K, 0, dtype=torch.long, device=device)  # (B*K, t)
-    attn_hist: Tensor | None = None  # (B*K, t, Ts)
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = [False] * B
-    base = (torch.arange(B, device=device) * K)[:, None]  # (B, 1): first row of each example
-    steps = 0
-    for t in range(max_len):
+@torch.no_grad()
+def beam_search_with(
+    step: Step, state: Any, bos: int | Tensor, eos: int, options: BeamOptions, batch_size: int | None = None
+) -> SearchResult:
+    """:func:`beam_search` with its options in one :class:`BeamOptions`."""
+    start = _start("beam_search", state, bos, batch_size, options.max_len)  # (B,)
+    beams = _Beams(start, eos, options)
+    state = expand_state(state, options.beam_size)  # (B*K, ...)
+    for t in range(options.max_len):
         _check_deadline()
-        steps = t + 1
-        logits, state = step(tokens, state)
-        V = logits.shape[-1]
-        logp = F.log_softmax(logits.float(), -1).view(B, K, V)
-        cand = (beam_scores.unsqueeze(-1) + logp).view(B, K * V)
-        n_cand = min(2 * K, K * V)
-        top_s, top_i = cand.topk(n_cand, dim=1)  # (B, 2K), best first
-        tok = top_i % V
-        origin = base + top_i // V  # (B, 2K) row in the B*K batch each extension comes from
-        is_eos = tok == eos
-        a = _attention_of(state)
-        if a is not None:
-            a = a.unsqueeze(1)
-            attn_full = a if attn_hist is None else torch.cat([attn_hist, a], 1)  # (B*K, t+1, Ts)
-
-        # eos among the top K: a finished hypothesis (never extended again)
-        fin = is_eos[:, :K] & torch.isfinite(top_s[:, :K])
-        if bool(fin.any()):
-            for b, r in fin.nonzero().tolist():
-                if done[b]:
-                    continue
-                row, s = int(origin[b, r]), float(top_s[b, r])
-                finished[b].append(
-                    Hypothesis(
-                        tokens=history[row].tolist(),
-                        score=s / lp(t + 1),
-                        log_prob=s,
-                        finished=True,
-                        attention=None if a is None else attn_full[row],
-                    )
-                )
-
-        # the K best extensions that do not end in eos stay live (at most K of the 2K end in eos)
-        rank = is_eos.long() * n_cand + torch.arange(n_cand, device=device)
-        keep = rank.argsort(dim=1)[:, :K]  # (B, K), still best first
-        beam_scores = top_s.gather(1, keep)
-        tokens = tok.gather(1, keep).view(-1)
-        rows = origin.gather(1, keep).view(-1)
-        history = torch.cat([history.index_select(0, rows), tokens[:, None]], 1)
-        if a is not None:
-            attn_hist = attn_full.index_select(0, rows)
-        state = select_state(state, rows)
-
-        best_live = beam_scores[:, 0].tolist()  # <= 0, and only falls from here
-        reach = lp(t + 2) if early_stopping == "heuristic" else max(lp(t + 2), lp(max_len))
-        for b in range(B):
-            if not done[b] and len(finished[b]) >= n_best:
-                nth = sorted((h.score for h in finished[b]), reverse=True)[n_best - 1]
-                done[b] = best_live[b] == float("-inf") or best_live[b] / reach <= nth
-        if all(done):
+        logits, state = step(beams.tokens, state)  # (B*K, V)
+        state = beams.advance(t, logits, state)
+        if all(beams.done):
             break
-
-    live = beam_scores.tolist()
-    results = []
-    for b in range(B):
-        hyps = list(finished[b])
-        if not done[b]:
-            for j in range(K):
-                s = live[b][j]
-                if math.isfinite(s):
-                    row = b * K + j
-                    hyps.append(
-                        Hypothesis(
-                            tokens=history[row].tolist(),
-                            score=s / lp(steps),
-                            log_prob=s,
-                            finished=False,
-                            attention=None if attn_hist is None else attn_hist[row],
-                        )
-                    )
-        hyps.sort(key=lambda h: h.score, reverse=True)
-        results.append(hyps[:n_best])
-    return SearchResult(results)
+    return beams.result()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -43,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import torch
@@ -196,7 +197,7 @@ class _Snapshot:
     scheduler: dict[str, Any] | None
     rng: tuple[dict[str, torch.Tensor], dict[str, Any]]
     step: int
-    state: dict[str, Any]
+    state: TrainerState
 
 
 def _cpu_copy(obj: Any) -> Any:
@@ -234,18 +235,78 @@ def _scale_lr(optimizer: torch.optim.Optimizer, scheduler: Any, ratio: float) ->
         scheduler.min_lrs = [lr * ratio for lr in scheduler.min_lrs]
 
 
-_STATE_DEFAULTS: dict[str, Any] = {
-    "epoch": 0, "batch": 0, "best": None, "bad_epochs": 0, "history": [], "skipped_steps": 0, "rollbacks": 0,
-    "lr_scale": 1.0,
-}  # fmt: skip
-
-
 @dataclass
 class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     steps: int = 0
     stopped_early: bool = False
+
+
+@dataclass
+class TrainerState:
+    """Where training stands: what a checkpoint's ``trainer.json`` holds under ``"trainer"`` (with ``step`` and
+    ``config_lr``), and what a rollback restores. ``carry`` (the truncated-BPTT state at ``batch``) is saved
+    beside it in ``carry.safetensors``, never in the JSON."""
+
+    epoch: int = 0  # the epoch being trained (0-based); == epochs when done
+    batch: int = 0  # batches of ``epoch`` already trained on (0: at its start)
+    best: float | None = None  # the best monitored validation value so far
+    bad_epochs: int = 0  # epochs since it last improved (early stopping)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    skipped_steps: int = 0  # on_nonfinite: skip
+    rollbacks: int = 0  # on_nonfinite: rollback
+    lr_scale: float = 1.0  # the product of the rollbacks' lr factors
+    loss_sum: float = 0.0  # the epoch's running sum of loss * n, up to ``batch``
+    n_sum: int = 0  # and of n
+    config_lr: float | None = None  # train.lr when the checkpoint was written (None: not resumed)
+    carry: Any = None
+
+    _SAVED = ("epoch", "batch", "best", "bad_epochs", "history", "skipped_steps", "rollbacks", "lr_scale",
+              "loss_sum", "n_sum", "config_lr")  # fmt: skip
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainerState:
+        """From :func:`load_checkpoint`'s dict; keys an older checkpoint lacks keep their defaults."""
+        return cls(**{k: saved[k] for k in (*cls._SAVED, "carry") if k in saved})
+
+    def to_checkpoint(self, config_lr: float, step: int) -> dict[str, Any]:
+        """The ``trainer`` object of ``trainer.json`` (the carry is saved separately)."""
+        fields = {k: getattr(self, k) for k in self._SAVED if k != "config_lr"}
+        return {**fields, "config_lr": config_lr, "step": step}
+
+
+@dataclass
+class _Run:
+    """What one ``fit`` call works with (built by ``Trainer._start_fit``)."""
+
+    model: nn.Module
+    train_model: nn.Module  # the model, wrapped for data parallelism under torchrun
+    task: Task
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a LambdaLR, ReduceLROnPlateau or None
+    scaler: torch.amp.GradScaler
+    state: TrainerState
+    result: FitResult
+    writer: Any  # TensorBoard SummaryWriter or None
+    progress: _Progress
+
+
+@dataclass
+class _Epoch:
+    """The running values of the epoch being trained."""
+
+    index: int
+    skip: int  # batches already trained on before a resume or rollback
+    t0: float = field(default_factory=time.perf_counter)
+    loss_sum: float = 0.0  # sum of loss * n over the applied batches
+    n_sum: int = 0
+    carry: Any = None  # the truncated-BPTT state after the last batch
+    n_step: int = 0  # examples in the current accumulation group
+    group: tuple[float, int, Any] = (0.0, 0, None)  # (loss_sum, n_sum, carry) at the start of the group
+    bad_loss: tuple[float, int] | None = None  # (value, batch index) of the group's first non-finite loss
+    stepped: int = 0  # optimizer steps applied this epoch
+    skipped: int = 0  # and skipped (on_nonfinite: skip)
 
 
 class Trainer:
@@ -350,7 +411,30 @@ class Trainer:
         return task.finalize(stats)
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, model: nn.Module, task: Task, *, resume: bool = False, val_split: str | None = "validation"):
+    def fit(
+        self, model: nn.Module, task: Task, *, resume: bool = False, val_split: str | None = "validation"
+    ) -> FitResult:
+        run = self._start_fit(model, task, resume)
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        restore_signals = self._catch_signals()
+        try:
+            while run.state.epoch < self.config.epochs and not self.stop:
+                self._train_epoch(run, val_split)
+        finally:
+            restore_signals()
+            run.progress.stop()
+            if run.writer is not None:
+                run.writer.close()
+        result = run.result
+        result.steps = self.step
+        result.best = next((r for r in reversed(result.history) if r.get("best")), None)
+        for cb in self.callbacks:
+            cb.on_fit_end(self, result.history)
+        return result
+
+    def _start_fit(self, model: nn.Module, task: Task, resume: bool) -> _Run:
+        """Seed, place the model, build optimizer, schedule and scaler, and load the checkpoint when resuming."""
         c = self.config
         seed_everything(c.seed)
         model.to(self.device)
@@ -360,177 +444,188 @@ class Trainer:
         total = c.max_steps or steps_per_epoch * c.epochs
         scheduler = self.make_scheduler(optimizer, total, max(1, steps_per_epoch))
         scaler = torch.amp.GradScaler("cuda", enabled=c.amp and self.device.type == "cuda")
-        result = FitResult()
-        state = copy.deepcopy(_STATE_DEFAULTS)
-        ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None else None
-        if resume:
-            path = latest_checkpoint(ckpt_dir) if ckpt_dir is not None else None
-            if path is None:
-                raise RnnkitError(f"nothing to resume: no checkpoint under {ckpt_dir}")
-            state = {**copy.deepcopy(_STATE_DEFAULTS), **load_checkpoint(path, model=model, optimizer=optimizer,
-                                                                         scheduler=scheduler)}  # fmt: skip
-            self.step = state["step"]
-            saved_lr = state.get("config_lr", c.lr)
-            if saved_lr != c.lr:  # `--resume --set train.lr=...`: the saved optimizer holds the old lr
-                _scale_lr(optimizer, scheduler, c.lr / saved_lr)
-                log.info("train.lr %g -> %g: learning rates scaled by %g", saved_lr, c.lr, c.lr / saved_lr)
-            if self.world.is_main:  # what a killed process left half-written
-                remove_temporaries(ckpt_dir)
-                remove_temporaries(self.run_dir)
-            log.info("resumed from %s (epoch %d, batch %d)", path, state["epoch"] + 1, state["batch"])
-        result.history = state["history"]
+        state = self._resume(model, optimizer, scheduler) if resume else TrainerState()
+        result = FitResult(history=state.history)
         if resume:
             self._write_metrics(result.history)  # drop records of epochs after the checkpoint
-        self._snapshot = None
+        self._snapshot: _Snapshot | None = None
         if c.on_nonfinite == "rollback":
-            self._take_snapshot(model, optimizer, scheduler, state, state.get("carry"))
+            self._take_snapshot(model, optimizer, scheduler, state, state.carry)
         writer = self._tensorboard()
-        for cb in self.callbacks:
-            cb.on_fit_start(self)
         progress = _Progress(quiet=self.quiet or not self.world.is_main)
-        restore_signals = self._catch_signals()
-        try:
-            epoch = state["epoch"]
-            while epoch < c.epochs and not self.stop:
-                for cb in self.callbacks:
-                    cb.on_epoch_start(self, epoch)
-                skip = state["batch"]
-                t0, loss_sum, n_sum, n_step, carry = time.perf_counter(), 0.0, 0, 0, None
-                if skip:  # resumed mid-epoch: continue with the carried state and the epoch's running loss
-                    # (each rank carries its own shard's state; the checkpoint holds rank 0's only)
-                    carry = move(state.get("carry"), self.device) if self.world.size == 1 else None
-                    loss_sum, n_sum = state.get("loss_sum", 0.0), state.get("n_sum", 0)
-                train_model.train()
-                total_batches = task.num_batches("train") if task.num_batches else None
-                progress.start(f"epoch {epoch + 1}/{c.epochs}", total_batches)
-                batches: Iterable[tuple[Any, bool]] = task.batches("train", epoch)
-                # a last, partial accumulation group is stepped at the end of the epoch (not carried into the next)
-                batches = _mark_last(batches) if c.grad_accum > 1 else ((b, False) for b in batches)
-                group = (loss_sum, n_sum, carry)  # at the start of the current accumulation group
-                bad_loss: tuple[float, int] | None = None
-                stepped = skipped = 0
-                rolled_back = False
-                for i, (batch, is_last) in enumerate(batches):
-                    if i < skip:
-                        continue  # already trained on before the interruption
-                    batch = move(self.world.shard(batch), self.device)
-                    with self._autocast():
-                        loss, carry, n = task.train_step(train_model, batch, carry)
-                    carry = detach(carry)
-                    loss_value = float(loss.detach())
-                    if math.isfinite(loss_value):
-                        scaler.scale(loss / c.grad_accum).backward()
-                        loss_sum += loss_value * n
-                        n_sum += n
-                    elif bad_loss is None:
-                        bad_loss = (loss_value, i)
-                    n_step += n
-                    if (i + 1) % c.grad_accum and not is_last:
-                        continue
-                    ok = self._optimizer_step(model, optimizer, scaler, n_step, bad_loss is not None)
-                    n_step = 0
-                    if not ok:  # a non-finite loss or gradient: nothing was applied
-                        what = f"gradient norm became {self._norm}"
-                        if bad_loss is not None:
-                            what = f"loss became {bad_loss[0]}"
-                        at = f"epoch {epoch + 1}, batch {(bad_loss[1] if bad_loss else i) + 1}"
-                        bad_loss = None
-                        if c.on_nonfinite == "skip":
-                            loss_sum, n_sum, carry = group
-                            skipped += 1
-                            state["skipped_steps"] += 1
-                            log.warning("training %s at %s: optimizer step skipped (%d skipped so far)",
-                                        what, at, state["skipped_steps"])  # fmt: skip
-                        elif c.on_nonfinite == "rollback" and state["rollbacks"] < c.max_rollbacks:
-                            state = self._rollback(model, optimizer, scheduler, state, f"training {what} at {at}")
-                            result.history = state["history"]
-                            rolled_back = True
-                            break
-                        else:
-                            self._nonfinite_stop(what, at, state)
-                    else:
-                        stepped += 1
-                        group = (loss_sum, n_sum, carry)
-                        if scheduler is not None and c.scheduler != "plateau":
-                            scheduler.step()
-                        for cb in self.callbacks:
-                            cb.on_step_end(self, self.step, loss_value)
-                        if writer is not None:
-                            writer.add_scalar("train/loss", loss_value, self.step)
-                        saved = None
-                        if c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                            state.update(epoch=epoch, batch=i + 1, loss_sum=loss_sum, n_sum=n_sum)
-                            saved = self._checkpoint(model, optimizer, scheduler, state, carry)
-                        if self._signal is not None:
-                            if saved is None:
-                                state.update(epoch=epoch, batch=i + 1, loss_sum=loss_sum, n_sum=n_sum)
-                                saved = self._checkpoint(model, optimizer, scheduler, state, carry)
-                            self._interrupted(saved, f"epoch {epoch + 1}, batch {i + 1}")
-                    progress.advance(loss_value, n, i + 1)
-                    if c.max_steps and self.step >= c.max_steps:
-                        self.stop = True
-                        break
-                progress.stop()
-                if rolled_back:
-                    epoch = state["epoch"]
-                    continue
-                if skipped and not stepped and skip == 0:
-                    raise NonFiniteError(
-                        f"every optimizer step of epoch {epoch + 1} was non-finite and skipped; lower train.lr, "
-                        "enable train.grad_clip, or check the data"
-                    )
-                tot = self.world.all_reduce_sum({"loss": loss_sum, "n": float(n_sum)})
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "step": self.step,
-                    "train_loss": tot["loss"] / max(tot["n"], 1.0),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "seconds": round(time.perf_counter() - t0, 3),
-                }
-                for key in ("skipped_steps", "rollbacks"):
-                    if state[key]:
-                        record[key] = state[key]
-                if val_split is not None:
-                    metrics = self.evaluate(model, task, val_split)
-                    for cb in self.callbacks:
-                        cb.on_evaluate(self, epoch, metrics)
-                    record.update({f"val_{k}": v for k, v in metrics.items()})
-                    value = metrics.get(c.monitor)
-                    if value is None:
-                        raise RnnkitError(
-                            f"train.monitor={c.monitor!r} is not a validation metric; choose one of {sorted(metrics)}"
-                        )
-                    if scheduler is not None and c.scheduler == "plateau":
-                        scheduler.step(value)
-                    if self._improved(value, state["best"]):
-                        state["best"], state["bad_epochs"] = value, 0
-                        record["best"] = True
-                        self._save_best(model)
-                    else:
-                        state["bad_epochs"] += 1
-                result.history.append(record)
-                self._log_epoch(record, writer, result.history)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, epoch, record)
-                epoch += 1
-                state.update(epoch=epoch, batch=0, history=result.history, loss_sum=0.0, n_sum=0)
-                if c.early_stopping and state["bad_epochs"] >= c.early_stopping:
-                    log.info("early stopping: %s did not improve for %d epochs", c.monitor, c.early_stopping)
-                    result.stopped_early = True
-                    self.stop = True
-                saved = self._checkpoint(model, optimizer, scheduler, state)
-                if self._signal is not None:
-                    self._interrupted(saved, f"the end of epoch {epoch}")
-        finally:
-            restore_signals()
-            progress.stop()
-            if writer is not None:
-                writer.close()
-        result.steps = self.step
-        result.best = next((r for r in reversed(result.history) if r.get("best")), None)
+        return _Run(model, train_model, task, optimizer, scheduler, scaler, state, result, writer, progress)
+
+    def _resume(self, model: nn.Module, optimizer, scheduler) -> TrainerState:
+        """Load the latest checkpoint of the run folder into model, optimizer and schedule; its trainer state."""
+        c = self.config
+        ckpt_dir = self.run_dir / "checkpoints" if self.run_dir is not None else None
+        path = latest_checkpoint(ckpt_dir) if ckpt_dir is not None else None
+        if path is None:
+            raise RnnkitError(f"nothing to resume: no checkpoint under {ckpt_dir}")
+        saved = load_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler)
+        state = TrainerState.from_checkpoint(saved)
+        self.step = saved["step"]
+        saved_lr = state.config_lr if state.config_lr is not None else c.lr
+        if saved_lr != c.lr:  # `--resume --set train.lr=...`: the saved optimizer holds the old lr
+            _scale_lr(optimizer, scheduler, c.lr / saved_lr)
+            log.info("train.lr %g -> %g: learning rates scaled by %g", saved_lr, c.lr, c.lr / saved_lr)
+        if self.world.is_main:  # what a killed process left half-written
+            remove_temporaries(ckpt_dir)
+            remove_temporaries(self.run_dir)
+        log.info("resumed from %s (epoch %d, batch %d)", path, state.epoch + 1, state.batch)
+        return state
+
+    def _train_epoch(self, run: _Run, val_split: str | None) -> None:
+        """One epoch: its batches, then validation, records and a checkpoint (not after a rollback: the
+        restored epoch starts over from the restored batch)."""
+        c, state = self.config, run.state
         for cb in self.callbacks:
-            cb.on_fit_end(self, result.history)
-        return result
+            cb.on_epoch_start(self, state.epoch)
+        ep = _Epoch(index=state.epoch, skip=state.batch)
+        if ep.skip:  # resumed mid-epoch: continue with the carried state and the epoch's running loss
+            # (each rank carries its own shard's state; the checkpoint holds rank 0's only)
+            ep.carry = move(state.carry, self.device) if self.world.size == 1 else None
+            ep.loss_sum, ep.n_sum = state.loss_sum, state.n_sum
+        ep.group = (ep.loss_sum, ep.n_sum, ep.carry)
+        run.train_model.train()
+        total_batches = run.task.num_batches("train") if run.task.num_batches else None
+        run.progress.start(f"epoch {ep.index + 1}/{c.epochs}", total_batches)
+        rolled_back = self._train_batches(run, ep)
+        run.progress.stop()
+        if rolled_back:
+            return
+        if ep.skipped and not ep.stepped and ep.skip == 0:
+            raise NonFiniteError(
+                f"every optimizer step of epoch {ep.index + 1} was non-finite and skipped; lower train.lr, "
+                "enable train.grad_clip, or check the data"
+            )
+        self._end_epoch(run, ep, val_split)
+
+    def _train_batches(self, run: _Run, ep: _Epoch) -> bool:
+        """Train on the epoch's batches from ``ep.skip`` on; True when a rollback cut the epoch short."""
+        c = self.config
+        batches: Iterable[tuple[Any, bool]] = run.task.batches("train", ep.index)
+        # a last, partial accumulation group is stepped at the end of the epoch (not carried into the next)
+        batches = _mark_last(batches) if c.grad_accum > 1 else ((b, False) for b in batches)
+        for i, (batch, is_last) in enumerate(batches):
+            if i < ep.skip:
+                continue  # already trained on before the interruption
+            loss_value, n = self._accumulate(run, ep, batch, i)
+            if (i + 1) % c.grad_accum and not is_last:
+                continue
+            if self._step(run, ep, i, loss_value):
+                return True
+            run.progress.advance(loss_value, n, i + 1)
+            if c.max_steps and self.step >= c.max_steps:
+                self.stop = True
+                break
+        return False
+
+    def _accumulate(self, run: _Run, ep: _Epoch, batch: Any, i: int) -> tuple[float, int]:
+        """Forward and backward one batch (under autocast; the loss scaled for AMP and accumulation); a non-finite
+        loss is remembered in ``ep.bad_loss`` and not back-propagated. Returns (loss, n)."""
+        c = self.config
+        batch = move(self.world.shard(batch), self.device)
+        with self._autocast():
+            loss, carry, n = run.task.train_step(run.train_model, batch, ep.carry)
+        ep.carry = detach(carry)
+        loss_value = float(loss.detach())
+        if math.isfinite(loss_value):
+            run.scaler.scale(loss / c.grad_accum).backward()
+            ep.loss_sum += loss_value * n
+            ep.n_sum += n
+        elif ep.bad_loss is None:
+            ep.bad_loss = (loss_value, i)
+        ep.n_step += n
+        return loss_value, n
+
+    def _step(self, run: _Run, ep: _Epoch, i: int, loss_value: float) -> bool:
+        """The optimizer step that closes an accumulation group at batch ``i``, then the schedule, callbacks, a
+        periodic checkpoint and a pending signal. True when the non-finite policy rolled back."""
+        c = self.config
+        ok = self._optimizer_step(run.model, run.optimizer, run.scaler, ep.n_step, ep.bad_loss is not None)
+        ep.n_step = 0
+        if not ok:  # a non-finite loss or gradient: nothing was applied
+            return self._on_nonfinite(run, ep, i)
+        ep.stepped += 1
+        ep.group = (ep.loss_sum, ep.n_sum, ep.carry)
+        if run.scheduler is not None and c.scheduler != "plateau":
+            run.scheduler.step()
+        for cb in self.callbacks:
+            cb.on_step_end(self, self.step, loss_value)
+        if run.writer is not None:
+            run.writer.add_scalar("train/loss", loss_value, self.step)
+        saved = None
+        if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+            saved = self._checkpoint_in_epoch(run, ep, i)
+        if self._signal is not None:
+            if saved is None:
+                saved = self._checkpoint_in_epoch(run, ep, i)
+            self._interrupted(saved, f"epoch {ep.index + 1}, batch {i + 1}")
+        return False
+
+    def _checkpoint_in_epoch(self, run: _Run, ep: _Epoch, i: int) -> Path | None:
+        """A checkpoint after batch ``i``: resuming continues with batch ``i + 1``."""
+        state = run.state
+        state.epoch, state.batch, state.loss_sum, state.n_sum = ep.index, i + 1, ep.loss_sum, ep.n_sum
+        return self._checkpoint(run.model, run.optimizer, run.scheduler, state, ep.carry)
+
+    def _end_epoch(self, run: _Run, ep: _Epoch, val_split: str | None) -> None:
+        """The epoch's record (train loss, validation metrics, best), early stopping, and its checkpoint."""
+        c, state = self.config, run.state
+        tot = self.world.all_reduce_sum({"loss": ep.loss_sum, "n": float(ep.n_sum)})
+        record: dict[str, Any] = {
+            "epoch": ep.index + 1,
+            "step": self.step,
+            "train_loss": tot["loss"] / max(tot["n"], 1.0),
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - ep.t0, 3),
+        }
+        if state.skipped_steps:
+            record["skipped_steps"] = state.skipped_steps
+        if state.rollbacks:
+            record["rollbacks"] = state.rollbacks
+        if val_split is not None:
+            self._validate(run, ep.index, val_split, record)
+        run.result.history.append(record)
+        self._log_epoch(record, run.writer, run.result.history)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, ep.index, record)
+        state.epoch, state.batch, state.loss_sum, state.n_sum = (
+            ep.index + 1,
+            0,
+            0.0,
+            0,
+        )  # the next epoch, from its start
+        state.history = run.result.history
+        if c.early_stopping and state.bad_epochs >= c.early_stopping:
+            log.info("early stopping: %s did not improve for %d epochs", c.monitor, c.early_stopping)
+            run.result.stopped_early = True
+            self.stop = True
+        saved = self._checkpoint(run.model, run.optimizer, run.scheduler, state)
+        if self._signal is not None:
+            self._interrupted(saved, f"the end of epoch {state.epoch}")
+
+    def _validate(self, run: _Run, epoch: int, split: str, record: dict[str, Any]) -> None:
+        """Evaluate ``split`` into ``record``; step a plateau schedule; keep the best weights."""
+        c, state = self.config, run.state
+        metrics = self.evaluate(run.model, run.task, split)
+        for cb in self.callbacks:
+            cb.on_evaluate(self, epoch, metrics)
+        record.update({f"val_{k}": v for k, v in metrics.items()})
+        value = metrics.get(c.monitor)
+        if value is None:
+            raise RnnkitError(
+                f"train.monitor={c.monitor!r} is not a validation metric; choose one of {sorted(metrics)}"
+            )
+        if run.scheduler is not None and c.scheduler == "plateau":
+            run.scheduler.step(value)
+        if self._improved(value, state.best):
+            state.best, state.bad_epochs = value, 0
+            record["best"] = True
+            self._save_best(run.model)
+        else:
+            state.bad_epochs += 1
 
     def _optimizer_step(self, model, optimizer, scaler, n_local: int, bad_loss: bool = False) -> bool:
         """Apply the accumulated gradients; False (nothing applied, gradients dropped) when the loss or the
@@ -561,9 +656,31 @@ class Trainer:
         return True
 
     # -- faults ---------------------------------------------------------------------------------
-    def _nonfinite_stop(self, what: str, at: str, state: dict[str, Any]) -> None:
+    def _on_nonfinite(self, run: _Run, ep: _Epoch, i: int) -> bool:
+        """``train.on_nonfinite`` for the group that ended at batch ``i``: skip it (False), roll back (True), or
+        raise :class:`NonFiniteError`."""
         c = self.config
-        tried = f" after {state['rollbacks']} rollbacks" if c.on_nonfinite == "rollback" else ""
+        what = f"gradient norm became {self._norm}"
+        if ep.bad_loss is not None:
+            what = f"loss became {ep.bad_loss[0]}"
+        at = f"epoch {ep.index + 1}, batch {(ep.bad_loss[1] if ep.bad_loss else i) + 1}"
+        ep.bad_loss = None
+        if c.on_nonfinite == "skip":
+            ep.loss_sum, ep.n_sum, ep.carry = ep.group
+            ep.skipped += 1
+            run.state.skipped_steps += 1
+            log.warning("training %s at %s: optimizer step skipped (%d skipped so far)",
+                        what, at, run.state.skipped_steps)  # fmt: skip
+            return False
+        if c.on_nonfinite == "rollback" and run.state.rollbacks < c.max_rollbacks:
+            run.state = self._rollback(run.model, run.optimizer, run.scheduler, run.state, f"training {what} at {at}")
+            run.result.history = run.state.history
+            return True
+        self._nonfinite_stop(what, at, run.state)
+
+    def _nonfinite_stop(self, what: str, at: str, state: TrainerState) -> NoReturn:
+        c = self.config
+        tried = f" after {state.rollbacks} rollbacks" if c.on_nonfinite == "rollback" else ""
         message = (
             f"training {what} at {at} (step {self.step + 1}){tried}; "
             "lower train.lr, enable train.grad_clip, or set train.on_nonfinite=skip|rollback"
@@ -571,18 +688,17 @@ class Trainer:
         log.info("stopping: %s", message)  # into train.log; the error itself is the command's one line
         raise NonFiniteError(message)
 
-    def _take_snapshot(self, model, optimizer, scheduler, state, carry) -> None:
-        kept = {k: v for k, v in state.items() if k != "carry"}
+    def _take_snapshot(self, model, optimizer, scheduler, state: TrainerState, carry) -> None:
         self._snapshot = _Snapshot(
             model=_cpu_copy(model.state_dict()),
             optimizer=_cpu_copy(optimizer.state_dict()),
             scheduler=copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
             rng=_cpu_copy(rng_state()),
             step=self.step,
-            state={**copy.deepcopy(kept), "carry": _cpu_copy(carry)},
+            state=dataclasses.replace(copy.deepcopy(dataclasses.replace(state, carry=None)), carry=_cpu_copy(carry)),
         )
 
-    def _rollback(self, model, optimizer, scheduler, state, why: str) -> dict[str, Any]:
+    def _rollback(self, model, optimizer, scheduler, state: TrainerState, why: str) -> TrainerState:
         """Restore the last checkpoint's state; the learning rate is multiplied by ``nonfinite_lr_factor``."""
         c, snap = self.config, self._snapshot
         model.load_state_dict(snap.model)
@@ -592,16 +708,16 @@ class Trainer:
         set_rng_state(*snap.rng)
         optimizer.zero_grad(set_to_none=True)
         self.step = snap.step
-        restored = copy.deepcopy({k: v for k, v in snap.state.items() if k != "carry"})
-        restored["carry"] = snap.state["carry"]
+        restored = copy.deepcopy(dataclasses.replace(snap.state, carry=None))
+        restored.carry = snap.state.carry
         # the fault counters and the lr reduction outlive the rollback
-        restored["rollbacks"] = state["rollbacks"] + 1
-        restored["skipped_steps"] = state["skipped_steps"]
-        restored["lr_scale"] = state["lr_scale"] * c.nonfinite_lr_factor
-        _scale_lr(optimizer, scheduler, restored["lr_scale"] / snap.state["lr_scale"])
+        restored.rollbacks = state.rollbacks + 1
+        restored.skipped_steps = state.skipped_steps
+        restored.lr_scale = state.lr_scale * c.nonfinite_lr_factor
+        _scale_lr(optimizer, scheduler, restored.lr_scale / snap.state.lr_scale)
         log.warning(
             "%s: rolled back to step %d (epoch %d, batch %d), lr x%g (rollback %d of at most %d)", why, self.step,
-            restored["epoch"] + 1, restored["batch"], restored["lr_scale"], restored["rollbacks"], c.max_rollbacks,
+            restored.epoch + 1, restored.batch, restored.lr_scale, restored.rollbacks, c.max_rollbacks,
         )  # fmt: skip
         return restored  # later checkpoints (and snapshots) carry the reduced lr and the counts
 
@@ -613,7 +729,7 @@ class Trainer:
             return lambda: None  # under torchrun the launcher owns signals; ranks must not stop at different steps
         old: dict[int, Any] = {}
 
-        def handler(signum, frame) -> None:
+        def handler(signum, _frame) -> None:
             name = signal.Signals(signum).name
             if self._signal is not None:  # a second signal: abort at once
                 restore()
@@ -639,19 +755,18 @@ class Trainer:
         )
 
     # -- files (rank 0 only) --------------------------------------------------------------------
-    def _checkpoint(self, model, optimizer, scheduler, state, carry=None) -> Path | None:
+    def _checkpoint(self, model, optimizer, scheduler, state: TrainerState, carry=None) -> Path | None:
         if self.config.on_nonfinite == "rollback":
             self._take_snapshot(model, optimizer, scheduler, state, carry)
         if self.run_dir is None or not self.world.is_main:
             return None
-        state = {k: v for k, v in state.items() if k != "carry"} | {"config_lr": self.config.lr}
         return save_checkpoint(
             self.run_dir / "checkpoints",
             step=self.step,
             model=model,
             optimizer=optimizer,
             scheduler=scheduler,
-            trainer_state={**state, "step": self.step},
+            trainer_state=state.to_checkpoint(self.config.lr, self.step),
             keep=self.config.keep_checkpoints,
             carry=carry,
         )
