@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = {}
         with torch.no_grad():
             for name, m in models.items():
-                accuracy[name] = float((task._probabilities(m, ids).argmax(-1) == labels).float().mean())
-            fns = {name: (lambda m=m: task._probabilities(m, ids)) for name, m in models.items()}
+                accuracy[name] = float((task.probabilities(m, ids, len(ids)).argmax(-1) == labels).float().mean())
+            fns = {name: (lambda m=m: task.probabilities(m, ids, len(ids))) for name, m in models.items()}
             times = time_interleaved(fns, args.repeats, warmup=1)
 
     base_t, base_a = times["fp32 torch"], accuracy["fp32 torch"]

@@ -154,9 +154,7 @@ def test_generate_is_refused_when_the_task_cannot(client):
     assert_json_error(client.post("/generate", json={"prompts": ["a"]}), 400, "does not generate")
 
 
-def test_generate_with_files_and_limits(attention_run, monkeypatch):
-    import rnnkit.serve.app as serve_app
-
+def test_generate_with_files_and_limits(attention_run):
     run = load_run(attention_run)
     seen = {}
 
@@ -175,7 +173,7 @@ def test_generate_with_files_and_limits(attention_run, monkeypatch):
     with TestClient(create_app(run)) as c:  # a task whose prompts are not text (captions: image files) is refused
         assert c.get("/info").json()["page"]["generate"] is False
         assert_json_error(c.post("/generate", json={"prompts": ["/etc/passwd"]}), 400, "generates from files here")
-    monkeypatch.setattr(serve_app, "TEXT_PROMPTS", {"text-classification"})
+    run.task.text_prompts = True  # the task declares text prompts: /generate is offered
     with TestClient(create_app(run, ServeSettings(max_generate_tokens=50, max_inputs=4))) as c:
         assert c.get("/info").json()["page"]["generate"] is True
         r = c.post("/generate", json={"prompts": ["la", "do"], "temperature": 0.5, "max_tokens": 20, "seed": 3})

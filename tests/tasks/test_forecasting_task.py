@@ -289,7 +289,7 @@ def test_a_registry_dataset_gives_its_test_split_and_validation_from_train(tmp_p
         make_task(None, *base).prepare(tmp_path)
     with pytest.raises(RnnkitError, match="has no covariate columns"):
         make_task(None, *base, "data.covariates=[x]").prepare(tmp_path)
-    with pytest.raises(RnnkitError, match="'GunPoint' is a time-series classification dataset, not a forecasting"):
+    with pytest.raises(RnnkitError, match="'GunPoint' is a series-classification dataset, not one for forecasting"):
         make_task(None, "data.dataset=GunPoint").prepare(tmp_path)
     with pytest.raises(RnnkitError, match="no data: give --data FILE.*or set data.dataset"):
         make_task(None).prepare(tmp_path)

@@ -216,7 +216,9 @@ def test_registry_dataset_uses_its_split(tmp_path, monkeypatch):
     first_test = torch.tensor(splits["test"][0]["pixels"], dtype=torch.float32).view(8, 8) / 255
     torch.testing.assert_close(task.splits["test"]["x"][0], first_test)
     monkeypatch.setattr(registry, "load_splits", lambda name: {"train": [{"text": "a", "label": "x"}]})
-    with pytest.raises(RnnkitError, match="'rotten-tomatoes' is not an image dataset"):
+    with pytest.raises(RnnkitError, match="'mnist-5k' is not an image dataset"):  # records without pixels
+        make_task(None, "data.dataset=mnist-5k").prepare(tmp_path)
+    with pytest.raises(RnnkitError, match="'rotten-tomatoes' is a text-classification dataset, not one for image-"):
         make_task(None, "data.dataset=rotten-tomatoes").prepare(tmp_path)
     with pytest.raises(RnnkitError, match="or set data.dataset"):
         make_task(None).prepare(tmp_path)

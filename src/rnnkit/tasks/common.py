@@ -10,31 +10,50 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.vocab import BOS, EOS, PAD, UNK
+from ..data.vocab import BOS, EOS, PAD, UNK, Vocabulary
 from ..decoding import SearchResult, beam_search, greedy
 from ..layers import lengths_to_mask
-from .base import run_file
+from .base import StateFile
+
+#: image file suffixes the image tasks read (the page's file picker offers them)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 #: the vocabulary specials of the tasks that generate, with ids 0, 1, 2, 3
 SPECIALS = (PAD, UNK, BOS, EOS)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIALS))
 
 
-class VocabularyState:
-    """Mixin for tasks whose only preprocessing state is ``self.vocab``, saved as ``vocab.json`` in the run."""
+#: the state of tasks whose only preprocessing state is ``self.vocab``, saved as ``vocab.json`` in the run
+VOCAB_STATE = {"vocab": StateFile("vocab", "vocab.json", Vocabulary.load)}
 
-    state_files = ("vocab",)
 
-    def state(self) -> dict[str, Any]:
-        return {"vocab": "vocab.json"}
+def task_datasets(task: str) -> list[str]:
+    """The registry datasets (with splits) that declare they feed task kind ``task`` (``DatasetSpec.tasks``)."""
+    from ..data import registry
 
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        from ..data.vocab import Vocabulary
+    return [name for name, spec in registry.REGISTRY.items() if task in spec.tasks and spec.kind == "splits"]
 
-        task = cls(config)
-        task.vocab = Vocabulary.load(run_file(run_dir, state, "vocab"))
-        return task
+
+def check_task_dataset(name: str | None, task: str) -> str | None:
+    """``name`` (a config's ``data.dataset``) when the registry dataset declares it feeds ``task``, else a
+    ``ValueError`` (a config validator's error) naming those that do."""
+    known = task_datasets(task)
+    if name is not None and name not in known:
+        raise ValueError(f"{task} datasets are {', '.join(known)}, not {name!r}")
+    return name
+
+
+def task_spec(name: str, task: str):
+    """The registry entry of dataset ``name`` when it declares it feeds ``task``, else a one-line error (before
+    any data is read)."""
+    from ..data import registry
+    from ..errors import RnnkitError
+
+    spec = registry.get_spec(name)
+    if task not in spec.tasks:
+        known = ", ".join(task_datasets(task))
+        raise RnnkitError(f"data.dataset={name!r} is a {spec.task} dataset, not one for {task} (known: {known})")
+    return spec
 
 
 def encoder_args(m: Any, vocab_size: int, **extra: Any) -> dict[str, Any]:

@@ -87,6 +87,7 @@ from ..models import Forecaster, ForecasterEnsemble
 from ..models.encoder import CellName
 from ..training import Task
 from .base import RecipeConfig, TaskKind
+from .common import task_spec
 
 log = logging.getLogger("rnnkit")
 
@@ -289,10 +290,7 @@ def fill_missing(series: Series, rule: str, ends: list[int]) -> tuple[np.ndarray
 
 def read_dataset(name: str) -> tuple[Series, int]:
     """A registry forecasting dataset as a :class:`Series` (records in time order), and its test split's size."""
-    spec = registry.get_spec(name)
-    if spec.task != "forecasting":
-        known = ", ".join(n for n, s in registry.REGISTRY.items() if s.task == "forecasting")
-        raise RnnkitError(f"data.dataset={name!r} is a {spec.task} dataset, not a forecasting one (known: {known})")
+    spec = task_spec(name, "forecasting")
     splits = registry.load_splits(spec.name)
     records = [*splits["train"], *splits["validation"], *splits["test"]]
     labels = [str(r["time"]) for r in records]
@@ -327,6 +325,9 @@ class Forecasting(TaskKind):
     name = "forecasting"
     config_class = ForecastingConfig
     input_help = "CSV files with the recent history"
+    inputs = "file"
+    accept = (".csv",)
+    view = "forecast"
 
     # -- data ---------------------------------------------------------------------------------------
     def _read(self, path: Path) -> Series:
@@ -390,12 +391,8 @@ class Forecasting(TaskKind):
         log.info("data %s: points %s, windows %s", where, info["sizes"], info["windows"])
         return info
 
-    def state(self) -> dict[str, Any]:
+    def recorded_state(self) -> dict[str, Any]:
         return {"window": self.config.data.window, "horizon": self.config.model.horizon}
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        return cls(config)
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Forecaster:
@@ -580,6 +577,16 @@ class Forecasting(TaskKind):
             mean, lower, upper = self._forecast(model, x, fut, hist, H)
             out.append({"input": text, "forecast": _round(mean), "lower": _round(lower), "upper": _round(upper)})
         return out
+
+    def file_result(self, path: Path, keep: int = 400) -> dict[str, Any]:
+        """The history a forecast continues (the last ``keep`` rows, without future covariate rows) and the
+        interval's coverage, for the page's plot."""
+        d, H = self.config.data, self.config.model.horizon
+        series = read_series(path, d.time_column, d.value_column, d.covariates)
+        n = len(series) - (H if d.covariates else 0)
+        values = [None if v != v else float(v) for v in series.values[:n].tolist()]  # NaN (a gap) -> null
+        history = {"times": series.labels[:n][-keep:], "values": values[-keep:]}
+        return {"history": history, "interval": self.config.forecast.interval}
 
 
 def difference(level: np.ndarray, lag: int) -> np.ndarray:

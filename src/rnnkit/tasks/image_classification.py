@@ -35,17 +35,12 @@ from ..data import registry
 from ..data.images import load_image
 from ..data.textfile import reading
 from ..errors import RnnkitError
-from ..fileio import atomic_write_jsonl
 from ..models import MLP
 from ..models.base import eval_mode
 from ..training import Task
-from .base import RecipeConfig, TaskKind
-from .common import (
-    batch_indices,
-    classification_task,
-    confusion_matrix,
-    label_probabilities,
-)
+from .base import RecipeConfig
+from .classification import ClassificationTask
+from .common import IMAGE_SUFFIXES, batch_indices, classification_task, task_spec
 
 log = logging.getLogger("rnnkit")
 
@@ -204,7 +199,7 @@ def _label_order(labels: set[str]) -> list[str]:
 def read_image_dataset(name: str) -> dict[str, Any]:
     """A registry dataset of ``{"pixels", "label"}`` records (train, validation, test in that order) in the form
     :meth:`ImageClassification._read` gives: rows are numbered in that order, ``lines`` are null."""
-    spec = registry.get_spec(name)
+    spec = task_spec(name, "image-classification")
     splits = registry.load_splits(spec.name)
     names = [s for s in ("train", "validation", "test") for _ in splits.get(s, [])]
     records = [r for s in ("train", "validation", "test") for r in splits.get(s, [])]
@@ -220,11 +215,14 @@ def read_image_dataset(name: str) -> dict[str, Any]:
 
 
 # -- the task -------------------------------------------------------------------------------------------
-class ImageClassification(TaskKind):
+class ImageClassification(ClassificationTask):
     name = "image-classification"
     config_class = ImageClassificationConfig
     state_keys = ("labels", "num_pixels", "image_shape", "scale", "raw_max")
     input_help = "CSV files of pixel rows, or image files"
+    inputs = "binary"
+    accept = (".csv", *IMAGE_SUFFIXES)
+    view = "classify-files"
 
     def _read(self) -> dict[str, Any]:
         """``read_pixel_csv``'s dict plus ``"split"`` (a split name per row) and ``"source"``."""
@@ -329,41 +327,36 @@ class ImageClassification(TaskKind):
 
     # -- outputs ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _probabilities(self, model: MLP, x: torch.Tensor) -> torch.Tensor:
+    def probability_batches(self, model: MLP, x: torch.Tensor):
         p = next(model.parameters())
         with eval_mode(model):
-            return torch.cat(
-                [model(x[i : i + 512].to(p.device, p.dtype)).float().softmax(-1).cpu() for i in range(0, len(x), 512)]
-            )
+            for i in range(0, len(x), 512):
+                xb = x[i : i + 512]
+                yield list(range(i, i + len(xb))), model(xb.to(p.device, p.dtype)).float().softmax(-1).cpu()
 
-    def write_predictions(self, model, run_dir) -> None:
+    def held_out_inputs(self) -> torch.Tensor:
+        return self.splits["test"]["x"]
+
+    def held_out_targets(self) -> list[int]:
+        return self.splits["test"]["y"].tolist()
+
+    def prediction_fields(self):
         data = self.splits["test"]
-        conf, pred = self._probabilities(model, data["x"]).max(-1)
-        rows = [
-            {"row": r, "line": n, "label": self.labels[y], "predicted": self.labels[p], "probability": round(c, 6)}
-            for r, n, y, p, c in zip(
-                data["rows"], data["lines"], data["y"].tolist(), pred.tolist(), conf.tolist(), strict=True
-            )
-        ]
-        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+        return ({"row": r, "line": n} for r, n in zip(data["rows"], data["lines"], strict=True))
 
-    def plots(self, model, run_dir, metrics) -> list[Path]:
-        from ..plots import confusion_matrix_plot
+    def more_plots(self, run_dir: Path, pred: list[int]) -> list[Path]:
+        if self.image_shape is None:
+            return []
+        from ..plots import image_grid
 
-        pred = self._probabilities(model, self.splits["test"]["x"]).argmax(-1).tolist()
-        cm = confusion_matrix(zip(self.splits["test"]["y"].tolist(), pred, strict=True), len(self.labels))
-        paths = [confusion_matrix_plot(cm, self.labels, run_dir / "plots" / "confusion_matrix.png")]
-        if self.image_shape is not None:  # test images spread over the split, "predicted (true)", wrong ones in red
-            from ..plots import image_grid
-
-            pick = sorted({round(v) for v in np.linspace(0, len(pred) - 1, min(16, len(pred)))})
-            x = (self.splits["test"]["x"][pick] / (self.scale * self.raw_max)).numpy()
-            truth = self.splits["test"]["y"].tolist()
-            titles = [f"{self.labels[pred[i]]} ({self.labels[truth[i]]})" for i in pick]
-            colors = ["black" if pred[i] == truth[i] else "tab:red" for i in pick]
-            title = "test images: predicted (true)"
-            paths.append(image_grid(x, titles, run_dir / "plots" / "test_examples.png", colors=colors, title=title))
-        return paths
+        # test images spread over the split, "predicted (true)", wrong ones in red
+        pick = sorted({round(v) for v in np.linspace(0, len(pred) - 1, min(16, len(pred)))})
+        x = (self.splits["test"]["x"][pick] / (self.scale * self.raw_max)).numpy()
+        truth = self.splits["test"]["y"].tolist()
+        titles = [f"{self.labels[pred[i]]} ({self.labels[truth[i]]})" for i in pick]
+        colors = ["black" if pred[i] == truth[i] else "tab:red" for i in pick]
+        title = "test images: predicted (true)"
+        return [image_grid(x, titles, run_dir / "plots" / "test_examples.png", colors=colors, title=title)]
 
     def _predict_inputs(self, inputs: list[str]) -> tuple[list[str], torch.Tensor]:
         """Paths -> (a name per example, pixels (N, *input_shape) scaled like training)."""
@@ -392,5 +385,4 @@ class ImageClassification(TaskKind):
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         names, x = self._predict_inputs(inputs)
-        probs = self._probabilities(model, x).tolist()
-        return [{"input": name} | label_probabilities(p, self.labels) for name, p in zip(names, probs, strict=True)]
+        return [{"input": name} | r for name, r in zip(names, self.predicted(model, x, len(names)), strict=True)]

@@ -68,7 +68,7 @@ from ..models.base import eval_mode
 from ..models.encoder import CellName
 from ..training import Task
 from .base import GenerateOptions, RecipeConfig, TaskKind
-from .common import VocabularyState, encoder_args, masked_cross_entropy
+from .common import VOCAB_STATE, check_task_dataset, encoder_args, masked_cross_entropy, task_datasets
 
 log = logging.getLogger("rnnkit")
 
@@ -76,8 +76,10 @@ log = logging.getLogger("rnnkit")
 SPLIT_AT = (0.90, 0.95)
 #: a test prompt is at most this many words / characters of a test line (about half of it)
 PROMPT_WORDS, PROMPT_CHARS = 10, 40
-#: registry datasets a language model reads -> (default level, whether its records carry their line ends)
+#: how a registry dataset that feeds language models is read (the dataset declares the task, DatasetSpec.tasks):
+#: its default level and whether its records carry their line ends; a dataset not listed: words, one a line
 LM_DATASETS = {"ptb": ("word", False), "shakespeare": ("char", True)}
+LM_DEFAULT = ("word", False)
 
 
 class LMDataConfig(StrictModel):
@@ -95,9 +97,7 @@ class LMDataConfig(StrictModel):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str | None) -> str | None:
-        if v is not None and v not in LM_DATASETS:
-            raise ValueError(f"language-model datasets are {', '.join(LM_DATASETS)}, not {v!r}")
-        return v
+        return check_task_dataset(v, "language-model")
 
     @model_validator(mode="before")
     @classmethod
@@ -176,17 +176,21 @@ def detokenize(tokens: list[str], level: str) -> str:
 
 
 # -- the task -----------------------------------------------------------------------------------------
-class LanguageModelTask(VocabularyState, TaskKind):
+class LanguageModelTask(TaskKind):
     name = "language-model"
     config_class = LanguageModelTaskConfig
     input_help = "prompts to continue"
+    inputs = "text"
+    view = "continue"
+    text_prompts = True
+    state_files = VOCAB_STATE
 
     def _load_lines(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
         d = self.config.data
         if self.data_path is None:
             raise RnnkitError(
                 "no data: give --data FILE (plain text) or a FOLDER with train/valid/test files, "
-                f"or set data.dataset ({' or '.join(LM_DATASETS)})"
+                f"or set data.dataset ({' or '.join(task_datasets('language-model'))})"
             )
         path = self.data_path
         if path.is_dir():
@@ -211,7 +215,7 @@ class LanguageModelTask(VocabularyState, TaskKind):
         name = self.config.data.dataset
         spec = registry.get_spec(name)
         splits = registry.load_splits(spec.name)
-        has_ends = LM_DATASETS[spec.name][1]
+        has_ends = LM_DATASETS.get(spec.name, LM_DEFAULT)[1]
         text = {s: "".join(r["text"] if has_ends else r["text"] + "\n" for r in splits[s]) for s in SPLITS}
         for s in SPLITS:
             if not text[s].strip():

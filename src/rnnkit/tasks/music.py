@@ -52,7 +52,7 @@ from ..models import LanguageModel
 from ..models.base import eval_mode
 from ..training import Task
 from .base import GenerateOptions, RecipeConfig, TaskKind
-from .common import VocabularyState
+from .common import VOCAB_STATE
 from .language_model import LMModelConfig, build_language_model, lm_metrics, stream_task
 
 log = logging.getLogger("rnnkit")
@@ -105,10 +105,14 @@ def ngram_log_probs(ids: torch.Tensor, vocab_size: int, k: float) -> tuple[torch
 
 
 # -- the task -------------------------------------------------------------------------------------------
-class MusicTask(VocabularyState, TaskKind):
+class MusicTask(TaskKind):
     name = "music"
     config_class = MusicTaskConfig
     input_help = "prompts: empty for a new piece, or whole events like 'S:C5 A:G4 T:E4 B:C3 d:1'"
+    inputs = "text"
+    view = "compose"
+    text_prompts = True
+    state_files = VOCAB_STATE
 
     # -- data -----------------------------------------------------------------------------------------
     def _load_records(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:

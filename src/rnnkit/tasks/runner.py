@@ -25,13 +25,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import rnnkit
 
-from ..config import deep_merge, load_yaml, parse_overrides, validate
+from ..config import deep_merge, load_yaml, parse_overrides, save_config_yaml, validate
 from ..errors import RnnkitError, short_repr
-from ..fileio import atomic_write_bytes, atomic_write_file, atomic_write_json, atomic_write_text, sha256_file
+from ..fileio import atomic_write_bytes, atomic_write_file, atomic_write_json, sha256_file
 from ..models.base import MODEL_REGISTRY
 from ..runfolder import (
     FORMAT_VERSION,
@@ -80,10 +78,6 @@ def resolve_config(
         source += " with --set"
     task_cls = get_task(str(data.get("task", "")))
     return task_cls, validate(task_cls.config_class, data, source)
-
-
-def config_yaml(config: RecipeConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
 # -- training -------------------------------------------------------------------------------------------
@@ -169,7 +163,7 @@ def _train(task_cls, config, run_dir, scratch: Path, resume: bool, main_rank: bo
 
     try:
         if created:
-            atomic_write_text(run_dir / "config.yaml", config_yaml(config))
+            save_config_yaml(config, run_dir / "config.yaml")
         log.info("run folder %s", run_dir)
         if resume and not from_checkpoint:
             log.info("no checkpoint yet: training from the start")

@@ -58,17 +58,19 @@ from ..errors import RnnkitError
 from ..fileio import atomic_write_json, atomic_write_jsonl
 from ..models import Seq2Seq, Seq2SeqEnsemble
 from ..training import Task
-from .base import RecipeConfig, TaskKind, run_file
+from .base import RecipeConfig, StateFile, TaskKind
 from .common import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
     SPECIALS,
     UNK_ID,
+    check_task_dataset,
     encoder_args,
     masked_cross_entropy,
     pad_references,
     search,
+    task_datasets,
     unpad_references,
 )
 
@@ -76,7 +78,8 @@ log = logging.getLogger("rnnkit")
 
 #: reference tokens outside the target vocabulary: never equal to a predicted id
 OOV = -1
-#: registry datasets -> their (source level, target level) defaults
+#: registry datasets that feed seq2seq (they declare it, DatasetSpec.tasks) -> their (source level, target level)
+#: defaults
 SEQ2SEQ_DATASETS = {"cmudict": ("char", "word")}
 
 
@@ -109,9 +112,7 @@ class Seq2SeqDataConfig(StrictModel):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str | None) -> str | None:
-        if v is not None and v not in SEQ2SEQ_DATASETS:
-            raise ValueError(f"seq2seq datasets are {', '.join(SEQ2SEQ_DATASETS)}, not {v!r}")
-        return v
+        return check_task_dataset(v, "seq2seq")
 
     @model_validator(mode="before")
     @classmethod
@@ -210,6 +211,17 @@ class Seq2SeqTask(TaskKind):
     name = "seq2seq"
     config_class = Seq2SeqTaskConfig
     input_help = "source strings to transduce"
+    inputs = "text"
+    view = "transduce"
+    state_keys = ("max_decode_length",)
+    #: source and target vocabularies, both in vocab.json
+    state_files = {
+        "vocab": StateFile(
+            ("src_vocab", "tgt_vocab"),
+            "vocab.json",
+            lambda p: (Vocabulary.load(p, "source"), Vocabulary.load(p, "target")),
+        )
+    }
 
     @property
     def target_level(self) -> str:
@@ -230,7 +242,7 @@ class Seq2SeqTask(TaskKind):
         elif self.data_path is None:
             raise RnnkitError(
                 "no data: give --data FILE, a TSV with one source<TAB>target pair per line, "
-                f"or set data.dataset ({', '.join(SEQ2SEQ_DATASETS)})"
+                f"or set data.dataset ({', '.join(task_datasets('seq2seq'))})"
             )
         else:
             pairs = read_pairs(self.data_path)
@@ -252,7 +264,7 @@ class Seq2SeqTask(TaskKind):
             self.src_vocab = Vocabulary.build(src_tok["train"], specials=SPECIALS, min_frequency=d.min_frequency)
             self.tgt_vocab = Vocabulary.build(tgt_tok["train"], specials=SPECIALS, min_frequency=d.min_frequency)
             longest = max(len(t) for t in tgt_tok["train"])
-            self.max_decode = self.config.decode.max_length or 2 * longest + 5
+            self.max_decode_length = self.config.decode.max_length or 2 * longest + 5
             vocabs = {"source": self.src_vocab.to_json(), "target": self.tgt_vocab.to_json()}
             atomic_write_json(run_dir / "vocab.json", vocabs)
         self.splits: dict[str, dict[str, Any]] = {
@@ -279,19 +291,6 @@ class Seq2SeqTask(TaskKind):
         """A reference's target ids, tokens outside the vocabulary as :data:`OOV` (so they never match)."""
         index = self.tgt_vocab.index
         return [index.get(t, OOV) for t in tokenize(text, self.target_level)]
-
-    state_files = ("vocab",)
-
-    def state(self) -> dict[str, Any]:
-        return {"vocab": "vocab.json", "max_decode_length": self.max_decode}
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        task = cls(config)
-        path = run_file(run_dir, state, "vocab")
-        task.src_vocab, task.tgt_vocab = Vocabulary.load(path, "source"), Vocabulary.load(path, "target")
-        task.max_decode = state["max_decode_length"]
-        return task
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Seq2Seq | Seq2SeqEnsemble:
@@ -341,7 +340,7 @@ class Seq2SeqTask(TaskKind):
     def decode(self, model: Seq2Seq | Seq2SeqEnsemble, src: torch.Tensor, src_len: torch.Tensor, beam_size: int):
         """Greedy (``beam_size == 1``) or beam search from the encoded sources -> :class:`SearchResult`."""
         state = model.encode(src, src_len)
-        return search(model.step, state, beam_size, self.max_decode, self.config.decode.length_penalty)
+        return search(model.step, state, beam_size, self.max_decode_length, self.config.decode.length_penalty)
 
     def trainer_task(self) -> Task:
         def train_step(model, b, carry):

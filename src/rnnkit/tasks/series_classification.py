@@ -47,17 +47,13 @@ from ..data.splits import text_hash
 from ..data.textfile import reading
 from ..data.ts_format import TsData, parse_ts
 from ..errors import RnnkitError
-from ..fileio import atomic_write_jsonl
 from ..models import Classifier, ClassifierEnsemble
 from ..models.base import eval_mode
+from ..models.encoder import CellName
 from ..training import Task
-from .base import RecipeConfig, TaskKind
-from .common import (
-    batch_indices,
-    classification_task,
-    confusion_matrix,
-    label_probabilities,
-)
+from .base import RecipeConfig
+from .classification import ClassificationTask
+from .common import batch_indices, classification_task, task_spec
 from .image_classification import _label_order
 
 log = logging.getLogger("rnnkit")
@@ -74,7 +70,7 @@ class SeriesDataConfig(StrictModel):
 
 
 class SeriesModelConfig(StrictModel):
-    cell: Literal["lstm", "gru", "rnn_tanh", "rnn_relu", "ln_lstm", "ln_gru", "min_gru", "min_lstm"] = "gru"
+    cell: CellName = "gru"
     hidden_size: int = Field(64, gt=0)
     num_layers: int = Field(1, gt=0)
     bidirectional: bool = True
@@ -196,11 +192,14 @@ def pad_series(series: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # -- the task -------------------------------------------------------------------------------------------
-class SeriesClassification(TaskKind):
+class SeriesClassification(ClassificationTask):
     name = "series-classification"
     config_class = SeriesClassificationConfig
     state_keys = ("labels", "channels", "normalize", "mean", "std")
     input_help = ".ts files of series (class labels optional)"
+    inputs = "file"
+    accept = (".ts",)
+    view = "classify-files"
 
     def _load(self) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
         """Cases of each split, and the dataset info."""
@@ -220,7 +219,7 @@ class SeriesClassification(TaskKind):
                     splits[{0: "test", 1: "validation"}.get(i % 10, "train")].append(c)
                 info = {"source": str(self.data_path), "split": "case i % 10 == 0 test, == 1 validation, rest train"}
         elif d.dataset is not None:
-            spec = registry.get_spec(d.dataset)
+            spec = task_spec(d.dataset, self.name)
             raw = registry.load_splits(spec.name)
             splits = {s: [_case(r, f"{spec.name} {s} case {i}") for i, r in enumerate(raw[s])] for s in SPLITS}
             info = {"name": spec.name, "source": f"{spec.client}:{spec.requirement}", "license": spec.license}
@@ -324,36 +323,23 @@ class SeriesClassification(TaskKind):
 
     # -- outputs ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _probabilities(
-        self, model: Classifier | ClassifierEnsemble, x: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
+    def probability_batches(self, model: Classifier | ClassifierEnsemble, inputs: tuple[torch.Tensor, torch.Tensor]):
+        x, lengths = inputs
         p = next(model.parameters())
-        out = []
         with eval_mode(model):
             for i in range(0, len(x), 256):
                 n = lengths[i : i + 256]
                 xb = x[i : i + 256, : int(n.max())].to(p.device, p.dtype)
-                out.append(model(xb, n.to(p.device)).float().softmax(-1).cpu())
-        return torch.cat(out)
+                yield list(range(i, i + len(n))), model(xb, n.to(p.device)).float().softmax(-1).cpu()
 
-    def write_predictions(self, model, run_dir) -> None:
-        data = self.splits["test"]
-        conf, pred = self._probabilities(model, data["x"], data["lengths"]).max(-1)
-        rows = [
-            {"case": i, "input": w, "label": self.labels[y], "predicted": self.labels[p], "probability": round(c, 6)}
-            for i, (w, y, p, c) in enumerate(
-                zip(data["where"], data["y"].tolist(), pred.tolist(), conf.tolist(), strict=True)
-            )
-        ]
-        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+    def held_out_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.splits["test"]["x"], self.splits["test"]["lengths"]
 
-    def plots(self, model, run_dir, metrics) -> list[Path]:
-        from ..plots import confusion_matrix_plot
+    def held_out_targets(self) -> list[int]:
+        return self.splits["test"]["y"].tolist()
 
-        data = self.splits["test"]
-        pred = self._probabilities(model, data["x"], data["lengths"]).argmax(-1).tolist()
-        cm = confusion_matrix(zip(data["y"].tolist(), pred, strict=True), len(self.labels))
-        return [confusion_matrix_plot(cm, self.labels, run_dir / "plots" / "confusion_matrix.png")]
+    def prediction_fields(self):
+        return ({"case": i, "input": w} for i, w in enumerate(self.splits["test"]["where"]))
 
     def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         cases: list[dict[str, Any]] = []
@@ -368,5 +354,5 @@ class SeriesClassification(TaskKind):
                 cases.append(c)
         k = self.config.data.downsample
         x, lengths = pad_series([self._standardize(downsample(c["series"], k)) for c in cases])
-        probs = self._probabilities(model, x, lengths).tolist()
-        return [{"input": c["where"]} | label_probabilities(p, self.labels) for c, p in zip(cases, probs, strict=True)]
+        results = self.predicted(model, (x, lengths), len(cases))
+        return [{"input": c["where"]} | r for c, r in zip(cases, results, strict=True)]

@@ -69,8 +69,8 @@ from ..layers import lengths_to_mask
 from ..models import Tagger
 from ..models.encoder import CellName
 from ..training import Task
-from .base import RecipeConfig, TaskKind, run_file
-from .common import confusion_matrix, encoder_args
+from .base import RecipeConfig, StateFile, TaskKind
+from .common import check_task_dataset, confusion_matrix, encoder_args, task_datasets
 
 log = logging.getLogger("rnnkit")
 
@@ -80,8 +80,6 @@ CONLLU_COLUMNS = (1, 3)
 _CONLLU_ID = re.compile(r"\d+([-.]\d+)?$")
 #: the most tags the confusion-matrix plot shows (beyond that it is unreadable)
 MAX_PLOT_TAGS = 20
-#: the registry datasets the task reads
-TAGGING_DATASETS = ("brown-pos",)
 #: what a registry dataset's validation/test tag unseen in train reads as (module docstring)
 UNK_TAG = "<unk-tag>"
 
@@ -108,9 +106,7 @@ class TaggingDataConfig(StrictModel):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str | None) -> str | None:
-        if v is not None and v not in TAGGING_DATASETS:
-            raise ValueError(f"tagging datasets are {', '.join(TAGGING_DATASETS)}, not {v!r}")
-        return v
+        return check_task_dataset(v, "tagging")
 
 
 class TaggingModelConfig(StrictModel):
@@ -278,6 +274,13 @@ class Tagging(TaskKind):
     name = "tagging"
     config_class = TaggingConfig
     input_help = "sentences to tag (tokens separated by spaces)"
+    inputs = "text"
+    view = "tag"
+    state_keys = ("tags",)
+    state_files = {
+        "vocab": StateFile("vocab", "vocab.json", Vocabulary.load),
+        "chars": StateFile("char_vocab", "chars.json", Vocabulary.load, optional=True),
+    }
     #: with ``model.char_features``: the characters of the train words (``chars.json`` in the run)
     char_vocab: Vocabulary | None = None
 
@@ -304,7 +307,7 @@ class Tagging(TaskKind):
         if path is None:
             raise RnnkitError(
                 "no data: give --data FILE or FOLDER (CoNLL columns, CoNLL-U, or word/tag lines), "
-                f"or set data.dataset ({', '.join(TAGGING_DATASETS)})"
+                f"or set data.dataset ({', '.join(task_datasets('tagging'))})"
             )
         if path.is_dir():
             files = split_files(path)
@@ -406,22 +409,8 @@ class Tagging(TaskKind):
         head = n // 2
         return [self.char_vocab.encode(w if len(w) <= n else w[:head] + w[len(w) - (n - head) :]) for w in tokens]
 
-    state_files = ("vocab", "chars")
-
-    def state(self) -> dict[str, Any]:
-        state = {"tags": self.tags, "vocab": "vocab.json"}
-        if self.char_vocab is not None:
-            state["chars"] = "chars.json"
-        return state
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        task = cls(config)
-        task.tags = list(state["tags"])
-        task.vocab = Vocabulary.load(run_file(run_dir, state, "vocab"))
-        task.char_vocab = Vocabulary.load(run_file(run_dir, state, "chars")) if "chars" in state else None
-        task.universal_of = universal_table(task.tags) if config.data.tagset == "full" else None
-        return task
+    def restored(self) -> None:
+        self.universal_of = universal_table(self.tags) if self.config.data.tagset == "full" else None
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Tagger:

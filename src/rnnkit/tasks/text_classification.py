@@ -46,12 +46,13 @@ from ..data.text import (
 from ..data.text import save_tokenizer as _save_tokenizer
 from ..data.textfile import reading
 from ..errors import RnnkitError
-from ..fileio import atomic_write_jsonl
 from ..models import Classifier
 from ..models.base import eval_mode
+from ..models.encoder import CellName
 from ..training import Task
-from .base import RecipeConfig, TaskKind, run_file
-from .common import classification_task, confusion_matrix, encoder_args, label_probabilities
+from .base import RecipeConfig, StateFile
+from .classification import ClassificationTask
+from .common import classification_task, encoder_args, task_spec
 
 log = logging.getLogger("rnnkit")
 
@@ -68,7 +69,7 @@ class TextDataConfig(StrictModel):
 
 
 class TextModelConfig(StrictModel):
-    cell: Literal["lstm", "gru", "rnn_tanh", "rnn_relu", "ln_lstm", "ln_gru", "min_gru", "min_lstm"] = "lstm"
+    cell: CellName = "lstm"
     embed_dim: int | None = Field(None, gt=0, description="embedding width; null: 128, or the pretrained vectors'")
     pretrained_embeddings: str | None = Field(
         None, description="an embeddings dataset (minilm-wordpiece): its WordPiece tokenizer and input vectors"
@@ -231,10 +232,15 @@ def _record(obj: dict, text_column: str, label_column: str, where: str) -> dict[
     return {"text": text, "label": label}
 
 
-class TextClassification(TaskKind):
+class TextClassification(ClassificationTask):
     name = "text-classification"
     config_class = TextClassificationConfig
     input_help = "texts to classify"
+    inputs = "text"
+    view = "classify-text"
+    saliency = True
+    state_keys = ("labels",)
+    state_files = {"tokenizer": StateFile("tokenizer", "tokenizer.json", load_tokenizer)}
     #: the pretrained embedding matrix while training (None otherwise; a run's weights hold it)
     pretrained: torch.Tensor | None = None
 
@@ -251,7 +257,7 @@ class TextClassification(TaskKind):
             info = {"source": str(self.data_path)}
             labels = sorted({r["label"] for r in splits["train"]})
         elif d.dataset is not None:
-            spec = registry.get_spec(d.dataset)
+            spec = task_spec(d.dataset, self.name)
             splits = registry.load_splits(spec.name)
             info = {"name": spec.name, "source": f"{spec.client}:{spec.requirement}", "license": spec.license}
             labels = list(spec.labels) if spec.labels else sorted({r["label"] for r in splits["train"]})
@@ -308,17 +314,8 @@ class TextClassification(TaskKind):
         unk = self.tokenizer.token_to_id(UNK)
         return encode_texts(self.tokenizer, self._clean(texts), max_length=self.config.data.max_length, unk_id=unk)
 
-    state_files = ("tokenizer",)
-
-    def state(self) -> dict[str, Any]:
-        return {"labels": self.labels, "tokenizer": "tokenizer.json", "max_length": self.config.data.max_length}
-
-    @classmethod
-    def from_run(cls, config, run_dir, state):
-        task = cls(config)
-        task.labels = state["labels"]
-        task.tokenizer = load_tokenizer(run_file(run_dir, state, "tokenizer"))
-        return task
+    def recorded_state(self) -> dict[str, Any]:
+        return {"max_length": self.config.data.max_length}
 
     # -- model and training ---------------------------------------------------------------------------
     def build_model(self) -> Classifier:
@@ -371,31 +368,23 @@ class TextClassification(TaskKind):
         return classification_task(self._batches, len(self.labels), n, self.config.train.batch_size)
 
     # -- outputs ------------------------------------------------------------------------------------
-    def _probabilities(self, model: Classifier, ids: list[list[int]]) -> torch.Tensor:
+    def probability_batches(self, model: Classifier, ids: list[list[int]]):
         device = next(model.parameters()).device
-        out = torch.empty(len(ids), len(self.labels))
-        sampler = BucketBatchSampler([len(x) for x in ids], 256, shuffle=False)
-        for idx in sampler:
+        for idx in BucketBatchSampler([len(x) for x in ids], 256, shuffle=False):
             x, lengths, _ = pad_collate([(ids[i], 0) for i in idx])
-            out[torch.tensor(idx)] = model.predict(x.to(device), lengths.to(device)).float().cpu()
-        return out
+            yield idx, model.predict(x.to(device), lengths.to(device)).float().cpu()
 
-    def write_predictions(self, model, run_dir) -> None:
-        data = self.splits["test"]
-        probs = self._probabilities(model, data["ids"])
-        conf, pred = probs.max(-1)
-        rows = [
-            {"text": t, "label": self.labels[y], "predicted": self.labels[p], "probability": round(c, 6)}
-            for t, y, p, c in zip(data["texts"], data["labels"], pred.tolist(), conf.tolist(), strict=True)
-        ]
-        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+    def held_out_inputs(self) -> list[list[int]]:
+        return self.splits["test"]["ids"]
 
-    def plots(self, model, run_dir, metrics) -> list[Path]:
-        from ..plots import confusion_matrix_plot
+    def held_out_targets(self) -> list[int]:
+        return self.splits["test"]["labels"]
 
-        pred = self._probabilities(model, self.splits["test"]["ids"]).argmax(-1).tolist()
-        cm = confusion_matrix(zip(self.splits["test"]["labels"], pred, strict=True), len(self.labels))
-        return [confusion_matrix_plot(cm, self.labels, run_dir / "plots" / "confusion_matrix.png")]
+    def prediction_fields(self):
+        return ({"text": t} for t in self.splits["test"]["texts"])
+
+    def highlight(self, model) -> Literal["attention", "saliency"]:
+        return "attention" if model.config.pooling == "attention" else "saliency"
 
     def predict(self, model, inputs: list[str], *, saliency: bool = False) -> list[dict[str, Any]]:
         """``text``, ``label``, ``probability``, ``probabilities`` per text; and, to show which words mattered:
@@ -408,8 +397,7 @@ class TextClassification(TaskKind):
           to it (positive: the token speaks for the predicted label, negative: against it).
         """
         ids = self._encode(inputs)
-        probs = self._probabilities(model, ids).tolist()
-        out = [{"text": text} | label_probabilities(p, self.labels) for text, p in zip(inputs, probs, strict=True)]
+        out = [{"text": text} | r for text, r in zip(inputs, self.predicted(model, ids, len(ids)), strict=True)]
         attention = model.config.pooling == "attention"
         if attention or saliency:
             for row, (tokens, offsets) in zip(out, self._token_spans(inputs), strict=True):
