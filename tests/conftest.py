@@ -7,14 +7,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import random
 import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from fake_archives import RT_MEMBER, rt_csv
+from fake_archives import RT_MEMBER, rt_csv, synthetic_reviews
 
 
 def _hypothesis_profiles() -> None:
@@ -49,20 +48,6 @@ def make_wheel(path: Path, members: dict[str, bytes]) -> Path:
         for name, data in members.items():
             zf.writestr(name, data)
     return path
-
-
-def synthetic_reviews(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:
-    """Unique snippets whose sentiment is carried by a few words, so one epoch learns something."""
-    rng = random.Random(seed)
-    good, bad = ["great", "wonderful", "moving", "superb"], ["dull", "awful", "tedious", "clumsy"]
-    neutral = ["the", "film", "plot", "actors", "story", "a", "and", "its", "director", "scene"]
-    rows = []
-    for i in range(n):
-        label = "fresh" if i % 2 else "rotten"
-        words = rng.sample(neutral, 5) + rng.sample(good if label == "fresh" else bad, 2) + [f"w{i}"]
-        rng.shuffle(words)
-        rows.append((label, " ".join(words).capitalize() + "."))
-    return rows
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import random
 import shutil
 import tarfile
 import zipfile
@@ -204,3 +205,17 @@ def wordpiece_members(words=(), dim: int = 8, seed: int = 0) -> dict[str, bytes]
         f"{base}/tokenizer.json": wordpiece_tokenizer_json(vocab),
         f"{base}/vocab.txt": ("\n".join(vocab) + "\n").encode(),
     }
+
+
+def synthetic_reviews(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:
+    """Unique snippets whose sentiment is carried by a few words, so one epoch learns something."""
+    rng = random.Random(seed)
+    good, bad = ["great", "wonderful", "moving", "superb"], ["dull", "awful", "tedious", "clumsy"]
+    neutral = ["the", "film", "plot", "actors", "story", "a", "and", "its", "director", "scene"]
+    rows = []
+    for i in range(n):
+        label = "fresh" if i % 2 else "rotten"
+        words = rng.sample(neutral, 5) + rng.sample(good if label == "fresh" else bad, 2) + [f"w{i}"]
+        rng.shuffle(words)
+        rows.append((label, " ".join(words).capitalize() + "."))
+    return rows

@@ -40,7 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN", help="a finished run folder")
-    p.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts (text, or image files for captioning)")
+    p.add_argument(
+        "prompts", nargs="*", default=[], metavar="PROMPT", help="prompts (text, or image files for captioning)"
+    )
     p.add_argument("--file", type=Path, default=None, help="read prompts from this file, one per line ('-': stdin)")
     p.add_argument("--max-tokens", type=positive_int, default=None, help="tokens generated per sample")
     p.add_argument("--temperature", type=float, default=None, help="softmax temperature (> 0) for sampling")

@@ -14,6 +14,10 @@ from rnnkit.errors import RnnkitError
 
 SUBCOMMANDS = [quickstart, train, evaluate, predict, generate, serve, export, config, datasets]
 
+# Subcommands whose options may stand before, between or after their inputs (`rnnkit predict RUN --format table
+# "a fine film"`): argparse's intermixed parsing, which a parser with subcommands cannot run itself.
+INTERMIXED = ("predict", "generate")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -28,7 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.add_parser(subparsers)
+    parser.subcommand_parsers = subparsers.choices  # for parse_arguments
     return parser
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that an :data:`INTERMIXED` subcommand parses its own arguments
+    intermixed, so its options may follow or precede its positional inputs."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in INTERMIXED:
+        args = parser.subcommand_parsers[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)
 
 
 @contextlib.contextmanager
@@ -56,7 +72,7 @@ def cli_logging(quiet: bool) -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_arguments(parser, argv)
     except SystemExit as e:  # --help, --version (0) and usage errors (2): return instead of exiting
         return e.code if isinstance(e.code, int) else 2
     if args.command is None:

@@ -25,7 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     p.add_argument("run_dir", type=Path, metavar="RUN", help="a finished run folder, e.g. runs/quickstart")
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="inputs (texts, ...); default: --file or stdin")
+    p.add_argument(
+        "inputs", nargs="*", default=[], metavar="INPUT", help="inputs (texts, ...); default: --file or stdin"
+    )
     p.add_argument("--file", type=Path, default=None, help="read inputs from this file, one per line")
     p.add_argument("--format", choices=["json", "table"], default="json", help="output format (default: json lines)")
     p.add_argument(
