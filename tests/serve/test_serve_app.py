@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -271,31 +270,38 @@ def test_concurrent_requests_are_merged_and_each_gets_its_own_answers(attention_
 
 
 def test_timeouts_are_503_while_queued_and_504_while_computing(attention_run):
+    """Ordered by events, not by sleeps: the first request's computation holds until both answers are in, so
+    the second is queued for its whole timeout however slow the machine is."""
     run = load_run(attention_run)
     original = run.task.predict
+    computing, release = threading.Event(), threading.Event()
 
-    def slow(model, inputs, **kw):
-        time.sleep(1.0)
+    def held(model, inputs, **kw):
+        computing.set()
+        release.wait(60)
         return original(model, inputs, **kw)
 
-    run.task.predict = slow
+    run.task.predict = held
     statuses = {}
     with TestClient(create_app(run, ServeSettings(timeout_s=0.4, max_wait_ms=0))) as c:
 
-        def ask(name, delay):
-            time.sleep(delay)
+        def ask(name):
             statuses[name] = c.post("/predict", json={"inputs": [name]})
 
-        threads = [threading.Thread(target=ask, args=("first", 0)), threading.Thread(target=ask, args=("second", 0.1))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert_json_error(statuses["first"], 504, "did not answer within 0.4 s")
-        assert_json_error(statuses["second"], 503, "busy")
-        assert statuses["second"].headers["retry-after"] == "1"
-        time.sleep(1.2)  # the first call finishes; the second was never computed
-        run.task.predict = original
+        first = threading.Thread(target=ask, args=("first",))
+        first.start()
+        assert computing.wait(60), "the first request never reached the model"
+        second = threading.Thread(target=ask, args=("second",))
+        second.start()
+        first.join(60)
+        second.join(60)
+        try:
+            assert_json_error(statuses["first"], 504, "did not answer within 0.4 s")
+            assert_json_error(statuses["second"], 503, "busy")
+            assert statuses["second"].headers["retry-after"] == "1"
+        finally:
+            run.task.predict = original
+            release.set()  # the first computation finishes; the second was never computed
         assert c.post("/predict", json={"inputs": ["fine"]}).status_code == 200
 
 
