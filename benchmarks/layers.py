@@ -9,6 +9,8 @@ For each size it times one training step (forward, a scalar loss over every outp
   ``implementation="reference"`` — ``recur`` per step under autograd (the oracle);
 * ``Recurrent(LayerNormLSTMCell)`` — no CPU peer has a fused LN-LSTM (target ≤ 1.6× ``nn.LSTM``), on
   the fast loop and on the reference loop;
+* ``rnnkit.layers.GRU(implementation="loop")`` — the native (C++) GRU loop (target ≥ 1.2× faster than
+  ``nn.GRU``), and ``Recurrent(LayerNormGRUCell)`` on the same loop (target ≤ 1.3× ``nn.GRU``);
 * ``Recurrent(MinGRUCell)`` — the chunked linear-space scan, against ``nn.GRU``;
 
 and prints ratios to the peer plus the achieved GFLOP/s of the matmuls against a measured matmul
@@ -27,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, matmul_ceiling, time_interleaved  # noqa: E402
-from rnnkit.cells import LayerNormLSTMCell, MinGRUCell  # noqa: E402
+from rnnkit.cells import LayerNormGRUCell, LayerNormLSTMCell, MinGRUCell  # noqa: E402
 from rnnkit.layers import GRU, LSTM, Recurrent  # noqa: E402
 
 DEFAULT_SIZES = [(64, 256, 128, 256), (32, 128, 64, 128), (16, 1024, 64, 128)]
@@ -84,7 +86,9 @@ def main(argv=None) -> int:
                 "torch.nn.LSTM",
             ),
             "torch.nn.GRU": (torch.nn.GRU(I, H, batch_first=True), 3, None),
-            "rnnkit GRU (fused)": (GRU(I, H, batch_first=True), 3, "torch.nn.GRU"),
+            "rnnkit GRU (fused)": (GRU(I, H, batch_first=True, implementation="fused"), 3, "torch.nn.GRU"),
+            "rnnkit GRU (loop)": (GRU(I, H, batch_first=True, implementation="loop"), 3, "torch.nn.GRU"),
+            "rnnkit LayerNorm-GRU": (Recurrent(LayerNormGRUCell, I, H), 3, "torch.nn.GRU"),
             "rnnkit minGRU (chunked scan)": (Recurrent(MinGRUCell, I, H), None, "torch.nn.GRU"),
         }
         for m, *_ in models.values():

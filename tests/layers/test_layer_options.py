@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rnnkit.cells import GRUCell, LSTMCell
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent, locked_dropout
+from rnnkit.layers import GRU, LSTM, RNN, Recurrent, fastloop, locked_dropout
 
 I, H = 4, 6
 
@@ -124,6 +124,7 @@ def test_recurrent_dropout_mask_is_fixed_within_a_sequence(monkeypatch):
         return original(xp, state, **kw)
 
     monkeypatch.setattr(cell, "recur", spy)
+    monkeypatch.setattr(fastloop, "BACKEND", "python")  # the per-step loop (the native GRU loop calls no recur)
     m.train()
     m(x_batch(T=5))
     assert len(masks) == 5 and all(torch.equal(k, masks[0]) for k in masks)

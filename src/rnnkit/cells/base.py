@@ -93,8 +93,8 @@ class RecurrentCell(nn.Module):
       (:attr:`has_cell_state`); ``state_sizes`` gives their sizes once the cell is built;
     * ``fused_mode`` — the name of the ``torch`` kernel that computes exactly this cell (``"lstm"``, ``"gru"``,
       ``"rnn_tanh"``: :meth:`fused_kind`), or None;
-    * ``fast_loop`` — the hand-differentiated loop of :mod:`rnnkit.layers.fastloop` that runs it (``"lstm"``), or
-      None;
+    * ``fast_loop`` — the hand-differentiated loop of :mod:`rnnkit.layers.fastloop` that runs it (``"lstm"``,
+      ``"gru"``), or None;
     * a ``scan`` method — all steps at once when no per-step hook is active (the minimal cells).
 
     ``fused_mode`` and ``fast_loop`` are not inherited: a subclass has neither unless its own body says so.

@@ -189,6 +189,7 @@ class GRUCell(RecurrentCell):
 
     num_gates = 3
     fused_mode = "gru"
+    fast_loop = "gru"  # the native GRU loop (rnnkit.layers.fastloop.run_gru)
 
     def __init__(
         self,

@@ -154,6 +154,7 @@ class LayerNormGRUCell(RecurrentCell):
     """
 
     num_gates = 3
+    fast_loop = "gru"
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""A hand-differentiated time loop for the LSTM cells: the loop path's fast step.
+"""Hand-differentiated time loops for the LSTM and GRU cells: the loop path's fast step.
 
 The reference loop (:func:`rnnkit.layers.recurrent.run_cell` with ``reference=True``) calls
 ``cell.recur`` once per step and lets autograd record every operation: about a dozen small ops per
@@ -33,7 +33,14 @@ Hessian-vector products), :func:`_recompute_grads` instead re-runs the same step
 themselves differentiable; a plain backward keeps the fast path. The forward keeps references to its
 inputs (``xp``, ``h0``, ``c0``) for this.
 
-Shape legend: ``B`` batch, ``T`` time, ``H`` hidden, ``G = 4H``.
+The GRU cells (:class:`~rnnkit.cells.GRUCell`, :class:`~rnnkit.cells.LayerNormGRUCell`: ``fast_loop = "gru"``)
+have the C++ loop only (:func:`run_gru`, ``csrc/gru_loop.cpp``): one matmul per step, the bias, the norm and the
+gates in one pass over the rows, the GRU adjoint written out, ``dW_hh`` and ``db_hh`` as one matmul and one sum
+over all steps. Where it does not serve (zoneout, autocast, another device or dtype, no compiler,
+``BACKEND = "python"``) they run ``cell.recur`` per step, as before. Second-order gradients recompute through
+:func:`autograd_gru_loop`, as for the LSTM.
+
+Shape legend: ``B`` batch, ``T`` time, ``H`` hidden, ``G = 4H`` (LSTM) or ``3H`` (GRU).
 """
 
 from __future__ import annotations
@@ -44,11 +51,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..cells import LayerNormLSTMCell, LSTMCell, RecurrentCell, State
+from ..cells import LayerNormGRUCell, LayerNormLSTMCell, LSTMCell, RecurrentCell, State
 from .regularisation import StepHooks
 
 BACKEND = "auto"  # "auto": the C++ loop where it serves (CPU, float32/64, no zoneout) and built; "python"
-last_backend: str | None = None  # "native" or "python": what the last run_lstm call ran
+last_backend: str | None = None  # "native" or "python": what the last run_lstm / run_gru call ran
 
 _ln = torch.native_layer_norm
 _ln_backward = torch.ops.aten.native_layer_norm_backward
@@ -56,7 +63,7 @@ _ln_backward = torch.ops.aten.native_layer_norm_backward
 
 class LoopRun(NamedTuple):
     """The loop's inputs that take no gradient: ``h_mask`` (B, H) or None, ``mask`` (B, T) bool or None, the
-    zoneout probability, the mode, and the layer norms' ``eps`` (0 for the plain LSTM)."""
+    zoneout probability, the mode, and the layer norms' ``eps`` (0 for the plain LSTM and GRU)."""
 
     h_mask: Tensor | None
     mask: Tensor | None
@@ -71,11 +78,18 @@ def supports(cell: RecurrentCell) -> bool:
     return cell.fast_loop == "lstm" and getattr(cell, "weight_hr", None) is None
 
 
-def why_not(cell: RecurrentCell, x: Tensor) -> str | None:
-    """Why :func:`run_lstm` does not run this cell on ``x`` (None if it does): an unsupported cell, or
-    autocast (under autocast the per-step loop runs, with autocast's per-op precision choices)."""
-    if not supports(cell):
-        return f"{type(cell).__name__} has no fast loop"
+def native_supports(cell: RecurrentCell) -> bool:
+    """Whether a C++ loop can run this cell: the cells :func:`supports` accepts, and those that declare
+    ``fast_loop = "gru"`` (:class:`~rnnkit.cells.GRUCell`, :class:`~rnnkit.cells.LayerNormGRUCell`; :func:`run_gru`)."""
+    return cell.fast_loop == "gru" or supports(cell)
+
+
+def why_not(cell: RecurrentCell, x: Tensor, native: bool = False) -> str | None:
+    """Why :func:`run_lstm` (``native``: :func:`run_lstm` or :func:`run_gru` on the C++ loop) does not run this
+    cell on ``x`` (None if it does): an unsupported cell, or autocast (under autocast the per-step loop runs,
+    with autocast's per-op precision choices)."""
+    if not (native_supports(cell) if native else supports(cell)):
+        return f"{type(cell).__name__} has no {'native' if native else 'Python'} fast loop"
     if torch.is_autocast_enabled(x.device.type):
         return "autocast runs the per-step loop"
     return None
@@ -354,6 +368,86 @@ class NativeLSTMLoop(torch.autograd.Function):
         )
 
 
+def run_gru(
+    cell: RecurrentCell, xp: Tensor, state: State, mask: Tensor | None, hooks: StepHooks | None = None
+) -> tuple[Tensor, State]:
+    """:func:`~rnnkit.layers.paths.run_cell`'s contract on the C++ GRU loop, for the cells that declare
+    ``fast_loop = "gru"`` (check :func:`native_reason` first): ``xp`` (B, T, 3H) from ``cell.project_input``,
+    ``state`` ``(h0,)`` (B, H), ``mask`` (B, T) bool or None, the regularisers' ``hooks`` (weight drop's
+    ``weight_hh``, recurrent dropout's ``h_mask``; no zoneout) -> outputs (B, T, H), ``(h_T,)``."""
+    hooks = StepHooks() if hooks is None else hooks
+    if hooks.zoneout:
+        raise ValueError("run_gru: zoneout runs the per-step loop, not the native GRU loop")
+    w = cell.weight_hh if hooks.weight_hh is None else hooks.weight_hh
+    ln = isinstance(cell, LayerNormGRUCell)
+    g_hh = cell.ln_hh.weight if ln else None
+    h_mask = hooks.h_mask.detach() if hooks.h_mask is not None else None
+    run = LoopRun(h_mask, mask, 0.0, bool(hooks.training), float(cell.ln_hh.eps) if ln else 0.0)
+    global last_backend
+    last_backend = "native"
+    out, h = NativeGRULoop.apply(xp, state[0], w, cell.bias_hh, g_hh, run)
+    return out, (h,)
+
+
+class NativeGRULoop(torch.autograd.Function):
+    """``(xp, h0, W_hh, b_hh, g_hh) -> (outputs, h_T)`` over all steps on the C++ loop of ``csrc/gru_loop.cpp``
+    (``b_hh`` and the norm's gain ``g_hh`` may be None); :func:`autograd_gru_loop` is the same in autograd ops."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, w, b_hh, g_hh, run: LoopRun):
+        from . import native
+
+        dtype = xp.dtype
+        h0_in, w_in = h0, w
+        h0, w = h0.to(dtype), w.to(dtype)
+        res = native.ops().gru_forward(xp, h0, w, b_hh, g_hh, run.h_mask, run.mask, float(run.eps))
+        out, h, saved = res[0], res[1], res[2:]
+        ctx.save_for_backward(xp, h0_in, w_in, w, b_hh, g_hh, run.h_mask, run.mask, *saved)
+        ctx.eps = run.eps
+        return out, h
+
+    @staticmethod
+    def backward(ctx, d_out, d_hT):
+        from . import native
+
+        xp, h0, w_in, w, b_hh, g_hh, h_mask, mask, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiable gradients, by recomputation
+            inputs = (xp, h0, w_in, b_hh, g_hh)
+            run = LoopRun(h_mask, mask, 0.0, False, ctx.eps)
+            grads = _recompute_grads(ctx.needs_input_grad, inputs, run, (d_out, d_hT), loop=autograd_gru_loop)
+            return (*grads, None)
+        d_xp, dh, d_w, d_b, d_g = native.ops().gru_backward(d_out, d_hT, w, b_hh, g_hh, h_mask, mask, *saved)
+        return d_xp, dh, d_w, d_b if b_hh is not None else None, d_g if g_hh is not None else None, None
+
+
+def autograd_gru_loop(xp, h0, w, b_hh, g_hh, run: LoopRun):
+    """:class:`NativeGRULoop`'s equations with plain autograd ops (twice differentiable): ``xp`` (B, T, 3H),
+    ``h0`` (B, H) -> outputs (B, T, H), ``h_T``."""
+    h_mask, mask, _, _, eps = run
+    G = xp.shape[-1]
+    steps = mask.unsqueeze(-1).unbind(1) if mask is not None else None
+    h, ys = h0, []
+    for t, x_t in enumerate(xp.unbind(1)):
+        hp = F.linear(h if h_mask is None else h * h_mask, w)
+        if g_hh is not None:
+            hp = F.layer_norm(hp, (G,), g_hh, None, eps)
+        if b_hh is not None:
+            hp = hp + b_hh
+        xr, xz, xn = x_t.chunk(3, 1)
+        hr, hz, hn = hp.chunk(3, 1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        hv = n + z * (h - n)
+        if steps is not None:
+            m = steps[t]
+            ys.append(hv * m.to(hv.dtype))
+            h = torch.where(m, hv, h)
+        else:
+            ys.append(hv)
+            h = hv
+    return torch.stack(ys, 1), h
+
+
 def autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, run: LoopRun, zone_masks=(None, None)):
     """:class:`LSTMLoop`'s equations with plain autograd ops (twice differentiable): ``zone_masks`` are the
     zoneout masks (for ``h`` and ``c``) the forward drew (training), so a recomputation takes the same steps."""
@@ -385,16 +479,17 @@ def autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, run: LoopRun, zone_masks=(None,
     return torch.stack(ys, 1), h, c
 
 
-def _recompute_grads(needs, inputs, run: LoopRun, grad_outputs, zone_masks=(None, None)):
-    """The gradients of :func:`autograd_loop` re-run on the forward's own ``inputs``: under ``create_graph=True``
-    (grad mode on in a backward) they are differentiable, so second-order gradients flow through them."""
+def _recompute_grads(needs, inputs, run: LoopRun, grad_outputs, zone_masks=(None, None), loop=None):
+    """The gradients of :func:`autograd_loop` (or ``loop(*inputs, run)``: :func:`autograd_gru_loop`) re-run on
+    the forward's own ``inputs``: under ``create_graph=True`` (grad mode on in a backward) they are
+    differentiable, so second-order gradients flow through them."""
     wrt = [k for k, (t, need) in enumerate(zip(inputs, needs, strict=False)) if need and t is not None]
     result = [None] * len(inputs)
     if not wrt:
         return result
     create_graph = torch.is_grad_enabled()
     with torch.enable_grad():
-        outs = autograd_loop(*inputs, run, zone_masks)
+        outs = autograd_loop(*inputs, run, zone_masks) if loop is None else loop(*inputs, run)
     pairs = [(o, g) for o, g in zip(outs, grad_outputs, strict=True) if g is not None]
     grads = torch.autograd.grad(
         [o for o, _ in pairs],

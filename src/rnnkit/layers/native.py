@@ -1,11 +1,13 @@
-"""The native (C++) LSTM time loop: built on first use, cached, and optional.
+"""The native (C++) LSTM and GRU time loops: built on first use, cached, and optional.
 
-``csrc/lstm_loop.cpp`` holds the forward and backward of :mod:`rnnkit.layers.fastloop`'s LSTM loop with
-the whole time loop in C++ (one matmul and one pass over the batch rows per step). It is compiled with
-:func:`torch.utils.cpp_extension.load` the first time an LSTM loop runs on the CPU (about a minute, once
-per torch version; a log line says so) into ``$RNNKIT_EXT_DIR`` or ``$RNNKIT_HOME/ext`` (default
-``~/.cache/rnnkit/ext``), and loaded from there afterwards. Without a C++ compiler, or with
-``RNNKIT_NATIVE=0``, the Python loop runs instead: same results, slower at small sizes.
+``csrc/lstm_loop.cpp`` holds the forward and backward of :mod:`rnnkit.layers.fastloop`'s LSTM loop, and
+``csrc/gru_loop.cpp`` those of the GRU loop (``GRUCell``, ``LayerNormGRUCell``), each with the whole time loop
+in C++ (one matmul and one pass over the batch rows per step); ``csrc/loop_common.h`` has what they share. Both
+are compiled as one extension with :func:`torch.utils.cpp_extension.load` the first time a native loop runs on
+the CPU (about a minute, once per torch version; a log line says so) into ``$RNNKIT_EXT_DIR`` or
+``$RNNKIT_HOME/ext`` (default ``~/.cache/rnnkit/ext``), and loaded from there afterwards. Without a C++
+compiler, or with ``RNNKIT_NATIVE=0``, the LSTM runs the Python loop instead and the GRU ``recur`` per step:
+same results, slower.
 ``RNNKIT_NATIVE=1`` makes a failed build an error instead of a warning. The buffers the forward saves
 for the backward come from a pool that keeps freed blocks for reuse (so a training step does not page-fault
 fresh memory in): at most ``RNNKIT_NATIVE_POOL_MB`` (default 512) MiB are kept; ``0`` turns the pool off.
@@ -29,7 +31,9 @@ from ..paths import rnnkit_home
 
 log = logging.getLogger("rnnkit")
 
-SOURCE = Path(__file__).with_name("csrc") / "lstm_loop.cpp"
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = (CSRC / "lstm_loop.cpp", CSRC / "gru_loop.cpp")  # compiled; the digest also covers the header
+HEADERS = (CSRC / "loop_common.h",)
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "ok": bool once tried, "error": str when the build failed
 
@@ -53,14 +57,14 @@ def _isa_flags() -> tuple[str, list[str]]:
 
 
 def build_dir() -> Path:
-    """Where the compiled loop is cached: one folder per source, torch and Python version, machine and
-    instruction set."""
+    """Where the compiled loops are cached: one folder per source text, torch and Python version, machine
+    and instruction set."""
     root = os.environ.get("RNNKIT_EXT_DIR")
     base = Path(root).expanduser() if root else rnnkit_home() / "ext"
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, *HEADERS))).hexdigest()[:12]
     isa = _isa_flags()[0]
     tag = f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{platform.machine()}-{isa}"
-    return base / f"lstm_loop-{digest}-{tag}".replace("+", "_")
+    return base / f"native_loops-{digest}-{tag}".replace("+", "_")
 
 
 def _build() -> None:
@@ -78,12 +82,13 @@ def _build() -> None:
 
     where = build_dir()
     where.mkdir(parents=True, exist_ok=True)
-    name = "rnnkit_lstm_loop"
+    name = "rnnkit_native_loops"
     if not (where / f"{name}.so").exists():
-        log.info("building rnnkit's native LSTM loop (once per torch version, about a minute) in %s", where)
+        log.info("building rnnkit's native LSTM and GRU loops (once per torch version, about a minute) in %s", where)
     cpp_extension.load(
         name=name,
-        sources=[str(SOURCE)],
+        sources=[str(p) for p in SOURCES],
+        extra_include_paths=[str(CSRC)],
         build_directory=str(where),
         # -fopenmp-simd: the `omp simd` loops vectorise (no OpenMP runtime); -fno-trapping-math: the selects
         # in the activations become blends instead of branches
@@ -123,4 +128,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("RNNKIT_NATIVE", "1")
     available()
-    print(f"native LSTM loop ready in {build_dir()}")
+    print(f"native LSTM and GRU loops ready in {build_dir()}")

@@ -8,13 +8,13 @@ The layer takes the first path that can:
   stack, when every cell declares the same ``fused_mode`` and no regulariser needs a hook at every step;
   otherwise ``"loop"``;
 * **per cell on the loop** (:func:`choose_loop`, in the order of :data:`LOOP_PATHS`): :data:`NATIVE_LOOP` (the
-  LSTM loop in C++), :data:`FAST_LOOP` (the same loop in Python, differentiated by hand), :data:`SCAN` (all
-  steps at once, for cells with a ``scan`` method, when no hook acts at every step) and :data:`PER_STEP`
+  LSTM and GRU loops in C++), :data:`FAST_LOOP` (the LSTM loop in Python, differentiated by hand), :data:`SCAN`
+  (all steps at once, for cells with a ``scan`` method, when no hook acts at every step) and :data:`PER_STEP`
   (``cell.recur`` once per step under autograd, which runs any cell). The reference path
   (``implementation="reference"``, the oracle in tests) takes only the paths marked ``oracle``: the scan and
   the per-step loop.
 
-A new way to run cells (a native GRU loop, say) is one more :class:`LoopPath` in :data:`LOOP_PATHS`.
+A new way to run cells (a native loop for another cell, say) is one more :class:`LoopPath` in :data:`LOOP_PATHS`.
 
 Shape legend: ``B`` batch, ``T`` time, ``I`` input, ``G`` projected input, ``O`` output, ``S`` a state size.
 """
@@ -241,14 +241,17 @@ class LoopPath:
 
 
 class NativeLoop(LoopPath):
-    """The LSTM loop in C++ (:mod:`rnnkit.layers.native`): CPU, float32/64, no zoneout, once it built."""
+    """The LSTM and GRU loops in C++ (:mod:`rnnkit.layers.native`), for the cells that declare ``fast_loop``
+    ``"lstm"`` or ``"gru"``: CPU, float32/64, no zoneout, once it built."""
 
     name = "native"
 
     def why_not(self, cell, x, hooks):
-        return fastloop.why_not(cell, x) or fastloop.native_reason(x, hooks.zoneout)
+        return fastloop.why_not(cell, x, native=True) or fastloop.native_reason(x, hooks.zoneout)
 
     def run(self, cell, x, state, mask, hooks):
+        if cell.fast_loop == "gru":
+            return fastloop.run_gru(cell, cell.project_input(x), state, mask, hooks)
         return fastloop.run_lstm(
             cell, fastloop.project_input(cell, x), state, mask, hooks, xp_has_bias_hh=True, native=True
         )
