@@ -9,10 +9,10 @@ import sys
 from collections.abc import Iterator, Sequence
 
 import rnnkit
-from rnnkit.cli import config, datasets, evaluate, export, generate, predict, quickstart, serve, train
+from rnnkit.cli import compare, config, datasets, evaluate, export, generate, predict, quickstart, serve, train, tune
 from rnnkit.errors import RnnkitError
 
-SUBCOMMANDS = [quickstart, train, evaluate, predict, generate, serve, export, config, datasets]
+SUBCOMMANDS = [quickstart, train, evaluate, predict, generate, serve, export, config, datasets, compare, tune]
 
 # Subcommands whose options may stand before, between or after their inputs (`rnnkit predict RUN --format table
 # "a fine film"`): argparse's intermixed parsing, which a parser with subcommands cannot run itself.

@@ -234,6 +234,7 @@ def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
     meta = {
         "format_version": FORMAT_VERSION,
         "task": config.task,
+        "seed": config.train.seed,  # also in config.yaml; here so that a reader of the results sees it at once
         "rnnkit_version": rnnkit.__version__,
         "model": {"kind": model.kind, "config": model.get_config()},
         "task_state": task.state(),

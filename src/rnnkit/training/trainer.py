@@ -437,6 +437,7 @@ class Trainer:
         """Seed, place the model, build optimizer, schedule and scaler, and load the checkpoint when resuming."""
         c = self.config
         seed_everything(c.seed)
+        log.info("seed %d (train.seed)%s", c.seed, "; the checkpoint's RNG states take over" if resume else "")
         model.to(self.device)
         train_model = self.world.wrap(model)
         optimizer = self.make_optimizer(model)

@@ -1,0 +1,203 @@
+"""``rnnkit tune``: the space syntax, a 3-trial search that continues from SQLite, pruning, the best config as a
+recipe file, the test split left alone until ``--final``, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+import text_fixtures
+from rnnkit.cli.main import main
+from rnnkit.studies.tune import Dimension, ReportEpochs, parse_space
+from rnnkit.training import Trainer
+
+TINY = ["train.epochs=2", "model.embed_dim=8", "model.hidden_size=8", "train.batch_size=32"]
+SPACE = ["model.hidden_size=int:4:16:2", "train.lr=loguniform:1e-3:3e-2"]
+
+
+def tune_argv(reviews: Path, *extra: str, trials: int = 3, space=SPACE) -> list[str]:
+    """A tiny search's command line; ``extra`` options come after the defaults here, so they win."""
+    runs = reviews.parent / "runs"
+    return ["tune", "text-classification", "--data", str(reviews), "--runs-dir", str(runs), "--name", "search",
+            "--quiet", "--trials", str(trials), *extra, "--space", *space, "--set", *TINY]  # fmt: skip
+
+
+@pytest.fixture
+def reviews(tmp_path) -> Path:
+    return text_fixtures.write_reviews(tmp_path / "reviews.csv", n=120)
+
+
+@pytest.fixture
+def splits(monkeypatch):
+    """The splits every ``Trainer.evaluate`` call is asked for."""
+    asked = []
+    real = Trainer.evaluate
+
+    def spy(self, model, task, split="validation"):
+        asked.append(split)
+        return real(self, model, task, split)
+
+    monkeypatch.setattr(Trainer, "evaluate", spy)
+    return asked
+
+
+def load(folder: Path) -> optuna.Study:
+    return optuna.load_study(study_name="rnnkit", storage=f"sqlite:///{folder / 'study.db'}")
+
+
+def test_space_syntax(tmp_path):
+    dims = parse_space(["model.hidden_size=int:32:256", "train.lr=loguniform:1e-4:1e-2", "model.cell=choice:lstm,gru",
+                        "model.num_layers=int:1:3:1", "model.dropout=float:0:0.5", "x.n=logint:8:64"])  # fmt: skip
+    assert dims[0] == Dimension("model.hidden_size", "int", 32, 256)
+    assert dims[1] == Dimension("train.lr", "float", 1e-4, 1e-2, log=True)
+    assert dims[2].choices == ("lstm", "gru") and dims[3].step == 1 and dims[5].log and dims[5].kind == "int"
+    assert [d.describe() for d in dims[:3]] == ["int:32:256", "loguniform:0.0001:0.01", "choice:lstm,gru"]
+    space = tmp_path / "space.yaml"
+    space.write_text("model.hidden_size: int:32:256\nmodel.cell: [lstm, gru]\nmodel.bidirectional: choice:true,false\n")
+    from_file = parse_space(space)
+    assert from_file[:2] == dims[:1] + [Dimension("model.cell", "choice", choices=("lstm", "gru"))]
+    assert from_file[2].choices == (True, False)  # values are read like --set values
+    assert dims[0].contains(128) and not dims[0].contains(300) and not dims[0].contains(True)
+    assert dims[2].contains("gru") and not dims[2].contains("rnn_tanh")
+
+
+def test_a_search_continues_from_sqlite_and_never_evaluates_test(reviews, capsys, splits):
+    assert main(tune_argv(reviews, trials=3)) == 0
+    folder = reviews.parent / "runs" / "search"
+    study = load(folder)
+    assert len(study.trials) == 3 and "test" not in splits
+    first = [t.params for t in study.trials]
+    # the recipe's values (hidden_size 8 from --set, lr 1e-3) lie in the space: they are the first trial
+    assert first[0] == {"model.hidden_size": 8, "train.lr": 1e-3} and study.trials[0].user_attrs["recipe_defaults"]
+    out = capsys.readouterr().out
+    assert "(recipe defaults)" in out and f"best config: {folder / 'best.yaml'}" in out
+
+    assert main(tune_argv(reviews, trials=4)) == 0  # the same command with one more trial: continues the study
+    study = load(folder)
+    assert len(study.trials) == 4 and [t.params for t in study.trials[:3]] == first
+    assert study.trials[3].params not in first  # a continued search draws a new point
+    assert "test" not in splits
+    outcome = json.loads((folder / "tune.json").read_text())
+    assert outcome["best"]["trial"] == study.best_trial.number and outcome["split"] == "validation"
+    assert sum(outcome["trials"].values()) == 4
+
+    assert main(tune_argv(reviews, trials=4)) == 0  # already 4 finished trials: nothing trained
+    assert len(load(folder).trials) == 4
+
+
+def test_an_interrupted_trial_is_tried_again(reviews, capsys):
+    assert main(tune_argv(reviews, trials=1)) == 0
+    folder = reviews.parent / "runs" / "search"
+    study = load(folder)
+    killed = study.ask({"model.hidden_size": optuna.distributions.IntDistribution(4, 16, step=2),
+                        "train.lr": optuna.distributions.FloatDistribution(1e-3, 3e-2, log=True)})  # fmt: skip
+    params = killed.params  # left RUNNING, as by a kill -9 during training
+    assert main(tune_argv(reviews, trials=2)) == 0
+    trials = load(folder).trials
+    assert trials[killed.number].state == optuna.trial.TrialState.FAIL
+    assert trials[-1].params == params and trials[-1].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_the_best_config_trains_with_train_config_and_final_reports_test_once(reviews, capsys, splits):
+    assert main(tune_argv(reviews, "--final", trials=2)) == 0
+    out = capsys.readouterr().out
+    folder = reviews.parent / "runs" / "search"
+    assert splits.count("test") == 2  # the final run of the best config and of the recipe defaults, nothing else
+    assert "test loss (evaluated once): best" in out and "recipe defaults" in out
+    final = json.loads((folder / "tune.json").read_text())["final"]
+    assert Path(final["best"]["run"]).name == f"final-trial-{load(folder).best_trial.number}"
+    assert (Path(final["defaults"]["run"]) / "meta.json").is_file()
+
+    best = folder / "best.yaml"
+    text = best.read_text()
+    assert text.startswith("# rnnkit tune") and f"rnnkit train text-classification --config {best}" in text
+    params = load(folder).best_trial.params
+    args = ["train", "text-classification", "--config", str(best), "--data", str(reviews), "--runs-dir",
+            str(reviews.parent / "runs"), "--name", "from-best", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    saved = yaml.safe_load((reviews.parent / "runs" / "from-best" / "config.yaml").read_text())
+    assert saved["model"]["hidden_size"] == params["model.hidden_size"] and saved["train"]["lr"] == params["train.lr"]
+    assert saved["train"]["epochs"] == 2  # the --set of the search is part of the recipe file
+
+
+class FakeTrial:
+    def __init__(self, prune: bool) -> None:
+        self.prune, self.reports = prune, []
+
+    def report(self, value, step):
+        self.reports.append((value, step))
+
+    def should_prune(self):
+        return self.prune
+
+
+def test_the_epoch_callback_reports_and_prunes():
+    keep, stop = FakeTrial(False), FakeTrial(True)
+    ReportEpochs(keep, "accuracy").on_epoch_end(None, 0, {"val_accuracy": 0.5, "train_loss": 1.0})
+    assert keep.reports == [(0.5, 0)]
+    with pytest.raises(optuna.TrialPruned, match="after epoch 3"):
+        ReportEpochs(stop, "accuracy").on_epoch_end(None, 2, {"val_accuracy": 0.25})
+
+
+@pytest.mark.parametrize(
+    "space, extra, message",
+    [
+        (["model.hidden_size"], [], "expects KEY=KIND:... items"),
+        (["model.hidden_size", "train.lr=float:0:1"], [], "not both"),
+        (["model.hidden_size=int:32"], [], "expected int:LOW:HIGH[:STEP]"),
+        (["model.hidden_size=int:64:32"], [], "LOW must be below HIGH"),
+        (["model.hidden_size=int:a:32"], [], "expected an integer"),
+        (["train.lr=loguniform:0:1"], [], "log scale needs LOW > 0"),
+        (["train.lr=normal:0:1"], [], "unknown kind 'normal'"),
+        (["model.cell=choice:"], [], "choice needs values"),
+        (["model.cell=choice:lstm,lstm"], [], "listed twice"),
+        (["model.cell=choice:lstm,foo"], [], "model.cell"),
+        (["model.nope=int:1:4"], [], "nope"),
+        (["train.seed=int:1:5"], [], "not searchable"),
+        (["space.yaml", "train.lr=float:0:1"], [], "not both"),
+        (["missing.yaml"], [], "missing.yaml"),
+        (SPACE, ["--trials", "0"], "positive integer"),
+        (SPACE, ["--timeout", "-1"], "positive number"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(reviews, capsys, space, extra, message):
+    assert main(tune_argv(reviews, *extra, space=space)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err.splitlines()[-1] and "Traceback" not in err
+    assert not (reviews.parent / "runs" / "search" / "study.db").exists()  # nothing started
+
+
+def test_without_optuna_one_line_says_how_to_install(reviews, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    assert main(tune_argv(reviews)) == 2
+    assert "pip install 'rnnkit[tune]'" in capsys.readouterr().err
+
+
+def test_a_diverging_trial_fails_and_the_search_goes_on(reviews, capsys, monkeypatch):
+    from rnnkit.studies import tune as tune_module
+    from rnnkit.training import NonFiniteError
+
+    real, calls = tune_module.run_trial, {"n": 0}
+
+    def diverge_first(search, params, callbacks=()):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise NonFiniteError("training loss became nan at epoch 1, batch 2")
+        return real(search, params, callbacks)
+
+    monkeypatch.setattr(tune_module, "run_trial", diverge_first)
+    assert main(tune_argv(reviews, trials=2)) == 0
+    states = [t.state for t in load(reviews.parent / "runs" / "search").trials]
+    assert states[0] == optuna.trial.TrialState.FAIL and len(states) == 3  # two finished trials, as asked
+
+    def always_diverge(search, params, callbacks=()):
+        raise NonFiniteError("training loss became nan at epoch 1, batch 1")
+
+    monkeypatch.setattr(tune_module, "run_trial", always_diverge)
+    assert main(tune_argv(reviews, "--name", "all-fail", trials=2)) == 2  # a round of failures ends the search
+    assert "no trial completed" in capsys.readouterr().err
