@@ -216,7 +216,7 @@ def test_train_predict_evaluate_learns_to_reverse(tmp_path, capsys):
         assert (run / name).is_file(), name
     meta = json.loads((run / "meta.json").read_text())
     test = meta["metrics"]["test"]
-    assert meta["task"] == "seq2seq" and set(test) == {"loss", "accuracy", "ter", "wer", "per"}
+    assert meta["task"] == "seq2seq" and set(test) == {"loss", "accuracy", "ter", "wer", "per", "bleu", "chrf"}
     assert test["accuracy"] >= 0.9 and test["ter"] < 0.05  # reversal was learned
 
     predictions = read_jsonl(run / "predictions.jsonl")

@@ -38,9 +38,51 @@ import torch
 from torch import Tensor, nn
 
 from ..cells.base import check_positive_int
+from ..metrics.sequence import OUTSIDE, SCHEMES, split_label
 
 Reduction = Literal["mean", "token_mean", "sum", "none"]
 REDUCTIONS = ("mean", "token_mean", "sum", "none")
+#: (start (K,), end (K,), transitions (K, K) from i to j): which first tags, last tags and moves are allowed
+Constraints = tuple[Tensor, Tensor, Tensor]
+
+
+def _allowed(prev: tuple[str, str] | None, cur: tuple[str, str] | None, scheme: str) -> bool:
+    """May tag ``cur`` follow tag ``prev`` under ``scheme``? ``prev`` None: ``cur`` is the first tag; ``cur``
+    None: ``prev`` is the last. Tags are ``(prefix, type)``; ``O`` (and any tag outside the scheme) is
+    ``("O", "")``."""
+    p_prefix, p_kind = prev or (OUTSIDE, "")
+    c_prefix, c_kind = cur or (OUTSIDE, "")
+    continues = p_kind == c_kind  # same entity type (never true between O and a typed tag)
+    if scheme == "IOB2":  # I-X only inside an entity of type X
+        return c_prefix != "I" or (p_prefix in "BI" and continues)
+    if scheme == "IOB1":  # B-X only right after an entity of type X
+        return c_prefix != "B" or (p_prefix in "BI" and continues and prev is not None)
+    if scheme == "IOE2":  # an entity closes with E-X: after I-X comes I-X or E-X
+        return p_prefix != "I" or (c_prefix in "IE" and continues and cur is not None)
+    if scheme == "IOE1":  # E-X only between two entities of type X (as seqeval reads IOE1: after I-X or E-X)
+        if c_prefix == "E" and not (p_prefix in "IE" and continues and prev is not None):
+            return False
+        return p_prefix != "E" or (c_prefix in "IE" and continues and cur is not None)
+    inside, last = ("I", "E") if scheme == "IOBES" else ("I", "L")
+    if c_prefix in (inside, last) and not (p_prefix in ("B", inside) and continues and prev is not None):
+        return False  # I-X / E-X continue B-X or I-X
+    # B-X / I-X are followed by I-X or E-X
+    return p_prefix not in ("B", inside) or (c_prefix in (inside, last) and continues and cur is not None)
+
+
+def allowed_transitions(tags: list[str], scheme: str) -> Constraints:
+    """The moves ``scheme`` allows between ``tags`` (names in output order, e.g. ``["O", "B-PER", "I-PER"]``):
+    ``start`` (K,), ``end`` (K,) and ``transitions`` (K, K) bool, ``transitions[i, j]`` for ``i`` -> ``j``.
+    A tag outside the scheme (neither ``O`` nor ``P-TYPE``) is treated like ``O``."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"CRF: unknown tagging scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    parts = [split_label(t) or (OUTSIDE, "") for t in tags]
+    start = [_allowed(None, c, scheme) for c in parts]
+    end = [_allowed(p, None, scheme) for p in parts]
+    if not any(start) or not any(end):
+        raise ValueError(f"CRF: no tag of {tags} may {'start' if not any(start) else 'end'} a sequence in {scheme}")
+    moves = [[_allowed(p, c, scheme) for c in parts] for p in parts]
+    return torch.tensor(start), torch.tensor(end), torch.tensor(moves)
 
 
 class CRF(nn.Module):
@@ -50,18 +92,28 @@ class CRF(nn.Module):
     * ``score(emissions, tags, mask) -> (B,)`` — ``s(y)`` of the given tags;
     * ``nll(emissions, tags, mask, reduction="mean") -> log Z - s(y)``, reduced: ``"mean"`` over
       sequences, ``"token_mean"`` = sum / number of real steps, ``"sum"``, or ``"none"`` (B,);
-    * ``viterbi(emissions, mask, pad=-100) -> (tags (B, T) long, scores (B,))`` — the best tag
-      sequence, ``pad`` at padded steps, and its score ``s(y*)``.
+    * ``viterbi(emissions, mask, pad=-100, constrained=True) -> (tags (B, T) long, scores (B,))`` — the best
+      tag sequence, ``pad`` at padded steps, and its score ``s(y*)``; with ``constraints`` (and
+      ``constrained``), the best among the sequences they allow (module docstring).
 
     ``mask`` may be None (every step real). ``tags`` may hold anything at padded steps (e.g. -100).
+    ``constraints``: :func:`allowed_transitions`' masks (bool ``(K,)``, ``(K,)``, ``(K, K)``), kept as buffers
+    that are not saved with the weights (they follow from the tag names and the scheme).
     """
 
-    def __init__(self, num_tags: int) -> None:
+    def __init__(self, num_tags: int, constraints: Constraints | None = None) -> None:
         super().__init__()
         self.num_tags = check_positive_int("num_tags", num_tags, "CRF")
         self.start_transitions = nn.Parameter(torch.empty(num_tags))  # (K,)
         self.end_transitions = nn.Parameter(torch.empty(num_tags))  # (K,)
         self.transitions = nn.Parameter(torch.empty(num_tags, num_tags))  # (K, K): from i to j
+        self.constrained = constraints is not None
+        if constraints is not None:
+            shapes = tuple(tuple(c.shape) for c in constraints)
+            if shapes != ((num_tags,), (num_tags,), (num_tags, num_tags)):
+                raise ValueError(f"CRF: constraints for {num_tags} tags are (K,), (K,), (K, K); got {shapes}")
+        for name, c in zip(("allowed_first", "allowed_last", "allowed_moves"), constraints or (None,) * 3, strict=True):
+            self.register_buffer(name, None if c is None else c.to(torch.bool), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -70,7 +122,7 @@ class CRF(nn.Module):
             nn.init.uniform_(p, -0.1, 0.1)
 
     def extra_repr(self) -> str:
-        return f"num_tags={self.num_tags}"
+        return f"num_tags={self.num_tags}" + (", constrained" if self.constrained else "")
 
     # -- validation ---------------------------------------------------------------------------
     def _prepare(self, emissions: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -153,19 +205,28 @@ class CRF(nn.Module):
         return self.nll(emissions, tags, mask, reduction)
 
     @torch.no_grad()
-    def viterbi(self, emissions: Tensor, mask: Tensor | None = None, pad: int = -100) -> tuple[Tensor, Tensor]:
-        """The best tag sequences (B, T) long (``pad`` at padded steps) and their scores (B,)."""
+    def viterbi(
+        self, emissions: Tensor, mask: Tensor | None = None, pad: int = -100, constrained: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """The best tag sequences (B, T) long (``pad`` at padded steps) and their scores (B,); with constraints
+        and ``constrained``, the best sequence the constraints allow (``constrained=False`` ignores them)."""
         emissions, mask = self._prepare(emissions, mask)
         B, T, K = emissions.shape
-        delta = self.start_transitions + emissions[:, 0]  # (B, K)
+        start, end, moves = self.start_transitions, self.end_transitions, self.transitions
+        if constrained and self.constrained:
+            never = float("-inf")
+            start = start.masked_fill(~self.allowed_first, never)
+            end = end.masked_fill(~self.allowed_last, never)
+            moves = moves.masked_fill(~self.allowed_moves, never)
+        delta = start + emissions[:, 0]  # (B, K)
         keep = torch.arange(K, device=emissions.device).expand(B, K)  # back-pointer "stay" at padding
         pointers = []
         for t in range(1, T):
-            best, arg = (delta.unsqueeze(2) + self.transitions).max(dim=1)  # (B, K): best previous tag
+            best, arg = (delta.unsqueeze(2) + moves).max(dim=1)  # (B, K): best previous tag
             real = mask[:, t, None]
             delta = torch.where(real, best + emissions[:, t], delta)
             pointers.append(torch.where(real, arg, keep))
-        scores, tag = (delta + self.end_transitions).max(dim=1)  # (B,)
+        scores, tag = (delta + end).max(dim=1)  # (B,)
         path = [tag]
         for arg in reversed(pointers):
             tag = arg.gather(1, tag.unsqueeze(1)).squeeze(1)

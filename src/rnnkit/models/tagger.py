@@ -16,6 +16,10 @@ Character features (``chars=CharFeaturesConfig(kind="cnn"|"lstm", ...)``) give e
 from its spelling, joined to its embedding, which is what rare and unseen words need (Plank et al. 2016;
 Ma & Hovy 2016). The task passes ``chars`` beside ``x`` to every method.
 
+With ``crf=True``, ``tag_names`` (the tags in output order) and ``tag_scheme`` (``IOB2``, ``IOBES``, ...; the
+tagging task detects it from the training tags), Viterbi never decodes a transition the scheme forbids
+(``I-PER`` after ``O``): :func:`rnnkit.models.crf.allowed_transitions`.
+
 Emissions are zero past each sequence's length, and :meth:`Tagger.predict` writes
 :data:`PAD_TAG` (-100, PyTorch's ``ignore_index``) there. Tags given to :meth:`Tagger.loss` may
 hold anything at padded steps: only ``lengths`` decides what is real.
@@ -27,14 +31,15 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from ..config import StrictModel
 from ..layers import CharWordEncoder, lengths_to_mask
 from ..layers.masking import check_lengths
+from ..metrics.sequence import Scheme
 from .base import Model, eval_mode
-from .crf import CRF
+from .crf import CRF, allowed_transitions
 from .encoder import EncoderConfig, SequenceEncoder
 
 #: what :meth:`Tagger.predict` writes at padded steps
@@ -59,6 +64,18 @@ class TaggerConfig(StrictModel):
     num_tags: int = Field(gt=1, description="number of tags (K)")
     crf: bool = Field(False, description="score whole tag sequences with a linear-chain CRF")
     dropout: float = Field(0.0, ge=0, lt=1, description="on the encoder's features, before the output layer")
+    tag_names: list[str] | None = Field(None, description="the tags' names in output order (num_tags of them)")
+    tag_scheme: Scheme | None = Field(
+        None, description="entity tagging scheme of tag_names: with crf, Viterbi never decodes a forbidden move"
+    )
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> TaggerConfig:
+        if self.tag_names is not None and len(self.tag_names) != self.num_tags:
+            raise ValueError(f"tag_names has {len(self.tag_names)} names for num_tags={self.num_tags}")
+        if self.tag_scheme is not None and self.tag_names is None:
+            raise ValueError("tag_scheme needs tag_names (the constraints follow from the tags' names)")
+        return self
 
 
 class Tagger(Model):
@@ -87,7 +104,10 @@ class Tagger(Model):
         self.encoder = SequenceEncoder(encoder)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.encoder.output_size, cfg.num_tags)
-        self.crf = CRF(cfg.num_tags) if cfg.crf else None
+        constraints = None
+        if cfg.crf and cfg.tag_scheme is not None:
+            constraints = allowed_transitions(cfg.tag_names, cfg.tag_scheme)
+        self.crf = CRF(cfg.num_tags, constraints) if cfg.crf else None
 
     def _lengths(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         B, T = x.shape[:2]
@@ -136,7 +156,10 @@ class Tagger(Model):
     @torch.no_grad()
     def predict(self, x: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None) -> Tensor:
         """Best tags (B, T) long — per-step argmax, or Viterbi with ``crf`` — and :data:`PAD_TAG` at
-        padded steps. Runs in eval mode (no dropout) and restores the previous mode."""
+        padded steps. Runs in eval mode (no dropout) and restores the previous mode. In-memory data (a list of
+        sequences, as :meth:`fit` takes) gives each sequence's tag list, as the labels ``fit`` was given."""
+        if not isinstance(x, Tensor):
+            return super().predict(x, lengths)
         with eval_mode(self):
             lengths = self._lengths(x, lengths)
             emissions = self(x, lengths, chars)

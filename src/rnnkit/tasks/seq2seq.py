@@ -34,7 +34,12 @@ reference) and ``ter``, the token error rate: the edit distance to the closest r
 reference's length, summed over sources (the character error rate at ``char`` level, the phoneme error
 rate for G2P). Under the names G2P papers use: ``wer`` = 1 − ``accuracy`` (the share of sources whose
 output matches none of the references) and ``per`` = ``ter`` (phoneme edits to the closest reference over
-that reference's length). Validation decodes greedily (fast); the test split, predictions and ``predict``
+that reference's length). ``bleu`` and ``chrf`` are sacrebleu's corpus BLEU and chrF (0-100, its default
+tokenisation and settings, every reference of a source used) of the detokenised outputs, the numbers
+``python -m sacrebleu`` prints for the same lines (:mod:`rnnkit.metrics.sequence`); they are summed from
+per-batch statistics too. ``data.metric`` picks the validation metric that chooses the best epoch and drives
+early stopping (it sets ``train.monitor`` and ``train.monitor_mode``); ``meta.json`` records the metrics
+(``task_state.metric_set``). Validation decodes greedily (fast); the test split, predictions and ``predict``
 use beam search with ``decode.beam_size``. Plots: attention heatmaps of a few test sources.
 ``predict`` takes source strings and returns ``{"source", "prediction", "score"}``.
 """
@@ -56,6 +61,14 @@ from ..data.textfile import reading
 from ..data.vocab import Vocabulary
 from ..errors import RnnkitError
 from ..fileio import atomic_write_json, atomic_write_jsonl
+from ..metrics.sequence import (
+    BLEU_STATISTICS,
+    CHRF_STATISTICS,
+    bleu_from_statistics,
+    bleu_statistics,
+    chrf_from_statistics,
+    chrf_statistics,
+)
 from ..models import Seq2Seq, Seq2SeqEnsemble
 from ..training import Task
 from .base import RecipeConfig, StateFile, TaskKind
@@ -78,6 +91,11 @@ log = logging.getLogger("rnnkit")
 
 #: reference tokens outside the target vocabulary: never equal to a predicted id
 OOV = -1
+#: the metrics ``data.metric`` may choose; those in :data:`HIGHER_IS_BETTER` are maximised, the others minimised
+Seq2SeqMetric = Literal["loss", "accuracy", "ter", "wer", "per", "bleu", "chrf"]
+HIGHER_IS_BETTER = ("accuracy", "bleu", "chrf")
+#: what the task reports (:func:`seq2seq_metrics`)
+REPORTED = ["loss", "accuracy", "ter", "wer", "per", "bleu", "chrf"]
 #: registry datasets that feed seq2seq (they declare it, DatasetSpec.tasks) -> their (source level, target level)
 #: defaults
 SEQ2SEQ_DATASETS = {"cmudict": ("char", "word")}
@@ -107,6 +125,12 @@ class Seq2SeqDataConfig(StrictModel):
         False,
         description="drop the digits ending each target token (CMUdict's stress: AH0 -> AH); alternates that "
         "become equal are merged",
+    )
+
+    metric: Seq2SeqMetric | None = Field(
+        None,
+        description="validation metric for the best epoch and early stopping (sets train.monitor and "
+        "monitor_mode); null: train.monitor as given",
     )
 
     @field_validator("dataset")
@@ -154,6 +178,18 @@ class Seq2SeqTaskConfig(RecipeConfig):
     data: Seq2SeqDataConfig = Field(default_factory=Seq2SeqDataConfig)
     model: Seq2SeqModelConfig = Field(default_factory=Seq2SeqModelConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+
+    @model_validator(mode="after")
+    def _monitor_metric(self) -> Seq2SeqTaskConfig:
+        """``data.metric`` becomes the trainer's monitored metric (:data:`HIGHER_IS_BETTER` maximised)."""
+        metric = self.data.metric
+        if metric is not None:
+            mode = "max" if metric in HIGHER_IS_BETTER else "min"
+            if self.train.monitor != metric:
+                self.train.monitor = metric
+            if self.train.monitor_mode != mode:
+                self.train.monitor_mode = mode
+        return self
 
 
 # -- reading and tokenising -------------------------------------------------------------------------------
@@ -222,6 +258,11 @@ class Seq2SeqTask(TaskKind):
             lambda p: (Vocabulary.load(p, "source"), Vocabulary.load(p, "target")),
         )
     }
+
+    def recorded_state(self) -> dict[str, Any]:
+        t = self.config.train
+        return {"metric_set": {"reported": list(REPORTED), "validation": t.monitor, "mode": t.monitor_mode,
+                               "bleu_chrf": "sacrebleu corpus scores, default settings"}}  # fmt: skip
 
     @property
     def target_level(self) -> str:
@@ -335,6 +376,7 @@ class Seq2SeqTask(TaskKind):
                 batch["refs"], batch["ref_len"] = pad_references([data["refs"][i] for i in idx])
                 # the decoding width rides along per example (validation greedy, test beam)
                 batch["beam"] = torch.full((len(idx),), 1 if split == "validation" else self.config.decode.beam_size)
+                batch["split"] = split  # a string: every process keeps it whole (index says which references)
             yield batch
 
     def decode(self, model: Seq2Seq | Seq2SeqEnsemble, src: torch.Tensor, src_len: torch.Tensor, beam_size: int):
@@ -377,6 +419,12 @@ class Seq2SeqTask(TaskKind):
                 stats["edits"] += dist
                 stats["ref_tokens"] += length
             stats["n"] = float(len(references))
+            # BLEU and chrF of the output strings against the reference strings (as written in the data)
+            texts = self.splits[b["split"]]["references"]
+            ref_texts = [texts[i] for i in b["index"].tolist()]
+            hyps = [detokenize(self.tgt_vocab.decode(seq), self.target_level) for seq in result.sequences]
+            stats.update({f"bleu_{k}": float(v) for k, v in enumerate(bleu_statistics(hyps, ref_texts))})
+            stats.update({f"chrf_{k}": float(v) for k, v in enumerate(chrf_statistics(hyps, ref_texts))})
             return stats
 
         bs = self.config.train.batch_size
@@ -456,8 +504,13 @@ class Seq2SeqTask(TaskKind):
 
 
 def seq2seq_metrics(s: dict[str, float]) -> dict[str, float]:
-    """Token loss, exact-match accuracy and token error rate from summed statistics, and the same two under
-    their G2P names: ``wer`` = 1 - accuracy, ``per`` = ter (module docstring)."""
+    """Token loss, exact-match accuracy and token error rate from summed statistics, the same two under
+    their G2P names: ``wer`` = 1 - accuracy, ``per`` = ter, and sacrebleu's corpus ``bleu`` and ``chrf``
+    (module docstring; present when the statistics hold BLEU's and chrF's)."""
     accuracy, ter = s["correct"] / max(s["n"], 1.0), s["edits"] / max(s["ref_tokens"], 1.0)
-    return {"loss": s["loss_sum"] / max(s["tokens"], 1.0), "accuracy": accuracy, "ter": ter, "wer": 1.0 - accuracy,
-            "per": ter}  # fmt: skip
+    out = {"loss": s["loss_sum"] / max(s["tokens"], 1.0), "accuracy": accuracy, "ter": ter, "wer": 1.0 - accuracy,
+           "per": ter}  # fmt: skip
+    if "bleu_0" in s:  # statistics of at least one decoded source
+        out["bleu"] = bleu_from_statistics([s[f"bleu_{k}"] for k in range(BLEU_STATISTICS)])
+        out["chrf"] = chrf_from_statistics([s[f"chrf_{k}"] for k in range(CHRF_STATISTICS)])
+    return out

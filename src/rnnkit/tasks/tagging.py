@@ -39,6 +39,17 @@ Model: :class:`~rnnkit.models.Tagger` (BiLSTM, optional CRF with ``model.crf``).
 accuracy and loss (per token); when the model is trained on full tags that are all Brown tags
 (``brown-pos``'s are), also ``universal_accuracy``: the predictions and the gold tags both mapped to the
 universal tags (a gold tag unseen in train is mapped from its own Brown tag, so it can be right there).
+
+Entity tags (NER, chunking): when every train tag is ``O`` or ``P-TYPE`` (``B-PER``, ``I-PER``, ...), the
+tagging scheme (IOB1, IOB2, IOE1, IOE2, IOBES, BILOU) is detected from the train sentences
+(:func:`rnnkit.metrics.sequence.detect_scheme`) and the metrics add ``entity_precision``, ``entity_recall``
+and ``entity_f1``: seqeval's strict, micro-averaged scores under that scheme (an entity counts only with its
+type, start and end right), from additive counts, so they equal seqeval's on the whole split. With
+``model.crf`` the CRF's Viterbi is constrained to the scheme: it never decodes ``I-PER`` after ``O`` or
+after ``B-LOC`` (:func:`rnnkit.models.crf.allowed_transitions`). ``data.metric`` picks the validation
+metric that chooses the best epoch and drives early stopping (it sets ``train.monitor`` and
+``train.monitor_mode``); ``meta.json`` records the scheme (``task_state.tag_scheme``) and the metrics
+(``task_state.metric_set``).
 Predictions: ``predictions.jsonl`` on the test split; a confusion matrix for up to 20 tags. ``predict``
 reads a whitespace-tokenized sentence and answers ``{"tokens": [...], "tags": [...]}``.
 """
@@ -54,7 +65,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
 from ..data import registry
@@ -66,6 +77,7 @@ from ..data.vocab import Vocabulary
 from ..errors import RnnkitError
 from ..fileio import atomic_write_jsonl
 from ..layers import lengths_to_mask
+from ..metrics.sequence import Scheme, detect_scheme, entity_scores_from_statistics, entity_statistics, scheme_of_labels
 from ..models import Tagger
 from ..models.encoder import CellName
 from ..training import Task
@@ -82,6 +94,9 @@ _CONLLU_ID = re.compile(r"\d+([-.]\d+)?$")
 MAX_PLOT_TAGS = 20
 #: what a registry dataset's validation/test tag unseen in train reads as (module docstring)
 UNK_TAG = "<unk-tag>"
+#: the metrics ``data.metric`` may choose (the first is minimised, the others maximised)
+TaggingMetric = Literal["loss", "accuracy", "universal_accuracy", "entity_precision", "entity_recall", "entity_f1"]
+ENTITY_METRICS = ("entity_precision", "entity_recall", "entity_f1")
 
 
 class TaggingDataConfig(StrictModel):
@@ -99,6 +114,11 @@ class TaggingDataConfig(StrictModel):
     bucket_batches: int = Field(50, ge=1, description="batches per length-sorting chunk")
     max_word_chars: int = Field(
         20, ge=2, description="character features: longer words keep their first and last max/2 characters"
+    )
+    metric: TaggingMetric | None = Field(
+        None,
+        description="validation metric for the best epoch and early stopping (sets train.monitor and "
+        "monitor_mode); null: train.monitor as given",
     )
 
     _encoding = field_validator("encoding")(check_encoding)
@@ -128,6 +148,18 @@ class TaggingConfig(RecipeConfig):
     task: Literal["tagging"] = "tagging"
     data: TaggingDataConfig = Field(default_factory=TaggingDataConfig)
     model: TaggingModelConfig = Field(default_factory=TaggingModelConfig)
+
+    @model_validator(mode="after")
+    def _monitor_metric(self) -> TaggingConfig:
+        """``data.metric`` becomes the trainer's monitored metric (loss is minimised, the others maximised)."""
+        metric = self.data.metric
+        if metric is not None:
+            mode = "min" if metric == "loss" else "max"
+            if self.train.monitor != metric:
+                self.train.monitor = metric
+            if self.train.monitor_mode != mode:
+                self.train.monitor_mode = mode
+        return self
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -276,13 +308,35 @@ class Tagging(TaskKind):
     input_help = "sentences to tag (tokens separated by spaces)"
     inputs = "text"
     view = "tag"
-    state_keys = ("tags",)
+    state_keys = ("tags", "tag_scheme")
     state_files = {
         "vocab": StateFile("vocab", "vocab.json", Vocabulary.load),
         "chars": StateFile("char_vocab", "chars.json", Vocabulary.load, optional=True),
     }
     #: with ``model.char_features``: the characters of the train words (``chars.json`` in the run)
     char_vocab: Vocabulary | None = None
+    #: the entity tagging scheme of the train tags, or None (not entity tags: no entity metrics)
+    tag_scheme: Scheme | None = None
+
+    @classmethod
+    def from_run(cls, config: RecipeConfig, run_dir: Path, state: dict[str, Any]) -> TaskKind:
+        if "tag_scheme" not in state:  # a run from before schemes were detected: read them off the tag list
+            state = {**state, "tag_scheme": scheme_of_labels(t for t in state["tags"] if t != UNK_TAG)}
+        return super().from_run(config, run_dir, state)
+
+    def recorded_state(self) -> dict[str, Any]:
+        return {"metric_set": self.metric_set()}
+
+    def metric_set(self) -> dict[str, Any]:
+        """The metrics this run reports and the one that picks its best epoch (``meta.json``'s record)."""
+        names = ["loss", "accuracy"]
+        if self.universal_of is not None:
+            names.append("universal_accuracy")
+        if self.tag_scheme is not None:
+            names += ENTITY_METRICS
+        t = self.config.train
+        return {"reported": names, "validation": t.monitor, "mode": t.monitor_mode, "scheme": self.tag_scheme,
+                "entity_mode": "seqeval strict, micro-averaged" if self.tag_scheme else None}  # fmt: skip
 
     def _read(self, path: Path) -> tuple[list[Sentence], Format]:
         d = self.config.data
@@ -367,6 +421,7 @@ class Tagging(TaskKind):
         d = self.config.data
         if not reuse:
             self.tags = tags
+            self.tag_scheme = detect_scheme([t for t in x.tags if t != UNK_TAG] for x in splits["train"])
             self.vocab = Vocabulary.build(
                 (self._words(s.tokens) for s in splits["train"]), min_frequency=d.min_frequency, max_size=d.max_vocab
             )
@@ -378,6 +433,10 @@ class Tagging(TaskKind):
         index = {t: i for i, t in enumerate(self.tags)}
         unk = index.get(UNK_TAG)  # every tag not in index maps here (_load_splits made sure there is one)
         self.universal_of = universal_table(self.tags) if d.tagset == "full" else None
+        self._check_metric()
+        if self.tag_scheme is not None:
+            log.info("entity tags in the %s scheme: entity precision, recall and F1 reported (seqeval, strict)",
+                     self.tag_scheme)  # fmt: skip
         self.splits = {
             s: {
                 "tokens": [x.tokens for x in rows],
@@ -403,6 +462,13 @@ class Tagging(TaskKind):
         )
         return info
 
+    def _check_metric(self) -> None:
+        """``data.metric`` must be one this data reports (entity metrics need entity tags)."""
+        metric, reported = self.config.data.metric, self.metric_set()["reported"]
+        if metric is not None and metric not in reported:
+            why = "the tags are not entity tags (O, B-X, I-X, ...)" if metric in ENTITY_METRICS else "not reported here"
+            raise RnnkitError(f"data.metric={metric!r}: {why}; choose one of {', '.join(reported)}")
+
     def _char_ids(self, tokens: list[str]) -> list[list[int]]:
         """Each word's character ids; a word longer than ``data.max_word_chars`` keeps its two ends."""
         n = self.config.data.max_word_chars
@@ -420,7 +486,10 @@ class Tagging(TaskKind):
         if self.char_vocab is not None:
             chars = dict(num_chars=len(self.char_vocab), kind=m.char_features, embed_dim=m.char_embed_dim,
                          hidden_size=m.char_hidden)  # fmt: skip
-        return Tagger(encoder=encoder, chars=chars, num_tags=len(self.tags), crf=m.crf, dropout=m.dropout)
+        names = {}
+        if m.crf and self.tag_scheme is not None:  # Viterbi constrained to the scheme's transitions
+            names = dict(tag_names=list(self.tags), tag_scheme=self.tag_scheme)
+        return Tagger(encoder=encoder, chars=chars, num_tags=len(self.tags), crf=m.crf, dropout=m.dropout, **names)
 
     def _batches(self, split: str, epoch: int):
         data = self.splits[split]
@@ -444,6 +513,8 @@ class Tagging(TaskKind):
     def trainer_task(self) -> Task:
         unk = self.tags.index(UNK_TAG) if UNK_TAG in self.tags else None
         table = torch.tensor(self.universal_of) if self.universal_of is not None else None
+        scheme = self.tag_scheme
+        labels = ["O" if t == UNK_TAG else t for t in self.tags]  # an unseen gold tag is outside every entity
 
         def train_step(model, b, carry):
             return model.loss(b["x"], b["lengths"], b["y"], b.get("chars")), None, int(b["lengths"].sum())
@@ -466,6 +537,11 @@ class Tagging(TaskKind):
                 gold = b["y_universal"]
                 right = (table.to(pred.device)[pred] == gold) & (gold >= 0) & mask
                 stats["universal_correct"] = float(right.sum())
+            if scheme is not None:
+                n = lengths.tolist()
+                gold = [[labels[i] for i in row[:k]] for row, k in zip(y.tolist(), n, strict=True)]
+                found = [[labels[i] for i in row[:k]] for row, k in zip(pred.tolist(), n, strict=True)]
+                stats.update(entity_statistics(gold, found, scheme))
             return stats
 
         def finalize(s):
@@ -473,6 +549,8 @@ class Tagging(TaskKind):
             out = {"loss": s["loss_sum"] / n, "accuracy": s["correct"] / n}
             if "universal_correct" in s:
                 out["universal_accuracy"] = s["universal_correct"] / n
+            if scheme is not None:
+                out.update(entity_scores_from_statistics(s))
             return out
 
         bs = self.config.train.batch_size
