@@ -397,3 +397,20 @@ def test_forecasting_recipes():
     assert (sun.data.dataset, sun.data.season, sun.model.mode) == ("sunspots", 11, "recursive")
     for cfg in (air, co2, sun):
         assert cfg.data.validation_size >= cfg.model.horizon
+
+
+def test_predict_on_a_differenced_run_continues_the_levels(tmp_path, capsys):
+    """``predict`` on the history up to the test origin gives the run's own test forecast: with
+    ``data.transform=none`` the levels it integrates back from were once overwritten by the differences."""
+    data = series_csv(tmp_path, 120)
+    runs = tmp_path / "runs"
+    args = ["train.epochs=2", "data.window=12", "model.horizon=6", "data.test_size=18", "data.validation_size=6",
+            "data.season=12", "data.difference=12", "data.transform=none", "model.hidden_size=8"]  # fmt: skip
+    assert main(["train", "forecasting", "--data", str(data), "--set", *args, "--runs-dir", str(runs), "--quiet"]) == 0
+    *_, whole = read_jsonl(runs / "forecasting" / "predictions.jsonl")
+    history = series_csv(tmp_path, 102, name="history.csv")  # everything before the test part
+    capsys.readouterr()
+    assert main(["predict", str(runs / "forecasting"), str(history)]) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert result["forecast"] == pytest.approx(whole["forecast"][:6], rel=1e-4)
+    assert all(abs(f - v) < 5 for f, v in zip(result["forecast"], seasonal(108)[102:], strict=True))  # the level

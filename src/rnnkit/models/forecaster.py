@@ -304,3 +304,279 @@ class ForecasterEnsemble(Model):
 
     def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
         return self.members[0].example_inputs(batch_size, length)
+
+
+# -- global models over many series -------------------------------------------------------------------------
+class PanelForecasterConfig(StrictModel):
+    """Configuration of :class:`PanelForecaster` (unknown keys are errors).
+
+    ``encoder.input_size`` must be ``2 + known + static`` (the normalised value, the padding mask, the known
+    covariates of the step, the static covariates of the series).
+    """
+
+    encoder: EncoderConfig
+    horizon: int = Field(gt=0, description="steps forecast")
+    head: Literal["direct", "recursive"] = "direct"
+    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], description="must include 0.5")
+    scaling: Literal["log", "ratio"] = Field("log", description="log: log(y / level), values > 0; ratio: y / level - 1")
+    level_steps: int = Field(1, gt=0, description="the level is the mean of the last level_steps deseasonalised inputs")
+    known: int = Field(0, ge=0, description="known-in-advance covariates per step")
+    static: int = Field(0, ge=0, description="static covariates per series")
+
+    @model_validator(mode="after")
+    def _check(self):
+        q = self.quantiles
+        if not q or any(not 0 < v < 1 for v in q) or sorted(set(q)) != q:
+            raise ValueError(f"quantiles must be increasing, distinct and inside (0, 1), got {q}")
+        if 0.5 not in q:
+            raise ValueError(f"quantiles must include 0.5 (the point forecast), got {q}")
+        if self.encoder.input_size != 2 + self.known + self.static:
+            raise ValueError(
+                f"encoder.input_size must be 2 + known + static = {2 + self.known + self.static}, "
+                f"got {self.encoder.input_size}"
+            )
+        if self.head == "recursive" and self.encoder.bidirectional:
+            raise ValueError("head 'recursive' predicts step by step and cannot use a bidirectional encoder")
+        return self
+
+
+#: bound on normalised values (log units or ratios), so one wild window cannot dominate a batch
+Z_CLAMP = 10.0
+
+
+class PanelForecaster(Model):
+    """A global forecaster: one network for many series, each window on its own level (and season).
+
+    ``forward(window (B, W), mask=None (B, W), season=None (B, W+H), level=None (B,), known=None (B, W+H, K),
+    static=None (B, S)) -> {"quantiles": (B, H, Q), "median": (B, H)}`` in the units of ``window``.
+
+    * ``mask``: 1 at real inputs, 0 at left padding (a series shorter than the window); default all real.
+    * ``season``: multiplicative seasonal factors of the ``W`` input and ``H`` forecast steps (an ES or classical
+      decomposition fitted per series); inputs are divided by them and forecasts multiplied. Default: none.
+    * ``level``: the series' level at the origin (an exponential-smoothing level); default: the mean of the last
+      ``level_steps`` deseasonalised real inputs. Inputs are normalised as ``log(y / (season * level))``
+      (``scaling="log"``, values > 0) or ``y / (season * level) - 1`` (``"ratio"``), so series of any magnitude
+      share the network and no statistic is fitted across series.
+    * Heads: ``direct`` maps the encoder's last state (with the future known covariates and the static ones) to
+      all ``H x Q`` outputs at once; ``recursive`` is a one-step model whose median is fed back ``H - 1`` times.
+    * Quantiles are trained with the pinball loss (:meth:`loss`, in normalised units) and returned sorted, so
+      they never cross.
+    """
+
+    config_class = PanelForecasterConfig
+    kind = "panel-forecaster"
+    config: PanelForecasterConfig
+
+    def __init__(self, config: PanelForecasterConfig | dict | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        cfg = self.config
+        self.encoder = SequenceEncoder(cfg.encoder)
+        Q = len(cfg.quantiles)
+        self.register_buffer("taus", torch.tensor(cfg.quantiles), persistent=False)
+        self.median_index = cfg.quantiles.index(0.5)
+        if cfg.head == "recursive":
+            self.head = nn.Linear(self.encoder.output_size, Q)
+        else:
+            extra = cfg.horizon * cfg.known + cfg.static
+            self.head = nn.Linear(self.encoder.output_size + extra, cfg.horizon * Q)
+
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
+    # -- normalisation --------------------------------------------------------------------------------
+    def _check(self, window: Tensor, mask, season, level, known, static) -> tuple[Tensor, ...]:
+        cfg, H = self.config, self.config.horizon
+        if not torch.is_floating_point(window) or window.dim() != 2 or window.shape[1] < 1:
+            raise ValueError(
+                f"PanelForecaster: expected a floating window (B, W), got {tuple(window.shape)} {window.dtype}"
+            )
+        B, W = window.shape
+        mask = torch.ones_like(window) if mask is None else mask.to(window.dtype)
+        season = window.new_ones(B, W + H) if season is None else season.to(window.dtype)
+        shapes = {"mask": (mask, (B, W)), "season": (season, (B, W + H))}
+        if level is not None:
+            shapes["level"] = (level, (B,))
+        if cfg.known:
+            if known is None:
+                raise ValueError(
+                    f"PanelForecaster: this model has {cfg.known} known covariate(s): pass known (B, W+H, {cfg.known})"
+                )
+            shapes["known"] = (known, (B, W + H, cfg.known))
+        if cfg.static:
+            if static is None:
+                raise ValueError(
+                    f"PanelForecaster: this model has {cfg.static} static covariate(s): pass static (B, {cfg.static})"
+                )
+            shapes["static"] = (static, (B, cfg.static))
+        for name, (t, shape) in shapes.items():
+            if tuple(t.shape) != shape:
+                raise ValueError(f"PanelForecaster: expected {name} {shape}, got {tuple(t.shape)}")
+        return mask, season
+
+    def _normalise(self, window: Tensor, mask: Tensor, season: Tensor, level: Tensor | None):
+        """-> z (B, W) normalised inputs (0 at padding), scale (B, H) that maps normalised forecasts back."""
+        W = window.shape[1]
+        d = window / season[:, :W].clamp_min(1e-8)
+        if level is None:
+            k = min(self.config.level_steps, W)
+            w = mask[:, W - k :]
+            vals = d[:, W - k :].abs() if self.config.scaling == "ratio" else d[:, W - k :]
+            level = (vals * w).sum(1) / w.sum(1).clamp_min(1.0)
+        level = level.to(window.dtype)
+        if self.config.scaling == "log":
+            level = level.clamp_min(1e-8)
+            z = torch.log(d.clamp_min(1e-8) / level[:, None])
+        else:
+            level = torch.where(level.abs() > 1e-8, level, torch.ones_like(level))
+            z = d / level[:, None] - 1
+        z = z.clamp(-Z_CLAMP, Z_CLAMP) * mask
+        return z, level[:, None] * season[:, W:]
+
+    def _denormalise(self, q: Tensor, scale: Tensor) -> Tensor:
+        """(B, H, Q) normalised -> original units."""
+        if self.config.scaling == "log":
+            return torch.exp(q.clamp(-Z_CLAMP, Z_CLAMP)) * scale[..., None]
+        return (1 + q) * scale[..., None]
+
+    def _rows(self, z: Tensor, mask: Tensor, known: Tensor | None, static: Tensor | None) -> Tensor:
+        """(B, T) values, (B, T) mask, (B, T, K) known, (B, S) static -> encoder rows (B, T, 2+K+S)."""
+        parts = [z.unsqueeze(-1), mask.unsqueeze(-1)]
+        if known is not None and self.config.known:
+            parts.append(known.to(z.dtype))
+        if static is not None and self.config.static:
+            parts.append(static.to(z.dtype)[:, None, :].expand(-1, z.shape[1], -1))
+        return torch.cat(parts, -1)
+
+    # -- the heads ------------------------------------------------------------------------------------
+    def _direct(self, z, mask, known, static) -> Tensor:
+        W, H = z.shape[1], self.config.horizon
+        _, states = self.encoder(self._rows(z, mask, None if known is None else known[:, :W], static))
+        h = self.encoder.top_hidden(states)
+        extra = [h]
+        if self.config.known:
+            extra.append(known[:, W:].flatten(1).to(h.dtype))
+        if self.config.static:
+            extra.append(static.to(h.dtype))
+        return self.head(torch.cat(extra, -1)).view(z.shape[0], H, -1)  # (B, H, Q)
+
+    def _recursive(self, z, mask, known, static) -> Tensor:
+        W, H = z.shape[1], self.config.horizon
+        nxt = None if known is None else known[:, 1 : W + 1]  # row t carries the covariates of step t + 1
+        out, state = self.encoder(self._rows(z, mask, nxt, static))
+        q = self.head(out[:, -1])  # (B, Q)
+        qs = [q]
+        one = mask.new_ones(z.shape[0], 1)
+        for k in range(1, H):
+            zk = q[:, self.median_index : self.median_index + 1].clamp(-Z_CLAMP, Z_CLAMP)
+            kn = None if known is None else known[:, W + k : W + k + 1]
+            out, state = self.encoder(self._rows(zk, one, kn, static), state=state)
+            q = self.head(out[:, -1])
+            qs.append(q)
+        return torch.stack(qs, 1)  # (B, H, Q)
+
+    def forward(
+        self,
+        window: Tensor,
+        mask: Tensor | None = None,
+        season: Tensor | None = None,
+        level: Tensor | None = None,
+        known: Tensor | None = None,
+        static: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        mask, season = self._check(window, mask, season, level, known, static)
+        z, scale = self._normalise(window, mask, season, level)
+        run = self._recursive if self.config.head == "recursive" else self._direct
+        q = self._denormalise(run(z, mask, known, static), scale).sort(dim=-1).values
+        return {"quantiles": q, "median": q[..., self.median_index]}
+
+    def normalised_target(self, target: Tensor, scale: Tensor) -> Tensor:
+        """Targets (B, H) in original units -> normalised units, given the ``scale`` of :meth:`_normalise`."""
+        if self.config.scaling == "log":
+            return torch.log(target.clamp_min(1e-8) / scale.clamp_min(1e-8)).clamp(-Z_CLAMP, Z_CLAMP)
+        return (target / scale - 1).clamp(-Z_CLAMP, Z_CLAMP)
+
+    def loss(
+        self,
+        window: Tensor,
+        target: Tensor,
+        mask: Tensor | None = None,
+        season: Tensor | None = None,
+        level: Tensor | None = None,
+        known: Tensor | None = None,
+        static: Tensor | None = None,
+    ) -> Tensor:
+        """Mean pinball loss over the quantiles of forecasting ``target`` (B, H), in normalised units.
+
+        The recursive head is trained by teacher forcing: every real position of window + horizon predicts the
+        next value's quantiles."""
+        mask, season = self._check(window, mask, season, level, known, static)
+        B, W = window.shape
+        H = self.config.horizon
+        if tuple(target.shape) != (B, H):
+            raise ValueError(f"PanelForecaster.loss: expected target ({B}, {H}), got {tuple(target.shape)}")
+        z, scale = self._normalise(window, mask, season, level)
+        zt = self.normalised_target(target.to(window.dtype), scale)
+        if self.config.head == "direct":
+            q = self._direct(z, mask, known, static)  # (B, H, Q)
+            return pinball(q, zt, self.taus).mean()
+        series = torch.cat([z, zt], 1)  # (B, W+H)
+        real = torch.cat([mask, mask.new_ones(B, H)], 1)
+        nxt = None if known is None else known[:, 1:]
+        out, _ = self.encoder(self._rows(series[:, :-1], real[:, :-1], nxt, static))
+        q = self.head(out)  # (B, W+H-1, Q)
+        w = real[:, 1:]  # a padded position has nothing to predict
+        per = pinball(q, series[:, 1:], self.taus).mean(-1)
+        return (per * w).sum() / w.sum().clamp_min(1.0)
+
+    def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
+        """A positive random-walk window of ``length`` steps, and the covariates the model needs."""
+        p = self.head.weight
+        kw = {"device": p.device, "dtype": p.dtype}
+        window = torch.randn(batch_size, length, **kw).cumsum(1).abs() + 1.0
+        extra = {}
+        if self.config.known:
+            extra["known"] = torch.randn(batch_size, length + self.horizon, self.config.known, **kw)
+        if self.config.static:
+            extra["static"] = torch.randn(batch_size, self.config.static, **kw)
+        return (window,), extra
+
+
+def pinball(q: Tensor, y: Tensor, taus: Tensor) -> Tensor:
+    """Pinball (quantile) loss of quantile forecasts ``q`` (..., Q) for targets ``y`` (...): (..., Q)."""
+    diff = y.unsqueeze(-1) - q
+    return torch.maximum(taus * diff, (taus - 1) * diff)
+
+
+class PanelForecasterEnsembleConfig(StrictModel):
+    member: PanelForecasterConfig
+    size: int = Field(ge=1, le=64, description="members, each initialised at random on its own")
+
+
+class PanelForecasterEnsemble(Model):
+    """``size`` independent :class:`PanelForecaster` members trained side by side on the same batches; the forecast
+    is the median over members of each quantile (sorted again), ``loss`` the mean of the members' losses."""
+
+    config_class = PanelForecasterEnsembleConfig
+    kind = "panel-forecaster-ensemble"
+    config: PanelForecasterEnsembleConfig
+
+    def __init__(self, config: PanelForecasterEnsembleConfig | dict | None = None, **overrides) -> None:
+        super().__init__(config, **overrides)
+        self.members = nn.ModuleList(PanelForecaster(self.config.member) for _ in range(self.config.size))
+        self.median_index = self.members[0].median_index
+
+    @property
+    def horizon(self) -> int:
+        return self.config.member.horizon
+
+    def forward(self, window: Tensor, **kwargs) -> dict[str, Tensor]:
+        qs = torch.stack([m(window, **kwargs)["quantiles"] for m in self.members])  # (K, B, H, Q)
+        q = qs.median(0).values.sort(dim=-1).values
+        return {"quantiles": q, "median": q[..., self.median_index]}
+
+    def loss(self, window: Tensor, target: Tensor, **kwargs) -> Tensor:
+        return torch.stack([m.loss(window, target, **kwargs) for m in self.members]).mean()
+
+    def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
+        return self.members[0].example_inputs(batch_size, length)

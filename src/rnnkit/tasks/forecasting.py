@@ -1,4 +1,23 @@
-"""Forecasting: the next ``model.horizon`` values of a series from a window of its past (AirPassengers, CO2, ...).
+"""Forecasting: the next ``model.horizon`` values of a series from a window of its past (AirPassengers, CO2, ...),
+or of each of many series with one global model (M3, Tourism, the user's long-format file).
+
+**Many series** (``data.layout: panel``; chosen by ``auto`` for a long-format ``--data`` file, one with a
+``unique_id`` column, or for ``data.subset``, a competition dataset's subset such as ``m3`` / ``monthly``): the
+series are read by :func:`rnnkit.data.panel.read_panel` (CSV or Parquet: ``unique_id, ds, y`` plus the declared
+``data.static`` / ``data.known`` covariates) or :func:`rnnkit.data.competitions.load_competition`. Each series'
+test part is its last ``horizon`` points (a competition's official ``xx``), validation the ``horizon`` points
+before it, train the rest; training windows (up to ``data.windows_per_series`` per series and epoch, drawn by
+seed and epoch, shuffled across series) have their targets in the training part, validation forecasts each
+validation part from the points before it, and the test part is forecast once from the end of validation.
+Per-series seasonal factors and levels (``data.seasonality``: ``classical`` decomposition as in Naive2, or the
+``holt-winters`` ES hybrid) are fitted on each series' training part and used causally (a window's future
+factors are the last season's before its origin). The model is a :class:`~rnnkit.models.PanelForecaster`
+(quantiles ``model.quantiles`` with the pinball loss; ``model.ensemble`` members, median). Metrics are the M
+competitions' per-series means (``smape``, ``mase``, ``owa`` against Naive2, the ``coverage`` and ``msis`` of the
+interval between the outermost quantiles, ``loss``); ``predictions.jsonl`` has one line per series (``id``,
+``forecast``, ``quantiles``); ``predict`` takes series names (their recent history is kept in the run's
+``series.json``) or long-format files and forecasts from the end of each series. docs/forecasting.md has the
+user's view. Everything below describes the single-series layout.
 
 Data: a registry dataset (``data.dataset``: ``air-passengers``, ``co2``, ``sunspots``; its test part is the
 registry's test split unless ``data.test_size`` is set, docs/datasets.md), or ``--data FILE``, a UTF-8 CSV with
@@ -65,6 +84,7 @@ and ``upper`` are null for ``model.distribution: point``). With covariates, the 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import re
@@ -80,13 +100,17 @@ from pydantic import Field, model_validator
 
 from ..config import StrictModel
 from ..data import registry
+from ..data.panel import is_long_format, read_panel
 from ..data.textfile import reading
-from ..errors import RnnkitError
-from ..fileio import atomic_write_jsonl
+from ..errors import RnnkitError, short_repr
+from ..fileio import atomic_write_json, atomic_write_jsonl
+from ..metrics import forecast as fm
 from ..models import Forecaster, ForecasterEnsemble
 from ..models.encoder import CellName
+from ..models.exponential_smoothing import holt_winters
+from ..models.forecaster import PanelForecaster, PanelForecasterEnsemble
 from ..training import Task
-from .base import RecipeConfig, TaskKind
+from .base import RecipeConfig, StateFile, TaskKind
 from .common import task_spec
 
 log = logging.getLogger("rnnkit")
@@ -109,6 +133,20 @@ class ForecastDataConfig(StrictModel):
     season: int = Field(1, ge=1, description="seasonal period for MASE and the seasonal naive baseline")
     transform: Literal["none", "log"] = Field("none", description="log: model log(y), forecasts mapped back")
     difference: int = Field(0, ge=0, description="lag L: model y[t] - y[t-L] (L = season: seasonal); 0: levels")
+    # -- many series (the long format and the forecasting competitions) --
+    layout: Literal["auto", "single", "panel"] = Field(
+        "auto", description="auto: panel for a long-format file (a unique_id column) or data.subset, else single"
+    )
+    subset: str | None = Field(None, description="a competition's subset (data.dataset=m3, subset monthly, ...)")
+    horizon: int | None = Field(None, gt=0, description="steps forecast (sets model.horizon); panel: the test part")
+    static: list[str] = Field(default_factory=list, description="panel: static covariate columns (one per series)")
+    known: list[str] = Field(default_factory=list, description="panel: known-in-advance covariate columns")
+    seasonality: Literal["none", "classical", "holt-winters"] = Field(
+        "none", description="panel: per-series multiplicative seasonality fitted on the training part"
+    )
+    min_history: int | None = Field(None, ge=1, description="panel: real inputs a training window needs")
+    windows_per_series: int = Field(32, ge=1, description="panel: training windows drawn per series and epoch")
+    max_file_mb: int = Field(1024, ge=1, description="panel: the largest long-format file read")
 
     @model_validator(mode="after")
     def _check(self):
@@ -126,10 +164,24 @@ class ForecastModelConfig(StrictModel):
     num_layers: int = Field(1, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1, description="between layers")
     mode: Literal["direct", "recursive"] = "direct"
+    head: Literal["direct", "recursive"] | None = Field(None, description="the same as mode (which it sets)")
     distribution: Literal["gaussian", "point"] = Field("gaussian", description="gaussian gives intervals")
     loss: Literal["mse", "mae", "nll"] | None = Field(None, description="default: nll (gaussian) or mse (point)")
-    scaling: Literal["standard", "none"] = "standard"
+    scaling: Literal["standard", "none", "auto", "log", "ratio"] | None = Field(
+        None, description="single: standard (default) or none; panel: auto (default: log if all values > 0), log, ratio"
+    )
     ensemble: int = Field(1, ge=1, le=64, description="forecasters trained side by side, forecasts averaged")
+    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], description="panel: with 0.5")
+    level_steps: int | None = Field(None, ge=1, description="panel: inputs averaged for the level (default: season)")
+
+    @model_validator(mode="after")
+    def _head(self):
+        if self.head is not None:
+            if "mode" in self.model_fields_set and self.mode != self.head:
+                raise ValueError(f"model.head={self.head!r} and model.mode={self.mode!r} disagree: set one")
+            if self.mode != self.head:  # assignment validates again; equal values end that
+                self.mode = self.head
+        return self
 
 
 class ForecastOutputConfig(StrictModel):
@@ -141,6 +193,16 @@ class ForecastingConfig(RecipeConfig):
     data: ForecastDataConfig = Field(default_factory=ForecastDataConfig)
     model: ForecastModelConfig = Field(default_factory=ForecastModelConfig)
     forecast: ForecastOutputConfig = Field(default_factory=ForecastOutputConfig)
+
+    @model_validator(mode="after")
+    def _horizon(self):
+        h = self.data.horizon
+        if h is not None:
+            if "horizon" in self.model.model_fields_set and self.model.horizon != h:
+                raise ValueError(f"data.horizon={h} and model.horizon={self.model.horizon} disagree: set one")
+            if self.model.horizon != h:
+                self.model.horizon = h
+        return self
 
 
 # -- reading --------------------------------------------------------------------------------------------
@@ -321,13 +383,602 @@ def seasonal_naive(y: np.ndarray, origin: int, steps: int, season: int) -> np.nd
     return y[origin + h - season * (h // season + 1)]
 
 
-class Forecasting(TaskKind):
+# -- many series: global models over a panel -------------------------------------------------------------
+#: a competition dataset's (data.dataset) subsets are read by rnnkit.data.competitions.load_competition
+HISTORY_FILE = "series.json"
+#: values of each series kept in the run folder for ``predict`` by id (the last ones)
+HISTORY_KEEP = 400
+
+
+@dataclass
+class PanelSplit:
+    """The series of a panel as the task uses them: ``values[i]`` (n_i,) the whole observed series (training
+    part, then the test part when there is one), ``n_train[i]`` the training part's length (validation is its
+    last ``horizon`` points), ``known[i]`` (n_i + future, K), ``static`` (N, S)."""
+
+    ids: list[str]
+    values: list[np.ndarray]
+    n_train: np.ndarray
+    known: list[np.ndarray]
+    static: np.ndarray
+    labels: list[list[str]] | None = None
+
+
+class PanelArrays:
+    """Flat arrays of a panel with the per-series seasonal factors and levels fitted on each training part, and
+    :meth:`batch`, which cuts windows at ``(series, origin)`` pairs, vectorised.
+
+    ``season[i]`` (n_train_i,): the multiplicative factor of each training step (classical: the decomposition's
+    indices; holt-winters: the filtered seasonal state; otherwise 1); a window's future factors are those of
+    the last season before its origin, so nothing after the origin is read. ``level[i]`` (n_train_i,): the
+    filtered ES level (holt-winters only; otherwise the model takes the mean of the last inputs)."""
+
+    def __init__(self, split: PanelSplit, window: int, horizon: int, season: int, seasonality: str) -> None:
+        self.split, self.W, self.H, self.m = split, window, horizon, season
+        lens = np.array([len(v) for v in split.values], dtype=np.int64)
+        self.lens = lens
+        self.off = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        self.flat = np.concatenate(split.values) if len(lens) else np.zeros(0)
+        seasons, levels = [], []
+        for v, n in zip(split.values, split.n_train, strict=True):
+            s, lv = fit_states(v[:n], season, seasonality)
+            seasons.append(s)
+            levels.append(lv)
+        self.soff = np.concatenate([[0], np.cumsum(split.n_train)[:-1]])
+        self.season = np.concatenate(seasons) if seasons else np.zeros(0)
+        self.level = np.concatenate(levels) if seasonality == "holt-winters" and levels else None
+        K = split.known[0].shape[1] if split.known else 0
+        self.K = K
+        if K:
+            self.klens = np.array([len(k) for k in split.known], dtype=np.int64)
+            self.koff = np.concatenate([[0], np.cumsum(self.klens)[:-1]])
+            self.kflat = np.concatenate(split.known)
+
+    def batch(self, series: np.ndarray, origins: np.ndarray, target: bool = True) -> dict[str, torch.Tensor]:
+        """Windows ending before ``origins`` (B,) of ``series`` (B,): ``window`` (B, W) left-padded with the
+        first value, ``mask`` (B, W), ``season`` (B, W+H), ``level`` (B,) (holt-winters), ``known`` (B, W+H, K),
+        ``static`` (B, S) and, with ``target``, ``target`` (B, H)."""
+        W, H, m = self.W, self.H, max(self.m, 1)
+        i, o = np.asarray(series, dtype=np.int64)[:, None], np.asarray(origins, dtype=np.int64)[:, None]
+        p = o + np.arange(-W, 0)  # (B, W)
+        real = p >= 0
+        pc = np.maximum(p, 0)
+        soff = self.soff[i]
+        b = {"window": _f32(self.flat[self.off[i] + pc]), "mask": _f32(real)}
+        s_in = np.where(real, self.season[soff + pc], 1.0)
+        q = o - m + (np.arange(H) % m)
+        s_out = np.where(q >= 0, self.season[soff + np.maximum(q, 0)], 1.0)
+        b["season"] = _f32(np.concatenate([s_in, s_out], 1))
+        if self.level is not None:
+            b["level"] = _f32(self.level[soff[:, 0] + o[:, 0] - 1])
+        if self.K:
+            kp = np.clip(o + np.arange(-W, H), 0, self.klens[i] - 1)
+            b["known"] = _f32(self.kflat[self.koff[i] + kp])
+        if self.split.static.shape[1]:
+            b["static"] = _f32(self.split.static[i[:, 0]])
+        if target:
+            b["target"] = _f32(self.flat[self.off[i] + o + np.arange(H)])
+        return b
+
+
+def fit_states(y: np.ndarray, season: int, seasonality: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step seasonal factors and levels (n,) of a training part ``y`` (``data.seasonality``). A series with
+    a value <= 0 is not deseasonalised (the decomposition is multiplicative) and its ES level is its values."""
+    n = len(y)
+    if seasonality == "none" or not (y > 0).all():
+        return np.ones(n), np.abs(y) + (y == 0)
+    if seasonality == "classical":  # Naive2's: only when M4's test says seasonal
+        return fm.deseasonalise(y, season)[1], np.ones(n)
+    level, factors, _, _ = holt_winters(y, season)
+    return factors, level
+
+
+def naive2(x: np.ndarray, h: int, m: int) -> np.ndarray:
+    """The Naive2 forecast (h,) from the history ``x`` (n,): its last seasonally adjusted value (M4's test and
+    classical decomposition, :mod:`rnnkit.metrics.forecast`), re-seasonalised."""
+    adjusted, _ = fm.deseasonalise(x, m)
+    return adjusted[-1] * fm.future_indices(x, m, h)
+
+
+PANEL_KEYS = ("smape", "mase", "n2_smape", "n2_mase", "mase_n", "series", "cover", "cover_n", "msis", "loss", "windows")
+
+
+def panel_sums(
+    q: torch.Tensor, median: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, naive: torch.Tensor, level: float
+) -> dict[str, float]:
+    """Additive sums over series: forecasts ``median`` (B, H) and quantiles ``q`` (B, H, Q) (the interval: the
+    outermost two, of central probability ``level``), actual ``y`` (B, H), MASE scales (B,) (NaN: not scored by
+    MASE or MSIS), the Naive2 forecasts (B, H)."""
+    q, f, y, scale, naive = q.double(), median.double(), y.double(), scale.double(), naive.double()
+
+    def smape(p):
+        d = p.abs() + y.abs()
+        return torch.where(d > 0, 200 * (p - y).abs() / d.clamp_min(1e-300), torch.zeros_like(d)).mean(1)
+
+    ok = torch.isfinite(scale)
+    sc = torch.where(ok, scale, torch.ones_like(scale))[:, None]
+    lo, hi = q[..., 0], q[..., -1]
+    a = 1 - level
+    msis = ((hi - lo) + 2 / a * (lo - y).clamp_min(0) + 2 / a * (y - hi).clamp_min(0)) / sc
+    return {
+        "smape": float(smape(f).sum()),
+        "n2_smape": float(smape(naive).sum()),
+        "mase": float((((f - y).abs() / sc).mean(1) * ok).sum()),
+        "n2_mase": float((((naive - y).abs() / sc).mean(1) * ok).sum()),
+        "mase_n": float(ok.sum()),
+        "series": float(y.shape[0]),
+        "cover": float(((y >= lo) & (y <= hi)).double().sum()),
+        "cover_n": float(y.numel()),
+        "msis": float((msis.mean(1) * ok).sum()),
+    }
+
+
+def panel_metrics(s: dict[str, float]) -> dict[str, float]:
+    """sMAPE (percent) and MASE as means over series, OWA against Naive2, interval coverage (percent), MSIS
+    and the training loss."""
+    n, nm = max(s["series"], 1.0), max(s["mase_n"], 1.0)
+    out = {
+        "loss": s["loss"] / max(s["windows"], 1.0),
+        "smape": s["smape"] / n,
+        "mase": s["mase"] / nm if s["mase_n"] else math.nan,
+    }
+    n2s, n2m = s["n2_smape"] / n, s["n2_mase"] / nm
+    out["owa"] = 0.5 * (out["smape"] / n2s + out["mase"] / n2m) if n2s > 0 and n2m > 0 and s["mase_n"] else math.nan
+    out["naive2_smape"], out["naive2_mase"] = n2s, (n2m if s["mase_n"] else math.nan)
+    out["coverage"] = 100 * s["cover"] / max(s["cover_n"], 1.0)
+    out["msis"] = s["msis"] / nm if s["mase_n"] else math.nan
+    return out
+
+
+def _scale(x: np.ndarray, m: int) -> float:
+    """The MASE scale of a history, NaN where it is 0 (a constant history scores no MASE)."""
+    s = fm.mase_scale(x, m)
+    return s if s > 0 else math.nan
+
+
+def load_history(path: Path) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """The run's ``series.json``: each series' recent values and their time labels (for ``predict`` by name),
+    checked: ``({id: values (n,)}, {id: labels})``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        ids, values, times = data["ids"], data["values"], data["times"]
+        if not all(isinstance(v, list) and len(v) == len(ids) for v in (ids, values, times)):
+            raise ValueError("ids, values and times must be lists of the same length")
+        hist = {str(i): np.asarray(v, dtype=np.float64) for i, v in zip(ids, values, strict=True)}
+        if any(v.ndim != 1 or not np.isfinite(v).all() for v in hist.values()):
+            raise ValueError("every series must be a list of finite numbers")
+        labels = {str(i): [str(t) for t in ts] for i, ts in zip(ids, times, strict=True)}
+        if any(len(labels[i]) != len(hist[i]) for i in hist):
+            raise ValueError("every series needs one time label per value")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise RnnkitError(f"not a valid series file: {short_repr(str(e))}", where=str(path)) from None
+    return hist, labels
+
+
+class _PanelTask:
+    """The forecasting task's methods for many series (``layout: panel``); :class:`Forecasting` calls them."""
+
+    config: ForecastingConfig
+    data_path: Path | None
+    panel_history: dict[str, np.ndarray] | None = None
+    panel_times: dict[str, list[str]] | None = None
+
+    # -- data ----------------------------------------------------------------------------------------
+    def _panel_read(self) -> tuple[PanelSplit, str, int]:
+        """The panel to train on, where it came from, and the seasonal period."""
+        d, H = self.config.data, self.config.model.horizon
+        if self.data_path is not None:
+            if d.subset is not None or d.covariates:
+                raise RnnkitError(
+                    "with a long-format --data file, data.subset and data.covariates do not apply "
+                    "(covariates are data.static and data.known)"
+                )
+            panel = read_panel(
+                self.data_path, static=d.static, known=d.known, missing=d.missing, max_bytes=d.max_file_mb << 20
+            )
+            need = d.window + 2 * H
+            for s in panel.series:
+                if len(s) < need:
+                    raise RnnkitError(
+                        f"the series has {len(s)} points, fewer than data.window + 2 x horizon = {need} "
+                        "(a full window before the validation and test parts): set a shorter "
+                        "data.window or data.horizon",
+                        where=s.where(0),
+                    )
+            split = PanelSplit(
+                [s.id for s in panel.series],
+                [s.values for s in panel.series],
+                np.array([len(s) - H for s in panel.series], dtype=np.int64),
+                [s.known for s in panel.series],
+                np.stack([s.static for s in panel.series]).reshape(len(panel), len(d.static)),
+                [s.labels for s in panel.series],
+            )
+            return split, str(self.data_path), d.season
+        if d.dataset is None or d.subset is None:
+            raise RnnkitError(
+                "no data for many series: give --data FILE in the long format (unique_id, ds, y) or "
+                "set data.dataset and data.subset (e.g. m3 and monthly)"
+            )
+        if d.static or d.known or d.covariates:
+            raise RnnkitError(
+                f"data.dataset={d.dataset!r} has no covariate columns; data.static, data.known and "
+                "data.covariates must be empty"
+            )
+        from ..data.competitions import load_competition
+
+        series = load_competition(d.dataset, d.subset)
+        if not series:
+            raise RnnkitError(f"data.dataset={d.dataset!r} subset {d.subset!r} has no series")
+        for s in series:
+            if s.horizon != H or len(s.test) != H:
+                raise RnnkitError(
+                    f"series {s.id!r} of {d.dataset} {d.subset} has horizon {s.horizon}; set data.horizon={s.horizon}",
+                    where=f"dataset {d.dataset}",
+                )
+        m = d.season if "season" in d.model_fields_set else int(series[0].period)
+        values = [np.concatenate([np.asarray(s.train, np.float64), np.asarray(s.test, np.float64)]) for s in series]
+        split = PanelSplit(
+            [str(s.id) for s in series],
+            values,
+            np.array([len(s.train) for s in series], np.int64),
+            [np.zeros((len(v), 0)) for v in values],
+            np.zeros((len(series), 0)),
+        )
+        return split, f"dataset {d.dataset} {d.subset}", m
+
+    def _panel_scaling(self, split: PanelSplit, where: str) -> str:
+        scaling = self.config.model.scaling or "auto"
+        if scaling in ("standard", "none"):
+            raise RnnkitError(f"model.scaling={scaling!r} is for a single series; many series use auto, log or ratio")
+        bad = [i for i, (v, n) in enumerate(zip(split.values, split.n_train, strict=True)) if not (v[:n] > 0).all()]
+        if scaling == "auto":
+            return "ratio" if bad else "log"
+        if scaling == "log" and bad:
+            raise RnnkitError(
+                f"model.scaling=log needs values > 0; series {split.ids[bad[0]]!r} has one that is not (use ratio)",
+                where=where,
+            )
+        return scaling
+
+    def _panel_prepare(self, run_dir: Path) -> dict[str, Any]:
+        d, H = self.config.data, self.config.model.horizon
+        split, where, m = self._panel_read()
+        if len(set(split.ids)) != len(split.ids):
+            raise RnnkitError("two series share a name", where=where)
+        self.panel_season = m
+        self.panel_scaling = self._panel_scaling(split, where)
+        if self.config.model.scaling in (None, "auto") and self.panel_scaling == "ratio":
+            log.info("some training values are <= 0: scaling by ratios to the level, not logs")
+        self.arrays = PanelArrays(split, d.window, H, m, d.seasonality)
+        n = split.n_train
+        short = [i for i in range(len(n)) if n[i] - H < 1]
+        if short:
+            raise RnnkitError(
+                f"series {split.ids[short[0]]!r} has {n[short[0]]} training points, no more than "
+                f"the horizon {H}: nothing is left to forecast its validation part from",
+                where=where,
+            )
+        lo = d.min_history if d.min_history is not None else max(3, min(d.window, m))
+        self.train_ranges = [(lo, int(k) - 2 * H) for k in n]  # origins whose targets end before validation
+        N = len(split.ids)
+        self.pairs = {"validation": (np.arange(N), n - H), "test": (np.arange(N), n.copy())}
+        self.scored = {}
+        for s, (idx, org) in self.pairs.items():
+            hist = [split.values[i][:o] for i, o in zip(idx, org, strict=True)]
+            self.scored[s] = (np.array([_scale(v, m) for v in hist]), np.stack([naive2(v, H, m) for v in hist]))
+        self.split = split
+        keep = [v[-HISTORY_KEEP:].tolist() for v in split.values]
+        if split.labels is not None:  # the file's own time labels; a competition's are positions
+            times = [lab[: len(v)][-HISTORY_KEEP:] for lab, v in zip(split.labels, split.values, strict=True)]
+        else:
+            times = [[str(t) for t in range(len(v))][-HISTORY_KEEP:] for v in split.values]
+        self.panel_history = {i: np.asarray(v) for i, v in zip(split.ids, keep, strict=True)}
+        self.panel_times = dict(zip(split.ids, times, strict=True))
+        atomic_write_json(run_dir / HISTORY_FILE, {"ids": split.ids, "values": keep, "times": times})
+        windows = sum(max(0, b - a + 1) for a, b in self.train_ranges)
+        info = {
+            "source": where,
+            "layout": "panel",
+            "series": N,
+            "horizon": H,
+            "season": m,
+            "seasonality": d.seasonality,
+            "scaling": self.panel_scaling,
+            "training_windows": windows,
+            "series_without_training_window": sum(b < a for a, b in self.train_ranges),
+            "points": {"train": int((n - H).sum()), "validation": N * H, "test": N * H},
+        }
+        log.info("data %s: %d series, horizon %d, %d training windows", where, N, H, windows)
+        return info
+
+    # -- model and training ---------------------------------------------------------------------------
+    def _panel_model(self):
+        m, d = self.config.model, self.config.data
+        K, S = len(d.known), len(d.static)
+        encoder = dict(
+            input_size=2 + K + S,
+            cell=m.cell,
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            dropout=m.dropout if m.num_layers > 1 else 0.0,
+        )
+        cfg = dict(
+            encoder=encoder,
+            horizon=m.horizon,
+            head=m.mode,
+            quantiles=m.quantiles,
+            scaling=self.panel_scaling,
+            level_steps=m.level_steps or max(self.panel_season, 1),
+            known=K,
+            static=S,
+        )
+        if m.ensemble > 1:
+            return PanelForecasterEnsemble(member=cfg, size=m.ensemble)
+        return PanelForecaster(cfg)
+
+    def _panel_train_pairs(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.config.train.seed, epoch])
+        k = self.config.data.windows_per_series
+        idx, org = [], []
+        for i, (a, b) in enumerate(self.train_ranges):
+            if b < a:
+                continue
+            o = np.arange(a, b + 1)
+            if len(o) > k:
+                o = rng.choice(o, size=k, replace=False)
+            idx.append(np.full(len(o), i))
+            org.append(o)
+        if not idx:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        idx, org = np.concatenate(idx), np.concatenate(org)
+        order = rng.permutation(len(idx))
+        return idx[order], org[order]
+
+    def _panel_count(self, split: str) -> int:
+        if split == "train":
+            k = self.config.data.windows_per_series
+            return sum(min(k, b - a + 1) for a, b in self.train_ranges if b >= a)
+        return len(self.pairs[split][0])
+
+    def _panel_batches(self, split: str, epoch: int):
+        bs = self.config.train.batch_size
+        if split == "train":
+            idx, org = self._panel_train_pairs(epoch)
+            for s in range(0, len(idx), bs):
+                yield self.arrays.batch(idx[s : s + bs], org[s : s + bs])
+            return
+        idx, org = self.pairs[split]
+        scale, naive = self.scored[split]
+        for s in range(0, len(idx), bs):
+            b = self.arrays.batch(idx[s : s + bs], org[s : s + bs])
+            b["scale"], b["naive2"] = _f64(scale[s : s + bs]), _f64(naive[s : s + bs])
+            yield b
+
+    def _panel_trainer_task(self) -> Task:
+        level = self.config.model.quantiles[-1] - self.config.model.quantiles[0]
+
+        def train_step(model, b, carry):
+            return model.loss(b["window"], b["target"], **_model_inputs(b)), None, b["window"].shape[0]
+
+        def eval_step(model, b):
+            B = b["window"].shape[0]
+            if B == 0:
+                return dict.fromkeys(PANEL_KEYS, 0.0)
+            out = model(b["window"], **_model_inputs(b))
+            stats = panel_sums(out["quantiles"], out["median"], b["target"], b["scale"], b["naive2"], level)
+            stats["loss"] = float(model.loss(b["window"], b["target"], **_model_inputs(b))) * B
+            stats["windows"] = float(B)
+            return stats
+
+        bs = self.config.train.batch_size
+        return Task(
+            batches=self._panel_batches,
+            train_step=train_step,
+            eval_step=eval_step,
+            finalize=panel_metrics,
+            num_batches=lambda split: -(-self._panel_count(split) // bs),
+        )
+
+    # -- outputs ----------------------------------------------------------------------------------------
+    def _panel_forecast(self, model, arrays: PanelArrays, idx: np.ndarray, org: np.ndarray) -> np.ndarray:
+        """Quantile forecasts (B, H, Q) in original units, batch by batch."""
+        out = []
+        model.eval()
+        with torch.no_grad():
+            for s in range(0, len(idx), 1024):
+                b = arrays.batch(idx[s : s + 1024], org[s : s + 1024], target=False)
+                out.append(model(b["window"], **_model_inputs(b))["quantiles"].double().numpy())
+        return (
+            np.concatenate(out) if out else np.zeros((0, self.config.model.horizon, len(self.config.model.quantiles)))
+        )
+
+    def _quantile_fields(self, q: np.ndarray) -> dict[str, Any]:
+        qs = self.config.model.quantiles
+        return {
+            "forecast": _round(q[:, qs.index(0.5)]),
+            "quantiles": {f"{v:g}": _round(q[:, j]) for j, v in enumerate(qs)},
+        }
+
+    def _panel_write_predictions(self, model, run_dir: Path) -> None:
+        idx, org = self.pairs["test"]
+        q = self._panel_forecast(model, self.arrays, idx, org)
+        rows = [{"id": self.split.ids[i], **self._quantile_fields(q[k])} for k, i in enumerate(idx)]
+        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+
+    def _panel_plots(self, model, run_dir: Path, metrics: dict[str, float]) -> list[Path]:
+        from ..plots import forecast_plot
+
+        if not len(self.split.ids):
+            return []
+        qs = self.config.model.quantiles
+        k = int(np.argmax(self.split.n_train))  # the longest series
+        n = int(self.split.n_train[k])
+        q = self._panel_forecast(model, self.arrays, np.array([k]), np.array([n]))[0]
+        values = self.split.values[k][: n + self.config.model.horizon]
+        title = f"series {short_repr(self.split.ids[k], 40)}: test forecast"
+        if "test_smape" in metrics:
+            title += f" (all series: sMAPE {metrics['test_smape']:.2f}%)"
+        path = run_dir / "plots" / "forecast.png"
+        return [
+            forecast_plot(
+                list(range(len(values))),
+                values,
+                n,
+                q[:, qs.index(0.5)],
+                q[:, 0],
+                q[:, -1],
+                path,
+                title=title,
+                level=qs[-1] - qs[0],
+                validation_start=n - self.config.model.horizon,
+            )
+        ]
+
+    def _panel_predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+        d, H = self.config.data, self.config.model.horizon
+        K, S = len(d.known), len(d.static)
+        history = self.panel_history or {}
+        out = []
+        for text in inputs:
+            if text in history:
+                if K:
+                    raise RnnkitError(
+                        f"series {text!r}: this model reads known covariates, so its future steps are "
+                        "needed: pass a long-format file whose last rows per series have an empty y"
+                    )
+                y = history[text]
+                cases = [(text, y, np.zeros((len(y), 0)), np.zeros(S), (self.panel_times or {})[text])]
+            else:
+                path = Path(text)
+                if not path.exists():
+                    raise RnnkitError("neither a series of this run nor a file", where=short_repr(text, 60))
+                panel = read_panel(
+                    path,
+                    static=d.static,
+                    known=d.known,
+                    missing=d.missing,
+                    allow_future=H if K else 0,
+                    max_bytes=d.max_file_mb << 20,
+                )
+                cases = []
+                for s in panel.series:
+                    n_obs = int(np.flatnonzero(~np.isnan(s.values))[-1]) + 1
+                    if K and len(s) - n_obs != H:
+                        raise RnnkitError(
+                            f"with known covariates, each series must end with {H} future rows (an empty "
+                            f"y and the covariates); found {len(s) - n_obs}",
+                            where=s.where(len(s) - 1),
+                        )
+                    cases.append((s.id, s.values[:n_obs], s.known, s.static, s.labels[:n_obs]))
+            for sid, y, known, static, labels in cases:
+                if self.panel_scaling_of(model) == "log" and not (y > 0).all():
+                    raise RnnkitError(
+                        f"series {sid!r}: this model forecasts logs and needs values > 0", where=short_repr(text, 60)
+                    )
+                if K:
+                    known = known[: len(y) + H]
+                split = PanelSplit([sid], [y], np.array([len(y)]), [known], np.asarray(static).reshape(1, S))
+                arrays = PanelArrays(split, d.window, H, self.panel_season, d.seasonality)
+                q = self._panel_forecast(model, arrays, np.array([0]), np.array([len(y)]))[0]
+                fields = self._quantile_fields(q)
+                qs = self.config.model.quantiles
+                keep = min(len(y), HISTORY_KEEP)
+                out.append(
+                    {
+                        "input": text,
+                        "id": sid,
+                        **fields,
+                        "lower": fields["quantiles"][f"{qs[0]:g}"],
+                        "upper": fields["quantiles"][f"{qs[-1]:g}"],
+                        "interval": round(qs[-1] - qs[0], 6),
+                        "history": {"times": labels[-keep:], "values": _round(y[-keep:])},
+                    }
+                )
+        return out
+
+    @staticmethod
+    def panel_scaling_of(model) -> str:
+        cfg = model.config.member if hasattr(model.config, "member") else model.config
+        return cfg.scaling
+
+
+def _model_inputs(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keyword inputs of a :class:`PanelForecaster` in a batch."""
+    return {k: b[k] for k in ("mask", "season", "level", "known", "static") if k in b}
+
+
+class Forecasting(_PanelTask, TaskKind):
     name = "forecasting"
     config_class = ForecastingConfig
-    input_help = "CSV files with the recent history"
     inputs = "file"
     accept = (".csv",)
     view = "forecast"
+    input_help = "CSV files with the recent history; for a run on many series also series names"
+    state_files = {"series": StateFile(("panel_history", "panel_times"), HISTORY_FILE, load_history, optional=True)}
+    layout: str = "single"
+    panel_season: int = 1
+
+    # -- which layout ---------------------------------------------------------------------------------
+    def _layout(self) -> str:
+        d = self.config.data
+        if d.layout != "auto":
+            return d.layout
+        if d.subset is not None:
+            return "panel"
+        return "panel" if self.data_path is not None and is_long_format(self.data_path) else "single"
+
+    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+        self.layout = self._layout()
+        if self.layout == "panel":
+            return self._panel_prepare(run_dir)
+        if self.config.model.scaling in ("auto", "log", "ratio"):
+            raise RnnkitError(f"model.scaling={self.config.model.scaling!r} is for many series; a single series "
+                              "uses standard or none")  # fmt: skip
+        return self._single_prepare(run_dir)
+
+    def recorded_state(self) -> dict[str, Any]:
+        state = {"window": self.config.data.window, "horizon": self.config.model.horizon, "layout": self.layout}
+        if self.layout == "panel":
+            state["season"] = self.panel_season
+        return state
+
+    @classmethod
+    def from_run(cls, config, run_dir, state):
+        task = super().from_run(config, run_dir, state)
+        task.layout = state.get("layout", "single")
+        if task.layout == "panel":
+            season = state.get("season")
+            if not isinstance(season, int) or season < 1:
+                raise RnnkitError(f"task_state.season: expected a positive int, got {short_repr(season)}",
+                                  where=str(run_dir))  # fmt: skip
+            task.panel_season = season
+        return task
+
+    def build_model(self):
+        return self._panel_model() if self.layout == "panel" else self._single_model()
+
+    def trainer_task(self) -> Task:
+        return self._panel_trainer_task() if self.layout == "panel" else self._single_trainer_task()
+
+    def write_predictions(self, model, run_dir) -> None:
+        if self.layout == "panel":
+            return self._panel_write_predictions(model, run_dir)
+        return self._single_write_predictions(model, run_dir)
+
+    def plots(self, model, run_dir, metrics) -> list[Path]:
+        if self.layout == "panel":
+            return self._panel_plots(model, run_dir, metrics)
+        return self._single_plots(model, run_dir, metrics)
+
+    def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+        if self.layout == "panel":
+            return self._panel_predict(model, inputs)
+        return self._single_predict(model, inputs)
+
+    def file_result(self, path: Path) -> dict[str, Any]:
+        if self.layout == "panel":
+            return {}  # predict's own result carries each series' history
+        return self._single_file_result(path)
 
     # -- data ---------------------------------------------------------------------------------------
     def _read(self, path: Path) -> Series:
@@ -347,7 +998,7 @@ class Forecasting(TaskKind):
         series, n_test = read_dataset(d.dataset)
         return series, d.test_size if d.test_size is not None else n_test
 
-    def prepare(self, run_dir: Path, reuse: bool = False) -> dict[str, Any]:
+    def _single_prepare(self, run_dir: Path) -> dict[str, Any]:
         d, H, L = self.config.data, self.config.model.horizon, self.config.data.difference
         series, test_size = self._series()
         n = len(series)
@@ -391,15 +1042,18 @@ class Forecasting(TaskKind):
         log.info("data %s: points %s, windows %s", where, info["sizes"], info["windows"])
         return info
 
-    def recorded_state(self) -> dict[str, Any]:
-        return {"window": self.config.data.window, "horizon": self.config.model.horizon}
-
     # -- model and training ---------------------------------------------------------------------------
-    def build_model(self) -> Forecaster:
+    def _single_model(self) -> Forecaster:
         m, C = self.config.model, len(self.config.data.covariates)
         encoder = dict(input_size=1 + C, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                        dropout=m.dropout if m.num_layers > 1 else 0.0)  # fmt: skip
-        cfg = dict(encoder=encoder, horizon=m.horizon, mode=m.mode, distribution=m.distribution, scaling=m.scaling)
+        cfg = dict(
+            encoder=encoder,
+            horizon=m.horizon,
+            mode=m.mode,
+            distribution=m.distribution,
+            scaling=m.scaling or "standard",
+        )
         if m.loss is not None:
             cfg["loss"] = m.loss
         if m.ensemble > 1:
@@ -459,7 +1113,7 @@ class Forecasting(TaskKind):
         if split != "train":
             yield self._origin_batch(split)
 
-    def trainer_task(self) -> Task:
+    def _single_trainer_task(self) -> Task:
         back = self._to_original
 
         def train_step(model, b, carry):
@@ -513,7 +1167,7 @@ class Forecasting(TaskKind):
         b = self._origin_batch("test")
         return self._forecast(model, b["origin_x"][0], b["origin_fut"][0], b["origin_hist"][0], b["origin_y"].shape[1])
 
-    def write_predictions(self, model, run_dir) -> None:
+    def _single_write_predictions(self, model, run_dir) -> None:
         """The rolling-origin test windows, one line each, plus the origin forecast of the whole test part."""
         origins = self.origins["test"]
         b = self._windows(origins)
@@ -536,7 +1190,7 @@ class Forecasting(TaskKind):
         rows.append(whole | {"actual": _round(self.raw[lo:hi]), "lower": _round(lower), "upper": _round(upper)})
         atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
 
-    def plots(self, model, run_dir, metrics) -> list[Path]:
+    def _single_plots(self, model, run_dir, metrics) -> list[Path]:
         from ..plots import forecast_plot
 
         lo, _ = self.bounds["test"]
@@ -550,7 +1204,7 @@ class Forecasting(TaskKind):
         return [forecast_plot(self.series.times, values, lo, mean, lower, upper, path, title=title, level=level,
                               validation_start=self.bounds["validation"][0])]  # fmt: skip
 
-    def predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
+    def _single_predict(self, model, inputs: list[str]) -> list[dict[str, Any]]:
         d, H, L = self.config.data, self.config.model.horizon, self.config.data.difference
         C = len(d.covariates)
         out = []
@@ -569,7 +1223,7 @@ class Forecasting(TaskKind):
                                   where=str(path))  # fmt: skip
             rows, _ = fill_missing(series, d.missing, [n_hist, len(series)])
             check_transform(rows[:n_hist, 0], np.ones(n_hist, bool), d.transform, series.where)
-            level = forward_transform(rows[:n_hist, 0], d.transform)
+            level = forward_transform(rows[:n_hist, 0].copy(), d.transform)  # not a view: the next line overwrites rows
             rows[:n_hist, 0] = difference(level, L)
             x = torch.as_tensor(rows[n_hist - d.window : n_hist], dtype=torch.float32)
             fut = torch.as_tensor(rows[n_hist:, 1:] if C else np.zeros((H, 0)), dtype=torch.float32)
@@ -578,7 +1232,7 @@ class Forecasting(TaskKind):
             out.append({"input": text, "forecast": _round(mean), "lower": _round(lower), "upper": _round(upper)})
         return out
 
-    def file_result(self, path: Path, keep: int = 400) -> dict[str, Any]:
+    def _single_file_result(self, path: Path, keep: int = 400) -> dict[str, Any]:
         """The history a forecast continues (the last ``keep`` rows, without future covariate rows) and the
         interval's coverage, for the page's plot."""
         d, H = self.config.data, self.config.model.horizon
