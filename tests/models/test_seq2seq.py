@@ -333,9 +333,12 @@ def test_config_errors(kw, message):
         make(**kw)
 
 
-def test_feature_encoder_rejected_and_bad_inputs():
-    with pytest.raises(ValueError, match="needs a token encoder"):
-        Seq2Seq(encoder={"input_size": 3}, tgt_vocab_size=5)
+def test_feature_frames_in_and_bad_inputs():
+    frames = Seq2Seq(encoder={"input_size": 3, "hidden_size": 8}, tgt_vocab_size=5, embed_dim=4, hidden_size=8)
+    logits, _ = frames(torch.randn(2, 4, 3), torch.tensor([4, 2]), torch.ones(2, 3, dtype=torch.long))
+    assert logits.shape == (2, 3, 5)  # real-valued frames in, token logits out (issue #18)
+    with pytest.raises(ValueError, match=r"src must be feature frames \(B, Ts, 3\)"):
+        frames(torch.randn(2, 4), None, torch.ones(2, 3, dtype=torch.long))
     model = make()
     src, lengths, tgt = ragged()
     with pytest.raises(ValueError, match="src must be token ids"):

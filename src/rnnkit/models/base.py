@@ -83,6 +83,108 @@ class Model(nn.Module):
     def get_config(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
 
+    # -- in-memory data (rnnkit.models.fitting) ---------------------------------------------------
+    #: class (or tag) labels ``fit`` was given when they were not ints ``0..K-1`` (strings, ...); saved with
+    #: the model and used by ``predict_labels``; None: the labels are the class ids themselves
+    labels: list | None = None
+
+    def fit(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        lengths: Any = None,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        epochs: int = 10,
+        batch_size: int = 32,
+        callbacks: Any = (),
+        seed: int = 0,
+        **options: Any,
+    ) -> list[dict[str, Any]]:
+        """Train on in-memory data with the one :class:`~rnnkit.training.Trainer`; returns the history, one dict
+        per epoch (``epoch``, ``train_loss``, ``lr``, and ``val_*`` metrics when there is validation data).
+
+        ``x``: a list of variable-length sequences (arrays, tensors or lists; ``(T_i,)`` token ids or ``(T_i, F)``
+        features), or a padded array ``(N, T)`` / ``(N, T, F)`` with ``lengths`` ``(N,)``; fixed-size inputs for
+        an MLP, conditions for a ConditionalGenerator, windows for a Forecaster (:mod:`rnnkit.models.fitting`).
+        ``y``: labels (ints, or strings kept as :attr:`labels`), per-step labels or values, token-id
+        sequences or future values, by model; a language model needs none. ``validation_data=(x_val, y_val)`` or
+        ``validation_split`` (the last fraction of the examples as given). ``options`` are any other
+        :class:`~rnnkit.training.TrainConfig` fields (``lr``, ``grad_clip``, ``early_stopping``,
+        ``on_nonfinite``, ...) and ``shuffle``, ``run_dir`` (checkpoints, ``metrics.jsonl``; ``resume=True``
+        continues there), ``quiet`` (default True: no progress bar). The weights after the last epoch are kept.
+        """
+        from .fitting import fit
+
+        return fit(
+            self, x, y, lengths=lengths, validation_data=validation_data, validation_split=validation_split,
+            epochs=epochs, batch_size=batch_size, callbacks=callbacks, seed=seed, **options,
+        )  # fmt: skip
+
+    def evaluate(self, x: Any, y: Any = None, *, lengths: Any = None, batch_size: int = 256) -> dict[str, float]:
+        """Metrics on in-memory data, the ones ``fit`` reports as ``val_*`` (classifiers: loss, accuracy, f1;
+        regression: loss, mse, mae; token models: loss, accuracy, perplexity)."""
+        from .fitting import evaluate
+
+        return evaluate(self, x, y, lengths=lengths, batch_size=batch_size)
+
+    def predict(self, x: Any, lengths: Any = None, *, batch_size: int = 256) -> Any:
+        """Outputs on in-memory inputs, in order: class probabilities (N, C) or values (N, O) (Classifier, MLP),
+        tag lists (Tagger), per-step values (StepRegressor), next-token probabilities (N, V) after each sequence
+        (LanguageModel), greedy token-id sequences (Seq2Seq, ConditionalGenerator), forecasts (N, horizon)."""
+        from .fitting import predict
+
+        return predict(self, x, lengths=lengths, batch_size=batch_size)
+
+    def predict_labels(self, x: Any, lengths: Any = None, *, batch_size: int = 256) -> list:
+        """The most likely class of each example, as the labels ``fit`` was given (classifiers)."""
+        from .fitting import predict_labels
+
+        return predict_labels(self, x, lengths=lengths, batch_size=batch_size)
+
+    def save(self, path: str | Path) -> Path:
+        """Save for later use; returns ``path``.
+
+        Where a task kind serves this model, ``path`` becomes an ordinary run folder that ``rnnkit predict``,
+        ``serve``, ``export`` and :func:`rnnkit.load` accept (a :class:`~rnnkit.models.Classifier` on real-valued
+        features: a ``series-classification`` run, which predicts ``.ts`` files). Otherwise it holds
+        ``model.safetensors`` and ``model.json`` (kind, config, labels), which :meth:`load` reads.
+        An existing non-empty folder is refused (never overwritten).
+        """
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ValueError(f"{path} already exists and is not an empty folder; choose another path")
+        # The run-folder format belongs to the task layer above the models (rnnkit.api, built on rnnkit.tasks):
+        # it is looked up when save is called, so rnnkit.models imports nothing above it.
+        import importlib
+
+        writer = importlib.import_module("rnnkit.api").run_writer(self)
+        if writer is not None:
+            return writer(self, path)
+        save_model(self, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Model:
+        """A model saved by :meth:`save`: a model folder (``model.json``), or a run folder's model (``meta.json``,
+        checked like ``rnnkit predict`` checks it)."""
+        path = Path(path)
+        if (path / "model.json").is_file():
+            model = load_model(path, map_location)
+        elif (path / "meta.json").is_file():
+            import importlib
+
+            run = importlib.import_module("rnnkit.api").load(path)
+            model = run.model
+            if isinstance(getattr(run.loaded.task, "labels", None), list):
+                model.labels = list(run.loaded.task.labels)
+        else:
+            raise ValueError(f"{path}: no model.json (Model.save) or meta.json (a run folder) there")
+        if cls is not Model and not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
@@ -165,7 +267,14 @@ def save_model(model: Model, folder: str | Path) -> None:
     tmp = folder / f".model.safetensors.tmp-{os.getpid()}"
     safetensors.torch.save_model(model, str(tmp))
     os.replace(tmp, folder / "model.safetensors")
-    atomic_write_text(folder / "model.json", json.dumps({"kind": model.kind, "config": model.get_config()}, indent=2))
+    meta: dict[str, Any] = {"kind": model.kind, "config": model.get_config()}
+    if model.labels is not None:
+        meta["labels"] = list(model.labels)
+    try:
+        text = json.dumps(meta, indent=2)
+    except TypeError:
+        raise ValueError(f"{type(model).__name__}.labels must be JSON values (strings, numbers) to be saved") from None
+    atomic_write_text(folder / "model.json", text)
 
 
 def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> Model:
@@ -176,4 +285,6 @@ def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> 
     meta = json.loads((folder / "model.json").read_text())
     model = build_model(meta["kind"], meta["config"])
     safetensors.torch.load_model(model, str(folder / "model.safetensors"), device=str(map_location))
+    if meta.get("labels") is not None:
+        model.labels = list(meta["labels"])
     return model

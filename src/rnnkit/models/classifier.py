@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from ..config import StrictModel
@@ -37,6 +37,16 @@ class ClassifierConfig(StrictModel):
     head_activation: Literal["relu", "tanh", "gelu"] = "relu"
     dropout: float = Field(0.0, ge=0, lt=1, description="on the pooled features and between head layers")
 
+    @field_validator("num_classes", mode="before")
+    @classmethod
+    def _one_class(cls, v):
+        if v == 1 and not isinstance(v, bool):
+            raise ValueError(
+                "num_classes=1: for two classes use num_classes=2 (two logits and a softmax are the binary "
+                "classifier: labels 0/1, predict gives P(class 1) in column 1); for one value use output_size=1"
+            )
+        return v
+
     @model_validator(mode="after")
     def _check(self):
         if (self.num_classes is None) == (self.output_size is None):
@@ -46,6 +56,15 @@ class ClassifierConfig(StrictModel):
         if self.attention_hidden is not None and self.pooling != "attention":
             raise ValueError("attention_hidden is only used with pooling='attention'")
         return self
+
+
+def _lengths_and_targets(name: str, lengths: Tensor | None, y: Tensor | None) -> tuple[Tensor | None, Tensor]:
+    """``loss(x, lengths, y)`` or ``loss(x, y)``: the second form passes the targets where lengths stand."""
+    if y is None:
+        if lengths is None:
+            raise ValueError(f"{name}.loss: no targets; call loss(x, lengths, y) or loss(x, y)")
+        return None, lengths
+    return lengths, y
 
 
 class Classifier(Model):
@@ -91,16 +110,25 @@ class Classifier(Model):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.forward_with_weights(x, lengths)[0]
 
-    def loss(self, x: Tensor, lengths: Tensor | None, y: Tensor) -> Tensor:
-        """Cross-entropy on class ids (B,), or mean squared error on values (B, O) / (B,)."""
+    def loss(self, x: Tensor, lengths: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        """Cross-entropy on class ids (B,), or mean squared error on values (B, O) / (B,).
+
+        ``loss(x, lengths, y)``, or ``loss(x, y)`` for sequences that fill the whole batch (a batch without
+        ``lengths``)."""
+        lengths, y = _lengths_and_targets(type(self).__name__, lengths, y)
         out = self(x, lengths)
         if self.is_classifier:
             return F.cross_entropy(out, y)
         return F.mse_loss(out, y.view_as(out).to(out.dtype))
 
     @torch.no_grad()
-    def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Class probabilities (B, C), or predicted values (B, O)."""
+    def predict(self, x, lengths=None, *, batch_size: int = 256):
+        """Class probabilities (B, C), or predicted values (B, O).
+
+        ``x`` a padded batch tensor ``(B, T)`` / ``(B, T, F)`` (with ``lengths`` (B,) or none), or in-memory data
+        in any form :meth:`fit` takes (a list of variable-length arrays, ...; computed in batches)."""
+        if not isinstance(x, Tensor):
+            return super().predict(x, lengths, batch_size=batch_size)
         with eval_mode(self):
             out = self(x, lengths)
         return out.softmax(-1) if self.is_classifier else out
@@ -157,13 +185,18 @@ class ClassifierEnsemble(Model):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self._combine([m(x, lengths) for m in self.members])
 
-    def loss(self, x: Tensor, lengths: Tensor | None, y: Tensor) -> Tensor:
-        """The mean of the members' own losses (cross-entropy, or mean squared error)."""
+    def loss(self, x: Tensor, lengths: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        """The mean of the members' own losses (cross-entropy, or mean squared error); ``loss(x, y)`` without
+        lengths works as for :class:`Classifier`."""
+        lengths, y = _lengths_and_targets(type(self).__name__, lengths, y)
         return torch.stack([m.loss(x, lengths, y) for m in self.members]).mean()
 
     @torch.no_grad()
-    def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """The members' mean class probabilities (B, C), or their mean values (B, O)."""
+    def predict(self, x, lengths=None, *, batch_size: int = 256):
+        """The members' mean class probabilities (B, C), or their mean values (B, O) (inputs as
+        :meth:`Classifier.predict`)."""
+        if not isinstance(x, Tensor):
+            return super().predict(x, lengths, batch_size=batch_size)
         with eval_mode(self):
             out = self(x, lengths)
         return out.softmax(-1) if self.is_classifier else out

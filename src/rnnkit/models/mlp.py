@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from ..config import StrictModel
@@ -36,6 +36,16 @@ class MLPConfig(StrictModel):
     output_size: int | None = Field(None, gt=0, description="regression: number of outputs")
     activation: Literal["relu", "tanh", "gelu"] = "relu"
     dropout: float = Field(0.0, ge=0, lt=1, description="after every hidden activation")
+
+    @field_validator("num_classes", mode="before")
+    @classmethod
+    def _one_class(cls, v):
+        if v == 1 and not isinstance(v, bool):
+            raise ValueError(
+                "num_classes=1: for two classes use num_classes=2 (two logits and a softmax are the binary "
+                "classifier); for one value use output_size=1"
+            )
+        return v
 
     @model_validator(mode="after")
     def _check(self):

@@ -1,8 +1,8 @@
-r"""Many-to-many, encoder–decoder: source tokens -> target tokens, with optional global attention.
+r"""Many-to-many, encoder–decoder: source tokens (or real-valued frames) -> target tokens, with optional attention.
 
 ::
 
-    src (B, Ts) -> SequenceEncoder -> memory (B, Ts, K), final state
+    src (B, Ts) ids or (B, Ts, F) frames -> SequenceEncoder -> memory (B, Ts, K), final state
                                         │ bridge (linear+tanh | zeros | copy)
     tgt_in (B, Tt) -> embedding -> [; h̃_{t-1}] -> decoder LSTM/GRU (L layers, H) -> h_t
         h_t, memory -> Attention -> c_t;   h̃_t = tanh(W_c [c_t; h_t])   (h̃_t = h_t without attention)
@@ -71,15 +71,19 @@ def top_layers(s: Tensor, num_directions: int, num_layers: int) -> Tensor:
     return s.reshape(B, LD // num_directions, num_directions * H)[:, -num_layers:]
 
 
-def _check_src(src: Tensor) -> None:
-    if src.dim() != 2:
+def _check_src(src: Tensor, cfg: EncoderConfig) -> None:
+    if cfg.vocab_size is not None and src.dim() != 2:
         raise ValueError(f"Seq2Seq: src must be token ids (B, Ts), got shape {tuple(src.shape)}")
+    if cfg.input_size is not None and (src.dim() != 3 or src.shape[-1] != cfg.input_size):
+        raise ValueError(f"Seq2Seq: src must be feature frames (B, Ts, {cfg.input_size}), got shape {tuple(src.shape)}")
 
 
 class Seq2SeqConfig(StrictModel):
     """Configuration of :class:`Seq2Seq` (unknown keys are errors)."""
 
-    encoder: EncoderConfig = Field(description="the source side; needs vocab_size (token input)")
+    encoder: EncoderConfig = Field(
+        description="the source side: vocab_size for token ids, or input_size for real-valued frames (B, Ts, F)"
+    )
     tgt_vocab_size: int = Field(gt=1, description="target ids, including padding, bos and eos")
     embed_dim: int = Field(128, gt=0, description="target embedding size")
     padding_idx: int = Field(0, ge=0, description="target padding id (zero, frozen embedding)")
@@ -96,8 +100,6 @@ class Seq2SeqConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self):
         enc = self.encoder
-        if enc.vocab_size is None:
-            raise ValueError("Seq2Seq needs a token encoder: set encoder.vocab_size (not encoder.input_size)")
         if self.padding_idx >= self.tgt_vocab_size:
             raise ValueError(f"padding_idx must be < tgt_vocab_size ({self.tgt_vocab_size}), got {self.padding_idx}")
         K = encoder_output_size(enc)
@@ -191,8 +193,8 @@ class Seq2Seq(Model):
 
     def encode(self, src: Tensor, src_lengths: Tensor | None = None) -> dict[str, Any]:
         """Run the encoder once; returns the decoder's initial state nest (module docstring), batch first."""
-        _check_src(src)
-        B, Ts = src.shape
+        _check_src(src, self.config.encoder)
+        B, Ts = src.shape[:2]
         src_lengths = check_lengths(src_lengths, B, Ts, src.device)
         memory, states = self.encoder(src, src_lengths)  # (B, Ts, K)
         state: dict[str, Any] = {"hidden": self._bridge(states[-1])}
@@ -252,7 +254,7 @@ class Seq2Seq(Model):
         ``teacher_forcing`` overrides the ratio; by default :attr:`teacher_forcing` in training and 1.0
         in evaluation.
         """
-        _check_src(src)
+        _check_src(src, self.config.encoder)
         if tgt_in.dim() != 2 or tgt_in.shape[0] != src.shape[0]:
             raise ValueError(
                 f"Seq2Seq: tgt_in must have shape ({src.shape[0]}, Tt) like src's batch, got {tuple(tgt_in.shape)}"
@@ -291,7 +293,11 @@ class Seq2Seq(Model):
 
     def example_inputs(self, batch_size: int = 2, length: int = 7) -> tuple[tuple, dict]:
         g = torch.Generator().manual_seed(0)
-        src = torch.randint(1, self.config.encoder.vocab_size, (batch_size, length), generator=g)
+        enc = self.config.encoder
+        if enc.vocab_size is not None:
+            src = torch.randint(1, enc.vocab_size, (batch_size, length), generator=g)
+        else:
+            src = torch.randn(batch_size, length, enc.input_size, generator=g)
         lengths = torch.linspace(length, max(1, length // 2), batch_size).round().long()
         tgt = torch.randint(1, self.config.tgt_vocab_size, (batch_size, length), generator=g)
         return (src, lengths, tgt), {}
