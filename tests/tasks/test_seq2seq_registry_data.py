@@ -114,7 +114,7 @@ def test_the_g2p_recipe_trains_on_registry_data(tmp_path, fake_cmudict, capsys):
     small = ["model.embed_dim=8", "model.hidden_size=8", "train.epochs=1", "train.batch_size=4", "decode.beam_size=2"]
     assert main(["train", "g2p", "--set", *small, "--runs-dir", str(runs), "--quiet", "--name", "g"]) == 0
     meta = json.loads((runs / "g" / "meta.json").read_text())
-    assert {"wer", "per", "accuracy", "ter", "loss"} == set(meta["metrics"]["test"])
+    assert {"wer", "per", "accuracy", "ter", "loss", "bleu", "chrf"} == set(meta["metrics"]["test"])
     assert meta["dataset"]["name"] == "cmudict" and meta["metrics"]["best_validation"]["val_wer"] >= 0
     capsys.readouterr()
     assert main(["predict", str(runs / "g"), "read"]) == 0

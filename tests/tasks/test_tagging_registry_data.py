@@ -126,3 +126,15 @@ def test_the_pos_recipe_trains_on_registry_data(tmp_path, fake_brown, capsys):
     assert json.loads(capsys.readouterr().out) == pytest.approx(test)
     assert main(["predict", str(runs / "pos"), "the Fed ran ."]) == 0
     assert len(json.loads(capsys.readouterr().out)["tags"]) == 4
+
+
+def test_the_pos_recipe_with_a_crf_reports_universal_accuracy(tmp_path, fake_brown, capsys):
+    """Viterbi's padded steps never index the universal table (they once held -100: an IndexError)."""
+    runs = tmp_path / "runs"
+    small = ["model.embed_dim=8", "model.hidden_size=8", "train.epochs=1", "train.batch_size=4", "model.crf=true"]
+    assert main(["train", "pos", "--set", *small, "--runs-dir", str(runs), "--quiet", "--name", "crf"]) == 0
+    test = json.loads((runs / "crf" / "meta.json").read_text())["metrics"]["test"]
+    assert 0 <= test["universal_accuracy"] <= 1 and test["accuracy"] <= 4 / 6
+    capsys.readouterr()
+    assert main(["evaluate", str(runs / "crf")]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(test)

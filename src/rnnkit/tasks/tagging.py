@@ -525,7 +525,7 @@ class Tagging(TaskKind):
             mask = lengths_to_mask(lengths, x.shape[1])
             if model.crf is not None:
                 loss_sum = model.crf.nll(emissions, y, mask, reduction="sum")
-                pred = model.crf.viterbi(emissions, mask)[0]
+                pred = model.crf.viterbi(emissions, mask, pad=0)[0]  # padded steps hold a valid index, masked below
             else:
                 loss_sum = F.cross_entropy(emissions[mask].float(), y[mask], reduction="sum")
                 pred = emissions.argmax(-1)
