@@ -21,6 +21,8 @@ FORBIDDEN = {
     "training": {"models", "layers", "cells", "tasks", "cli", "serve", "export"},
     "export": {"tasks", "cli", "serve"},
     "studies": {"cli", "serve", "export"},  # above tasks (it trains through the runner), below the CLI
+    "metrics": {"cells", "layers", "models", "training", "tasks", "data", "cli", "serve", "export", "studies", "api"},
+    "api": {"cli", "serve", "studies"},
     "runfolder": {"tasks", "export", "serve", "cli", "training", "models", "layers", "cells", "data"},
     "paths": {"*"},
 }
