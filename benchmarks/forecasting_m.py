@@ -61,7 +61,6 @@ PUBLISHED = {
     ("m3", "quarterly", "Theta"): (8.96, "M3 competition, Makridakis & Hibon (2000)"),
     ("m3", "monthly", "Theta"): (13.85, "M3 competition, Makridakis & Hibon (2000)"),
     ("m3", "other", "Theta"): (4.41, "M3 competition, Makridakis & Hibon (2000)"),
-    ("m3", "monthly", "ETS"): (14.1, "R forecast::ets (Hyndman et al.), about"),
 }
 INTERVAL = ("0.1", "0.9")  # the 80% interval rnnkit's quantiles give
 ETS_CONFIGS = [
