@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from .textfile import check_regular_file, reading
 ID, TIME, VALUE = "unique_id", "ds", "y"
 #: spellings of a missing value
 MISSING = {"", "na", "n/a", "nan", "null", "none"}
+_YEAR_MONTH = re.compile(r"(\d{4})-(\d{1,2})")
 #: default bound on the size of a file read whole (bytes)
 MAX_BYTES = 1 << 30
 
@@ -82,7 +84,7 @@ class Panel:
 
 
 def parse_time(text: str) -> float | datetime:
-    """A number, ``YYYY-MM`` or an ISO date/time (aware times become UTC, naive); ValueError otherwise."""
+    """A number, ``YYYY-MM`` or an ISO date/time (aware times become UTC); ValueError otherwise."""
     try:
         value = float(text)
     except ValueError:
@@ -91,18 +93,14 @@ def parse_time(text: str) -> float | datetime:
         if not math.isfinite(value):
             raise ValueError("not a finite number")
         return value
-    parts = text.split("-")
-    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit() and len(parts[0]) == 4:
-        return datetime(int(parts[0]), int(parts[1]), 1)
+    m = _YEAR_MONTH.fullmatch(text)
+    if m:
+        return datetime(int(m.group(1)), int(m.group(2)), 1)
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if t.tzinfo is not None:
-        from datetime import timezone
-
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
-    return t
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
 
 
-def _number(text: Any, column: str, where: str, missing_ok: bool = True) -> float:
+def read_number(text: Any, column: str, where: str, missing_ok: bool = True) -> float:
     if text is None or (isinstance(text, str) and text.strip().lower() in MISSING):
         if missing_ok:
             return math.nan
@@ -282,9 +280,9 @@ def read_panel(
                 f"the {TIME} column mixes numbers and dates (series {short_text(sid, 40)!r})", where=where
             )
         tagged = f"{where} (series {short_text(sid, 40)!r})"
-        y = _number(row[VALUE], VALUE, tagged)
-        s = [_number(row[c], c, tagged, missing_ok=False) for c in static]
-        k = [_number(row[c], c, tagged) for c in known]
+        y = read_number(row[VALUE], VALUE, tagged)
+        s = [read_number(row[c], c, tagged, missing_ok=False) for c in static]
+        k = [read_number(row[c], c, tagged) for c in known]
         groups.setdefault(sid, []).append((t, label, y, s, k, where))
     if not groups:
         raise RnnkitError("no data rows after the header", where=str(path))

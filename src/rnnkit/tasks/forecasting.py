@@ -87,9 +87,7 @@ import csv
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal
@@ -100,7 +98,7 @@ from pydantic import Field, model_validator
 
 from ..config import StrictModel
 from ..data import registry
-from ..data.panel import is_long_format, read_panel
+from ..data.panel import is_long_format, parse_time, read_number, read_panel
 from ..data.textfile import reading
 from ..errors import RnnkitError, short_repr
 from ..fileio import atomic_write_json, atomic_write_jsonl
@@ -115,7 +113,6 @@ from .common import task_spec
 
 log = logging.getLogger("rnnkit")
 
-MISSING = {"", "na", "n/a", "nan", "null", "none"}
 SPLITS = ("train", "validation", "test")
 
 
@@ -230,38 +227,6 @@ class Series:
         return f"dataset {self.dataset}" if self.dataset else str(self.path)
 
 
-_YEAR_MONTH = re.compile(r"(\d{4})-(\d{1,2})")
-
-
-def parse_time(text: str) -> float | datetime:
-    """A number, ``YYYY-MM`` or an ISO date/time (aware times become UTC); ValueError otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-        return value
-    m = _YEAR_MONTH.fullmatch(text)
-    if m:
-        return datetime(int(m.group(1)), int(m.group(2)), 1)
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo is not None else t
-
-
-def _number(text: str, column: str, where: str) -> float:
-    if text.strip().lower() in MISSING:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        raise RnnkitError(f"column {column!r}: cannot read {text[:40]!r} as a number", where=where) from None
-    if not math.isfinite(value):
-        raise RnnkitError(f"column {column!r}: {text[:40]!r} is not a finite number", where=where)
-    return value
-
-
 def read_series(path: Path, time_column: str | None, value_column: str | None, covariates: list[str]) -> Series:
     """Read a CSV series; errors name the file and line (header, field counts, numbers, time order)."""
     times, labels, values, covs, lines = [], [], [], [], []
@@ -313,8 +278,8 @@ def read_series(path: Path, time_column: str | None, value_column: str | None, c
             times.append(t)
             labels.append(label)
             lines.append(reader.line_num)
-            values.append(_number(row[index[vcol]], vcol, where))
-            covs.append([_number(row[index[c]], c, where) for c in covariates])
+            values.append(read_number(row[index[vcol]], vcol, where))
+            covs.append([read_number(row[index[c]], c, where) for c in covariates])
     if not values:
         raise RnnkitError("no data rows after the header", where=str(path))
     cov = np.asarray(covs, dtype=np.float64).reshape(len(values), len(covariates))
