@@ -179,14 +179,23 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
             raise RnnkitError(f"refused YAML: {e}", where=f"--set {short_text(key)}") from None
         except (yaml.YAMLError, ValueError, OverflowError):
             value = raw
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise RnnkitError(f"--set {short_repr(item)}: {short_repr(part)} was already given a value")
-        node[parts[-1]] = value
+        try:
+            set_dotted(out, key, value)
+        except ValueError as e:
+            raise RnnkitError(f"--set {short_repr(item)}: {e}") from None
     return out
+
+
+def set_dotted(tree: dict, key: str, value: object) -> None:
+    """``tree["a"]["b"] = value`` for ``key = "a.b"``, making the inner mappings; ValueError when a part on the way
+    already holds a value that is not a mapping."""
+    node = tree
+    *head, last = key.split(".")
+    for part in head:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"{short_repr(part)} was already given a value")
+    node[last] = value
 
 
 def format_validation_error(error, source: str = "config") -> str:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import config_yaml, deep_merge, load_yaml, parse_overrides, validate
+from ..config import config_yaml, deep_merge, load_yaml, parse_overrides, set_dotted, validate
 from ..errors import RnnkitError, short_repr
 from ..fileio import atomic_write_json, atomic_write_text
 from ..runfolder import RunLock, check_run_name, read_meta
@@ -240,11 +240,7 @@ class Search:
 def _nested(params: Mapping[str, Any]) -> dict:
     out: dict = {}
     for key, value in params.items():
-        node = out
-        *head, last = key.split(".")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_dotted(out, key, value)
     return out
 
 
