@@ -29,6 +29,16 @@ from ..fileio import atomic_write_text
 MODEL_REGISTRY: dict[str, type[Model]] = {}
 
 
+def refuse_one_class(v):
+    """``field_validator("num_classes", mode="before")`` of the classifiers: one logit is not a classifier here."""
+    if v == 1 and not isinstance(v, bool):
+        raise ValueError(
+            "num_classes=1: for two classes use num_classes=2 (two logits and a softmax are the binary "
+            "classifier: labels 0/1, predict gives P(class 1) in column 1); for one value use output_size=1"
+        )
+    return v
+
+
 @contextmanager
 def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """``module`` in eval mode (no dropout) inside the block, and back in the mode it was in after it."""

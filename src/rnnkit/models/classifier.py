@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..config import StrictModel
 from ..layers import Pooling
 from ..layers.masking import check_lengths
-from .base import Model, eval_mode, mixture_log_probs
+from .base import Model, eval_mode, mixture_log_probs, refuse_one_class
 from .encoder import EncoderConfig, SequenceEncoder
 
 POOLINGS = ("last", "mean", "max", "attention")
@@ -37,15 +37,7 @@ class ClassifierConfig(StrictModel):
     head_activation: Literal["relu", "tanh", "gelu"] = "relu"
     dropout: float = Field(0.0, ge=0, lt=1, description="on the pooled features and between head layers")
 
-    @field_validator("num_classes", mode="before")
-    @classmethod
-    def _one_class(cls, v):
-        if v == 1 and not isinstance(v, bool):
-            raise ValueError(
-                "num_classes=1: for two classes use num_classes=2 (two logits and a softmax are the binary "
-                "classifier: labels 0/1, predict gives P(class 1) in column 1); for one value use output_size=1"
-            )
-        return v
+    _one_class = field_validator("num_classes", mode="before")(refuse_one_class)
 
     @model_validator(mode="after")
     def _check(self):

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from ..config import StrictModel
-from .base import Model
+from .base import Model, refuse_one_class
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -37,15 +37,7 @@ class MLPConfig(StrictModel):
     activation: Literal["relu", "tanh", "gelu"] = "relu"
     dropout: float = Field(0.0, ge=0, lt=1, description="after every hidden activation")
 
-    @field_validator("num_classes", mode="before")
-    @classmethod
-    def _one_class(cls, v):
-        if v == 1 and not isinstance(v, bool):
-            raise ValueError(
-                "num_classes=1: for two classes use num_classes=2 (two logits and a softmax are the binary "
-                "classifier); for one value use output_size=1"
-            )
-        return v
+    _one_class = field_validator("num_classes", mode="before")(refuse_one_class)
 
     @model_validator(mode="after")
     def _check(self):
