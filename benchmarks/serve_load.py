@@ -76,6 +76,7 @@ async def normal_load(url: str, n: int, clients: int, deadline: float, client_ki
     HTTP/1.1 client on asyncio streams, so that the load generator (on the same cores) costs the server
     little; ``httpx``: the httpx client (heavier, closer to a real client)."""
     latencies: list[float] = []
+    began: list[float] = []  # when each answered request was sent, seconds after the load started
     errors: Counter = Counter()
     counter = iter(range(n))
     rng = random.Random(0)
@@ -110,6 +111,7 @@ async def normal_load(url: str, n: int, clients: int, deadline: float, client_ki
                     continue
                 check(status, answer, i)
                 latencies.append(time.perf_counter() - t0)
+                began.append(t0 - start)
         finally:
             writer.close()
 
@@ -126,8 +128,9 @@ async def normal_load(url: str, n: int, clients: int, deadline: float, client_ki
                 errors[type(e).__name__] += 1
                 continue
             latencies.append(time.perf_counter() - t0)
+            began.append(t0 - start)
 
-    t0 = time.perf_counter()
+    start = t0 = time.perf_counter()
     if client_kind == "raw":
         await asyncio.gather(*(raw_client() for _ in range(clients)))
     else:
@@ -135,7 +138,7 @@ async def normal_load(url: str, n: int, clients: int, deadline: float, client_ki
         async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
             await asyncio.gather(*(httpx_client(c) for _ in range(clients)))
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "latencies": latencies, "errors": errors}
+    return {"seconds": seconds, "latencies": latencies, "began": began, "errors": errors}
 
 
 async def slow_client(port: int, wait: float) -> str:
@@ -238,6 +241,10 @@ def report(name: str, r: dict, n: int) -> None:
     print(f"  requests answered     {len(lat)} of {n} in {r['seconds']:.2f} s -> {len(lat) / r['seconds']:.1f} req/s")
     print(f"  latency               p50 {p(0.50):.1f} ms, p99 {p(0.99):.1f} ms, max {lat[-1] * 1000:.1f} ms, "
           f"mean {statistics.fmean(lat) * 1000:.1f} ms")  # fmt: skip
+    slow = sorted(zip(r["latencies"], r["began"], strict=True))[-max(1, len(lat) // 100) :]
+    when = sorted(b for _, b in slow)
+    print(f"  slowest 1% were sent  {when[0]:.2f}-{when[-1]:.2f} s after the load began "
+          f"(median {statistics.median(when):.2f} s of {r['seconds']:.2f} s)")  # fmt: skip
     print(f"  errors (normal load)  {errors}" + (f" {dict(r['errors'])}" if errors else ""))
     print(f"  model calls           {h['model_calls']} ({h['merged_calls']} merged several requests; "
           f"{(len(lat) + 1) / max(h['model_calls'], 1):.1f} requests per call on average)")  # fmt: skip

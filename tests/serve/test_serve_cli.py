@@ -117,3 +117,16 @@ def test_quantize_int8_serves_the_int8_model(attention_run, no_listen, monkeypat
     assert main(["serve", str(attention_run), "--quantize", "int8"]) == 2
     assert capsys.readouterr().err == "rnnkit: error: exporting needs onnxruntime: pip install 'rnnkit[export]'\n"
     assert len(no_listen) == 1
+
+
+def test_serve_freezes_what_it_loaded_before_listening(attention_run, monkeypatch):
+    """The run, the model and the web stack are collected once and frozen before the server listens, so no
+    full garbage collection walks them (with the GIL held) while requests wait."""
+    import gc
+
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: calls.append("listen"))
+    assert main(["serve", str(attention_run)]) == 0
+    assert calls[-3:] == ["collect", "freeze", "listen"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 
 from ..formats import QUANTIZE
@@ -112,5 +113,11 @@ def run(args: argparse.Namespace) -> int:
         model = quantized_model(loaded)  # the int8 ONNX graph (built once, cached), as `rnnkit predict --quantize`
     app = create_app(loaded, settings, model=model)
     config = uvicorn_config(app, args.host, args.port, settings.header_timeout_s, settings.max_connections)
+    # Everything loaded so far (torch, the model, the web stack: some 300,000 objects) lives as long as the
+    # server. Left to the cyclic garbage collector, each full collection walks all of it while holding the GIL
+    # (about 190 ms on a 2-core machine), and the first one comes with the first burst of requests. Frozen,
+    # the collector never looks at them again.
+    gc.collect()
+    gc.freeze()
     uvicorn.Server(config).run()
     return 0
