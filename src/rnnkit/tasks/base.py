@@ -7,7 +7,8 @@ A task kind (``text-classification``, ``tagging``, ``language-model``, ...) subc
 
 Life of a task in ``rnnkit train``: ``TaskKind(config, data_path)`` -> :meth:`prepare` (read data, build
 vocabularies, save them into the run folder) -> :meth:`build_model` -> the trainer runs
-:meth:`trainer_task` -> :meth:`test_metrics`, :meth:`write_predictions`, :meth:`plots`.
+:meth:`trainer_task` -> :meth:`calibrate` (on validation) -> the test split's metrics,
+:meth:`write_predictions`, :meth:`plots`.
 In ``rnnkit predict``/``evaluate``: :meth:`from_run` rebuilds the preprocessing from the run folder alone.
 The contract (what is abstract, what is declared) is described in docs/architecture.md.
 """
@@ -136,6 +137,14 @@ class TaskKind(ABC):
     @abstractmethod
     def trainer_task(self) -> Task:
         """The trainer's view: batches, train and evaluation steps, metrics."""
+
+    def calibrate(self, model: Model, evaluate: Callable[[str], dict[str, float]]) -> dict[str, float]:
+        """After training, with the kept weights loaded and before the test split is touched: choose what depends
+        on the trained model from the validation split only (a combination weight, say), set it on the task
+        (:attr:`state_keys` / :meth:`recorded_state` keep it for ``predict``) and return it, for ``meta.json``
+        (``"calibration"``). ``evaluate(split) -> metrics`` runs the trainer's evaluation of a split. Default:
+        nothing to choose, ``{}``."""
+        return {}
 
     def state(self) -> dict[str, Any]:
         """JSON-able preprocessing state for ``meta.json``: :attr:`state_keys`, :attr:`state_files`' names and

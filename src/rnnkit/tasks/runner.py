@@ -183,10 +183,11 @@ def _train(task_cls, config, run_dir, scratch: Path, resume: bool, main_rank: bo
 
             safetensors.torch.load_model(model, str(run_dir / "best.safetensors"), device=str(trainer.device))
         trainer.world.broadcast(model)  # every rank evaluates rank 0's best weights
+        calibration = task.calibrate(model, lambda split: trainer.evaluate(model, ttask, split))  # validation only
         test = trainer.evaluate(model, ttask, "test")
         log.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in test.items()))
         if main_rank:
-            _finish(run_dir, config, task, model, dataset, result, test, t0)
+            _finish(run_dir, config, task, model, dataset, result, test, t0, calibration)
         return RunSummary(run_dir, test, result.best, time.perf_counter() - t0, result.history)
     except TrainingInterrupted as e:
         hint = f"; continue with: rnnkit train --resume {run_dir}" if e.checkpoint is not None else ""
@@ -221,7 +222,7 @@ def _adopt_prepared(prepared: Path, run_dir: Path) -> None:
             )
 
 
-def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
+def _finish(run_dir, config, task, model, dataset, result, test, t0, calibration) -> None:
     import safetensors.torch
 
     from ..plots import learning_curves
@@ -240,6 +241,7 @@ def _finish(run_dir, config, task, model, dataset, result, test, t0) -> None:
         "task_state": task.state(),
         "dataset": dataset,
         "metrics": {"test": test, "best_validation": result.best, "epochs": len(result.history)},
+        "calibration": calibration,  # what TaskKind.calibrate chose on validation
         "train_seconds": round(time.perf_counter() - t0, 2),  # this process (a resumed run: since the resume)
         # every epoch's training + validation time, over all the processes that trained this run
         "epoch_seconds": round(sum(float(h.get("seconds", 0.0)) for h in result.history), 2),
