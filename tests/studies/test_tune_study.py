@@ -13,7 +13,7 @@ import yaml
 
 import text_fixtures
 from rnnkit.cli.main import main
-from rnnkit.studies.tune import Dimension, ReportEpochs, parse_space
+from rnnkit.studies.tune import Dimension, ReportEpochs, open_study, parse_space
 from rnnkit.training import Trainer
 
 TINY = ["train.epochs=2", "model.embed_dim=8", "model.hidden_size=8", "train.batch_size=32"]
@@ -144,6 +144,31 @@ def test_the_epoch_callback_reports_and_prunes():
         ReportEpochs(stop, "accuracy").on_epoch_end(None, 2, {"val_accuracy": 0.25})
 
 
+@pytest.mark.parametrize("prune_after", [1, 3])
+def test_no_trial_is_pruned_before_prune_after_epochs(tmp_path, prune_after):
+    study = open_study(optuna, tmp_path / "study.db", "max", seed=0, prune_after=prune_after)
+    for _ in range(2):  # two finished trials at 0.9 from the first epoch on
+        done = study.ask()
+        for epoch in range(5):
+            done.report(0.9, epoch)
+        study.tell(done, 0.9)
+    behind = study.ask()
+    pruned_at = None
+    for epoch in range(5):  # far behind the median at every epoch
+        behind.report(0.1, epoch)
+        if behind.should_prune():
+            pruned_at = epoch
+            break
+    assert pruned_at == prune_after - 1  # after exactly prune_after epochs (steps count from 0)
+
+
+def test_prune_after_defaults_to_a_third_of_the_epochs_and_is_recorded(reviews, capsys):
+    assert main(tune_argv(reviews, trials=1)) == 0
+    assert json.loads((reviews.parent / "runs" / "search" / "tune.json").read_text())["prune_after"] == 1  # 2 // 3 -> 1
+    assert main(tune_argv(reviews, "--prune-after", "2", "--name", "search2", trials=1)) == 0
+    assert json.loads((reviews.parent / "runs" / "search2" / "tune.json").read_text())["prune_after"] == 2
+
+
 @pytest.mark.parametrize(
     "space, extra, message",
     [
@@ -163,6 +188,7 @@ def test_the_epoch_callback_reports_and_prunes():
         (["missing.yaml"], [], "missing.yaml"),
         (SPACE, ["--trials", "0"], "positive integer"),
         (SPACE, ["--timeout", "-1"], "positive number"),
+        (SPACE, ["--prune-after", "0"], "positive integer"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(reviews, capsys, space, extra, message):

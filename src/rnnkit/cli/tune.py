@@ -47,6 +47,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="what to search: KEY=KIND:... items, or one YAML file of them")  # fmt: skip
     p.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                    help="start no new trial after S seconds")  # fmt: skip
+    p.add_argument("--prune-after", type=positive_int, default=None, metavar="EPOCHS",
+                   help="epochs a trial trains before it may be pruned (default: a third of train.epochs)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed (default 0; trials train with train.seed)")
     p.add_argument("--final", action="store_true",
                    help="then train the best config and the recipe defaults once; print their test metric")  # fmt: skip
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         out = tune(
             args.target, space_argument(args.space), trials=args.trials, config_file=args.config,
             overrides=args.overrides, data=args.data, runs_dir=args.runs_dir, name=args.name, timeout=args.timeout,
-            seed=args.seed, final=args.final, quiet=args.quiet,
+            seed=args.seed, final=args.final, quiet=args.quiet, prune_after=args.prune_after,
         )  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM during a trial (the trainer stops after its step)
         print("rnnkit: interrupted; the same rnnkit tune command continues the search", file=sys.stderr)

@@ -14,7 +14,10 @@ A search lives in ``<runs-dir>/<name>/`` (``name`` defaults to ``tune-<recipe>``
 Each trial trains in memory (no run folder; the test split is never evaluated) with the recipe's seed. The
 sampler is Optuna's TPE, seeded by ``--seed``; a :class:`~rnnkit.training.Callback` reports the monitored
 validation metric (``train.monitor``, ``train.monitor_mode``) after every epoch to a ``MedianPruner``, which
-stops trials that fall behind the median of earlier trials at the same epoch. A new study first tries the
+stops trials that fall behind the median of earlier trials at the same epoch, once two trials have finished and
+the trial has trained ``prune_after`` epochs (default: a third of ``train.epochs``; the first epochs say little
+about a trial whose learning rate is lower or whose schedule is longer: pruning after one epoch stopped every
+third trial of a sentiment search that a later epoch would have kept in the race). A new study first tries the
 recipe's own values when they lie inside the space, so the best trial is never worse than the defaults on
 validation. A trial whose loss becomes NaN/Inf is a failed trial; the search goes on.
 
@@ -289,13 +292,18 @@ def tune(
     seed: int = 0,
     final: bool = False,
     quiet: bool = False,
+    prune_after: int | None = None,
 ) -> dict[str, Any]:
     """Search ``space`` until the study holds ``trials`` finished trials (or ``timeout`` seconds pass: no new
     trial starts after it), write ``best.yaml`` and return the outcome (``tune.json``'s content). With ``final``,
-    train the best config and the recipe defaults once each into run folders and add their test metrics."""
+    train the best config and the recipe defaults once each into run folders and add their test metrics.
+    ``prune_after``: epochs a trial trains before the pruner may stop it (default: ``train.epochs // 3``, at
+    least 1)."""
     optuna = require_optuna()
     if trials < 1:
         raise RnnkitError(f"--trials {trials}: give at least 1")
+    if prune_after is not None and prune_after < 1:
+        raise RnnkitError(f"--prune-after {prune_after}: give at least 1 epoch")
     if data is not None and not Path(data).exists():
         raise RnnkitError("no such file or folder", where=str(data))
     config_path = str(Path(config_file).resolve()) if config_file is not None else None
@@ -306,16 +314,19 @@ def tune(
         for value in d.choices or (d.low, d.high):
             search.config({d.key: int(value) if d.kind == "int" else value})
     metric, mode = base.train.monitor, base.train.monitor_mode
+    if prune_after is None:
+        prune_after = max(1, base.train.epochs // 3)
     folder = Path(runs_dir) / check_run_name(name or f"tune-{target}")
     if folder.exists() and not folder.is_dir():
         raise RnnkitError("exists and is not a folder; give another --name", where=str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     with RunLock(folder):
         _check_spec(folder, search)
-        study = open_study(optuna, folder / "study.db", mode, seed)
+        study = open_study(optuna, folder / "study.db", mode, seed, prune_after)
         _recover(study, search, base)
         _optimize(study, search, metric, trials, timeout)
         outcome = _outcome(study, metric, mode)
+        outcome["prune_after"] = prune_after
         outcome["best_config"] = str(write_best_config(search, folder, study.best_trial))
         if final:
             outcome["final"] = _final(search, folder, study.best_trial, metric, quiet)
@@ -323,10 +334,11 @@ def tune(
     return outcome
 
 
-def open_study(optuna, path: Path, mode: str, seed: int):
+def open_study(optuna, path: Path, mode: str, seed: int, prune_after: int = 1):
     """The study in ``path`` (SQLite; created if new), with a TPE sampler seeded by ``seed`` plus the number of
     trials already in it: a continued search draws new points instead of repeating its first ones, and the same
-    command on the same history draws the same ones."""
+    command on the same history draws the same ones. Its median pruner waits for two finished trials, and for
+    ``prune_after`` epochs of a trial (the epochs are reported as steps 0, 1, ...)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{path.resolve()}"
     direction = "maximize" if mode == "max" else "minimize"
@@ -336,7 +348,7 @@ def open_study(optuna, path: Path, mode: str, seed: int):
                           where=str(path))  # fmt: skip
     return optuna.load_study(
         study_name="rnnkit", storage=storage, sampler=optuna.samplers.TPESampler(seed=seed + len(known.trials)),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=prune_after - 1),
     )  # fmt: skip
 
 
