@@ -107,11 +107,13 @@ def test_the_best_config_trains_with_train_config_and_final_reports_test_once(re
     assert main(tune_argv(reviews, "--final", trials=2)) == 0
     out = capsys.readouterr().out
     folder = reviews.parent / "runs" / "search"
-    assert splits.count("test") == 2  # the final run of the best config and of the recipe defaults, nothing else
-    assert "test loss (evaluated once): best" in out and "recipe defaults" in out
     final = json.loads((folder / "tune.json").read_text())["final"]
-    assert Path(final["best"]["run"]).name == f"final-trial-{load(folder).best_trial.number}"
     assert (Path(final["defaults"]["run"]) / "meta.json").is_file()
+    if load(folder).best_trial.user_attrs.get("recipe_defaults"):  # one run answers for both
+        assert splits.count("test") == 1 and final["best"]["run"] == final["defaults"]["run"]
+    else:  # the final run of the best config and of the recipe defaults, nothing else
+        assert splits.count("test") == 2 and "test loss (evaluated once): best" in out and "recipe defaults" in out
+        assert Path(final["best"]["run"]).name == f"final-trial-{load(folder).best_trial.number}"
 
     best = folder / "best.yaml"
     text = best.read_text()
@@ -123,6 +125,15 @@ def test_the_best_config_trains_with_train_config_and_final_reports_test_once(re
     saved = yaml.safe_load((reviews.parent / "runs" / "from-best" / "config.yaml").read_text())
     assert saved["model"]["hidden_size"] == params["model.hidden_size"] and saved["train"]["lr"] == params["train.lr"]
     assert saved["train"]["epochs"] == 2  # the --set of the search is part of the recipe file
+
+
+def test_final_trains_once_when_the_best_trial_is_the_recipe_defaults(reviews, capsys, splits):
+    assert main(tune_argv(reviews, "--final", trials=1)) == 0  # the only trial: the recipe's own values
+    folder = reviews.parent / "runs" / "search"
+    assert splits.count("test") == 1 and not list(folder.glob("final-trial-*"))
+    final = json.loads((folder / "tune.json").read_text())["final"]
+    assert final["best"] == {**final["defaults"], "same_as_defaults": True}
+    assert "the best trial is the recipe defaults, trained once" in capsys.readouterr().out
 
 
 class FakeTrial:

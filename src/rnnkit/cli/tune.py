@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     final = out.get("final")
     if final:
         b, d = final["best"], final["defaults"]
+        if b.get("same_as_defaults"):
+            print(f"test {metric} (evaluated once): {d['test']:.4f} (validation {d['validation']:.4f}); the best "
+                  "trial is the recipe defaults, trained once")  # fmt: skip
+            return 0
         print(f"test {metric} (evaluated once): best {b['test']:.4f} (validation {b['validation']:.4f}), "
               f"recipe defaults {d['test']:.4f} (validation {d['validation']:.4f})")  # fmt: skip
     return 0

@@ -490,9 +490,14 @@ def write_best_config(search: Search, folder: Path, best) -> Path:
 def _final(search: Search, folder: Path, best, metric: str, quiet: bool) -> dict[str, Any]:
     """Train the best trial's config and the recipe defaults once each, into the run folders
     ``final-trial-<N>`` and ``final-defaults`` (a finished one is reused, an unfinished one resumed), and report
-    their validation and test ``metric``: the only time a search looks at the test split."""
+    their validation and test ``metric``: the only time a search looks at the test split. When the best trial is
+    the recipe defaults, one run (``final-defaults``) answers for both."""
     out = {}
-    for label, path in (("best", folder / f"final-trial-{best.number}"), ("defaults", folder / "final-defaults")):
+    same = bool(best.user_attrs.get("recipe_defaults"))
+    runs = [("defaults", folder / "final-defaults")]
+    if not same:
+        runs.insert(0, ("best", folder / f"final-trial-{best.number}"))
+    for label, path in runs:
         if (path / "config.yaml").is_file() and not (path / "meta.json").is_file():
             runner.train(resume=path, quiet=quiet)
         elif not path.exists():
@@ -510,4 +515,6 @@ def _final(search: Search, folder: Path, best, metric: str, quiet: bool) -> dict
             "validation": kept.get(f"val_{metric}"),
             "test": (metrics.get("test") or {}).get(metric),
         }
-    return out
+    if same:
+        out["best"] = {**out["defaults"], "same_as_defaults": True}
+    return {"best": out["best"], "defaults": out["defaults"]}
