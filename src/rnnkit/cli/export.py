@@ -19,7 +19,7 @@ Beside the model: a .json naming its inputs, outputs and the preprocessing files
 files the run's meta.json lists with a SHA-256). Without --out the files go to ./<run name>-export/ in the
 current folder, never into the run folder. Existing files are not overwritten unless --force; a symbolic
 link in their place is always refused.
-Exports: classifier, tagger and language_model runs (TorchScript: lstm/gru/rnn cells).
+Exports: classifier, tagger, language_model and many-series forecaster runs (TorchScript: lstm/gru/rnn cells).
 ONNX needs: pip install 'rnnkit[export]'.
 """
 

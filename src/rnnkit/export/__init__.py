@@ -13,6 +13,12 @@
   own ``predict`` (tokenization, batching, labels) works unchanged.
 * ``--format torchscript`` (:mod:`.torchscript`): the same wrappers traced around a ``torch.jit.script``-ed
   time loop, for classic LSTM/GRU/RNN layers (torch 2.13 deprecates TorchScript: ONNX is the main format).
+* A many-series forecaster (``panel-forecaster``, ``panel-forecaster-ensemble``) exports to ONNX (float or int8)
+  with the inputs the forecasting task feeds it (``window``, ``mask``, ``season``, ``level`` when the run's
+  ``data.seasonality`` is ``holt-winters``, ``known`` / ``static`` when it has them) and its outputs
+  ``quantiles`` and ``median`` in the series' units. A run with ``model.combine: theta`` mixes that with a
+  per-series statsmodels Theta fit no graph can hold: the description's ``combine`` states the weight ``w``, the
+  period and the formula, so a consumer reproduces rnnkit's forecast (``w = 1``: the graph alone is it).
 
 Needs the ``export`` extra: ``pip install "rnnkit[export]"`` (onnx, onnxscript, onnxruntime).
 """
@@ -38,7 +44,7 @@ from ..fileio import TMP_MARK, fsync_dir
 from ..formats import EXPORT_FORMATS, QUANTIZE
 from ..paths import rnnkit_home
 from ..runfolder import LoadedRun, open_regular
-from .graph import EXPORTABLE
+from .graph import EXPORTABLE, TORCHSCRIPT_KINDS, panel_members
 
 FORMATS = EXPORT_FORMATS
 #: part of the int8 cache's folder names: bump it when the exported graph changes
@@ -84,13 +90,13 @@ def quantize_onnx(src: str | Path, dst: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _onnx_file(model: nn.Module, path: Path, quantize: str | None) -> tuple[list, list]:
+def _onnx_file(model: nn.Module, path: Path, quantize: str | None, with_level: bool = False) -> tuple[list, list]:
     from .onnx import export_onnx
 
     if quantize is None:
-        return export_onnx(model, path)
+        return export_onnx(model, path, with_level)
     with tempfile.TemporaryDirectory() as tmp:
-        signature = export_onnx(model, Path(tmp) / "float.onnx")
+        signature = export_onnx(model, Path(tmp) / "float.onnx", with_level)
         quantize_onnx(Path(tmp) / "float.onnx", path)
     return signature
 
@@ -103,6 +109,45 @@ def check_options(format: str, quantize: str | None) -> None:
         raise RnnkitError(f"unknown quantization {quantize!r}; known: {', '.join(QUANTIZE)}")
     if format == "torchscript" and quantize is not None:
         raise RnnkitError("--quantize int8 is offered with --format onnx (ONNX Runtime's int8 kernels)")
+
+
+def feeds_level(run: LoadedRun) -> bool:
+    """Whether the run's task feeds its many-series forecaster a ``level`` (the exponential-smoothing level,
+    given when the run's config has ``data.seasonality: holt-winters``; otherwise the model computes it)."""
+    data = getattr(run.config, "data", None)
+    return bool(panel_members(run.model)) and getattr(data, "seasonality", None) == "holt-winters"
+
+
+def panel_description(run: LoadedRun, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a many-series forecaster's description adds: the run's window and horizon, how to feed the graph
+    and, with ``model.combine: theta``, the combination that makes rnnkit's forecast from the graph's."""
+    state = run.meta["task_state"]
+    names = ", ".join(i["name"] for i in inputs)
+    out: dict[str, Any] = {
+        "window": state.get("window"),
+        "horizon": state.get("horizon"),
+        "usage": (
+            f"onnxruntime.InferenceSession(file).run(None, {{{names}}}) -> quantiles, median; one row per series "
+            f"and origin: window = the last {state.get('window')} values (left-padded with the first value, mask 0 "
+            "there), season = the seasonal factors of those steps and the horizon's (1 without seasonality)"
+        ),
+    }
+    model_cfg = getattr(run.config, "model", None)
+    if getattr(model_cfg, "combine", "none") != "theta":
+        return out
+    w = float(state["combine_weight"])
+    period = int(state.get("season", 1))
+    how = (
+        f"forecast = w * median + (1 - w) * Theta(history, period) with w = {w:g}, period = {period}: Theta is "
+        "statsmodels' ThetaModel(history, period=period).fit().forecast(horizon) of the series' whole history "
+        "before the origin (rnnkit.models.statistical.theta_forecasts; Naive2 where it fails); every quantile "
+        "moves with the median: quantiles + (1 - w) * (Theta - median)"
+    )
+    if w >= 1:
+        how = "w = 1: the graph's outputs are the forecast (the run chose the network alone); " + how
+    out["combine"] = {"method": "theta", "weight": w, "period": period, "formula": how}
+    out["usage"] += "; then combine with Theta as 'combine' says"
+    return out
 
 
 def default_out(run: LoadedRun) -> Path:
@@ -147,6 +192,10 @@ def export_run(
         )
     if format == "onnx":
         require_onnx()
+    elif kind not in TORCHSCRIPT_KINDS:
+        raise RnnkitError(
+            f"--format torchscript covers {', '.join(TORCHSCRIPT_KINDS)}; a {kind} exports with --format onnx"
+        )
     else:
         try:
             from .graph import graph_for
@@ -162,7 +211,7 @@ def export_run(
     with tempfile.TemporaryDirectory() as scratch:
         built = Path(scratch) / name
         if format == "onnx":
-            inputs, outputs = _onnx_file(run.model, built, quantize)
+            inputs, outputs = _onnx_file(run.model, built, quantize, feeds_level(run))
         else:
             from .torchscript import export_torchscript
 
@@ -186,6 +235,8 @@ def export_run(
             "files": files,
             "usage": usage + "; pad rows with 0 to the longest and give each row's real length in 'lengths'",
         }
+        if panel_members(run.model):
+            description.update(panel_description(run, inputs))
         crf = getattr(run.model, "crf", None)
         if crf is not None:
             description["crf"] = {
@@ -278,14 +329,14 @@ def _cache_root() -> Path:
     return rnnkit_home() / "int8"
 
 
-def int8_onnx(run_dir: str | Path, model: nn.Module, sha256: str) -> Path:
+def int8_onnx(run_dir: str | Path, model: nn.Module, sha256: str, with_level: bool = False) -> Path:
     """The run's int8 ONNX graph, built once and cached under ``$RNNKIT_HOME/int8/v<N>-<weights' SHA-256>/``
-    (the run folder itself is never written)."""
-    path = _cache_root() / f"v{CACHE_VERSION}-{sha256[:32]}" / "model.int8.onnx"
+    (``...-level/`` for a many-series forecaster fed its level; the run folder itself is never written)."""
+    path = _cache_root() / (f"v{CACHE_VERSION}-{sha256[:32]}" + ("-level" if with_level else "")) / "model.int8.onnx"
     if not path.is_file():
         require_onnx()
         path.parent.mkdir(parents=True, exist_ok=True)
-        _onnx_file(model, path, "int8")
+        _onnx_file(model, path, "int8", with_level)
     return path
 
 
@@ -300,17 +351,14 @@ class QuantizedModel(nn.Module):
     def __init__(self, model: nn.Module, onnx_path: Path) -> None:
         import onnxruntime as ort
 
-        from .onnx import signature
-
         super().__init__()
         self.float_model = model.eval()
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        inputs, outputs = signature(model)
-        self.input_names = [i["name"] for i in inputs]
-        self.output_names = [o["name"] for o in outputs]
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -332,10 +380,33 @@ class QuantizedModel(nn.Module):
             feed[name] = s.detach().cpu().float().numpy()
         return [torch.from_numpy(o) for o in self.session.run(None, feed)]
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, state: Any = None):
+    def _panel(self, window: torch.Tensor, **given: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """A many-series forecaster's forward: the graph's inputs by name (``mask``, ``season`` default to ones)."""
+        B, W = window.shape
+        H = panel_members(self.float_model)[0].config.horizon
+        defaults = {"mask": torch.ones(B, W), "season": torch.ones(B, W + H)}
+        feed = {"window": window.detach().cpu().float().numpy()}
+        for name in self.input_names[1:]:
+            t = given.get(name)
+            if t is None:
+                if name not in defaults:
+                    raise ValueError(f"the int8 graph needs {name!r}, which was not given")
+                t = defaults[name]
+            feed[name] = t.detach().cpu().float().numpy()
+        extra = sorted(k for k, v in given.items() if v is not None and k not in self.input_names)
+        if extra:
+            raise ValueError(f"the int8 graph takes no {', '.join(extra)}")
+        q, median = (torch.from_numpy(o) for o in self.session.run(None, feed))
+        return {"quantiles": q, "median": median}
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, state: Any = None, **given: Any):
         from ..models.language_model import LanguageModel
 
         model = self.float_model
+        if panel_members(model):
+            if lengths is not None or state is not None:
+                raise TypeError("a many-series forecaster takes window and keyword inputs (mask, season, ...)")
+            return self._panel(x, **given)
         if isinstance(model, LanguageModel):
             if state is None:
                 state = model.init_state(x.shape[0])
@@ -360,7 +431,7 @@ def quantized_model(run: LoadedRun) -> QuantizedModel:
     check_exportable(kind)
     require_onnx()
     sha = run.meta["files"]["model.safetensors"]["sha256"]
-    return QuantizedModel(run.model, int8_onnx(run.path, run.model, sha))
+    return QuantizedModel(run.model, int8_onnx(run.path, run.model, sha, feeds_level(run)))
 
 
 __all__ = [

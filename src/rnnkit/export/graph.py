@@ -16,7 +16,11 @@ exactly what the models compute in eval mode, with every data-dependent choice r
   is carried unchanged and the output is zero — the loop path's contract, so outputs and final states
   equal the model's for ragged batches;
 * the backward direction reads each sequence reversed within its own length;
-* pooling ignores padding by masks (mean / max / last / attention).
+* pooling ignores padding by masks (mean / max / last / attention);
+* a many-series forecaster (:class:`PanelForecasterGraph`) takes exactly the tensors the forecasting task feeds
+  it, computes its default level over the last ``level_steps`` real inputs with a position mask (not a slice
+  whose length depends on the window), and takes an ensemble's median over members as the lower middle of
+  the sorted members (``torch.median``'s convention).
 
 Inputs and outputs are plain tensors (names in :data:`SIGNATURES`), so ONNX Runtime, TorchScript or any
 caller can feed them. Shape legend: ``B`` batch, ``T`` time, ``L`` layers, ``S`` state size.
@@ -32,6 +36,7 @@ from ..layers import Recurrent
 from ..layers.masking import reverse_padded
 from ..models.classifier import Classifier
 from ..models.encoder import SequenceEncoder
+from ..models.forecaster import Z_CLAMP, PanelForecaster, PanelForecasterEnsemble
 from ..models.language_model import LanguageModel
 from ..models.tagger import Tagger
 
@@ -351,8 +356,97 @@ class LanguageModelGraph(nn.Module):
         return (logits, *(s.transpose(0, 1) for st in finals for s in st))
 
 
-def graph_for(model: nn.Module, backend: str = "onnx") -> nn.Module:
-    """The export wrapper of a model (``backend``: ``"onnx"`` or ``"torchscript"``), or a ``TypeError``."""
+def panel_members(model: nn.Module) -> list[PanelForecaster]:
+    """The :class:`PanelForecaster` s of a panel model (one, or an ensemble's members); ``[]`` for any other."""
+    if isinstance(model, PanelForecasterEnsemble):
+        return list(model.members)
+    return [model] if isinstance(model, PanelForecaster) else []
+
+
+class PanelForecasterGraph(nn.Module):
+    """A :class:`PanelForecaster` or its ensemble in eval mode, on the tensors the forecasting task feeds it:
+    ``window`` (B, W), ``mask`` (B, W) (1 real, 0 left padding), ``season`` (B, W+H), then ``level`` (B,) when
+    ``with_level`` (the run's ES level), ``known`` (B, W+H, K) and ``static`` (B, S) when the config has them
+    -> ``quantiles`` (B, H, Q) sorted, ``median`` (B, H), in the units of ``window`` (what ``forward`` returns)."""
+
+    def __init__(self, model: nn.Module, backend: str = "onnx", with_level: bool = False) -> None:
+        super().__init__()
+        members = panel_members(model)
+        if not members:
+            raise TypeError(type(model).__name__)
+        self.members = nn.ModuleList(members)
+        self.encoders = nn.ModuleList(EncoderGraph(m.encoder, backend) for m in members)
+        self.with_level = with_level
+        cfg = members[0].config
+        self.has_known, self.has_static = cfg.known > 0, cfg.static > 0
+        self.median_index = members[0].median_index
+
+    def _level(self, m: PanelForecaster, d: Tensor, mask: Tensor) -> Tensor:
+        """The model's default level (B,): the mean of the last ``level_steps`` deseasonalised real inputs,
+        selected by position (so no branch on ``W``)."""
+        W = d.shape[1]
+        recent = (torch.arange(W, device=d.device) >= W - m.config.level_steps).to(d.dtype)  # (W,)
+        w = mask * recent
+        vals = d.abs() if m.config.scaling == "ratio" else d
+        return (vals * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+    def _normalise(self, m: PanelForecaster, window: Tensor, mask: Tensor, season: Tensor, level: Tensor | None):
+        """:meth:`PanelForecaster._normalise`: z (B, W), scale (B, H)."""
+        W = window.shape[1]
+        d = window / season[:, :W].clamp_min(1e-8)
+        level = self._level(m, d, mask) if level is None else level.to(window.dtype)
+        if m.config.scaling == "log":
+            level = level.clamp_min(1e-8)
+            z = torch.log(d.clamp_min(1e-8) / level[:, None])
+        else:
+            level = torch.where(level.abs() > 1e-8, level, torch.ones_like(level))
+            z = d / level[:, None] - 1
+        return z.clamp(-Z_CLAMP, Z_CLAMP) * mask, level[:, None] * season[:, W:]
+
+    def _member(self, k: int, window: Tensor, mask: Tensor, season: Tensor, level, known, static) -> Tensor:
+        m, enc = self.members[k], self.encoders[k]
+        z, scale = self._normalise(m, window, mask, season, level)
+        W, H = z.shape[1], m.config.horizon
+        full = torch.ones_like(mask, dtype=torch.long).sum(1)  # every row runs all W steps (padding is in mask)
+        if m.config.head == "direct":
+            _, states, _ = enc(m._rows(z, mask, None if known is None else known[:, :W], static), full)
+            extra = [m.encoder.top_hidden(states)]
+            if known is not None:
+                extra.append(known[:, W:].flatten(1).to(z.dtype))
+            if static is not None:
+                extra.append(static.to(z.dtype))
+            q = m.head(torch.cat(extra, -1)).view(z.shape[0], H, -1)
+        else:
+            nxt = None if known is None else known[:, 1 : W + 1]
+            out, state, _ = enc(m._rows(z, mask, nxt, static), full)
+            qs = [m.head(out[:, -1])]
+            one, step = mask[:, :1].new_ones(mask.shape[0], 1), full.new_ones(full.shape)
+            for j in range(1, H):
+                zk = qs[-1][:, m.median_index : m.median_index + 1].clamp(-Z_CLAMP, Z_CLAMP)
+                kn = None if known is None else known[:, W + j : W + j + 1]
+                out, state, _ = enc(m._rows(zk, one, kn, static), step, state)
+                qs.append(m.head(out[:, -1]))
+            q = torch.stack(qs, 1)
+        return m._denormalise(q, scale).sort(dim=-1).values  # (B, H, Q)
+
+    def forward(self, window: Tensor, mask: Tensor, season: Tensor, *extra: Tensor):
+        rest = list(extra)
+        level = rest.pop(0) if self.with_level else None
+        known = rest.pop(0) if self.has_known else None
+        static = rest.pop(0) if self.has_static else None
+        mask, season = mask.to(window.dtype), season.to(window.dtype)
+        qs = [self._member(k, window, mask, season, level, known, static) for k in range(len(self.members))]
+        # an ensemble: torch.median over members (the lower middle one), sorted again
+        lower_middle = (len(qs) - 1) // 2
+        q = qs[0] if len(qs) == 1 else torch.stack(qs).sort(dim=0).values[lower_middle].sort(dim=-1).values
+        return q, q[..., self.median_index]
+
+
+def graph_for(model: nn.Module, backend: str = "onnx", with_level: bool = False) -> nn.Module:
+    """The export wrapper of a model (``backend``: ``"onnx"`` or ``"torchscript"``), or a ``TypeError``.
+    ``with_level``: a many-series forecaster takes the series' level as an input (the run's ES level)."""
+    if panel_members(model):
+        return PanelForecasterGraph(model, backend, with_level).eval()
     for cls, graph in ((Classifier, ClassifierGraph), (Tagger, TaggerGraph), (LanguageModel, LanguageModelGraph)):
         if isinstance(model, cls):
             return graph(model, backend).eval()
@@ -360,4 +454,6 @@ def graph_for(model: nn.Module, backend: str = "onnx") -> nn.Module:
 
 
 #: the model kinds that export, for messages
-EXPORTABLE = ("classifier", "tagger", "language_model")
+EXPORTABLE = ("classifier", "tagger", "language_model", "panel-forecaster", "panel-forecaster-ensemble")
+#: the kinds ``--format torchscript`` covers (the panel forecasters export to ONNX only)
+TORCHSCRIPT_KINDS = ("classifier", "tagger", "language_model")

@@ -19,13 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .graph import graph_for
+from .graph import graph_for, panel_members
 from .onnx import example_args, signature
 
 
 def export_torchscript(model: nn.Module, path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Write ``model`` (eval mode, float32, CPU) as a TorchScript file to ``path`` atomically; returns its
     signature (the same inputs and outputs as the ONNX export). ``TypeError`` for a model it does not cover."""
+    if panel_members(model):
+        raise TypeError("a many-series forecaster exports to ONNX only")
     path = Path(path)
     model = model.float().cpu().eval()
     graph = graph_for(model, backend="torchscript")
