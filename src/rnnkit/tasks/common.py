@@ -13,6 +13,10 @@ from torch import Tensor
 from ..data.vocab import BOS, EOS, PAD, UNK, Vocabulary
 from ..decoding import SearchResult, beam_search, greedy
 from ..layers import lengths_to_mask
+
+# the additive confusion sums and their metrics are the models' own (fitting.py), shared by the task kinds
+from ..models.fitting import class_metrics as classification_metrics
+from ..models.fitting import class_stats as confusion_stats
 from .base import StateFile
 
 #: image file suffixes the image tasks read (the page's file picker offers them)
@@ -122,30 +126,6 @@ def classification_task(batches, num_classes: int, num_examples, batch_size: int
         finalize=lambda s: classification_metrics(s, K),
         num_batches=lambda split: -(-num_examples(split) // batch_size),
     )
-
-
-def confusion_stats(logits: Tensor, y: Tensor, K: int) -> dict[str, float]:
-    """Additive evaluation sums of a batch of ``K``-class logits (B, K): the confusion counts
-    ``cm_{true}_{predicted}``, ``loss_sum`` and ``n``."""
-    cm = torch.bincount(y * K + logits.argmax(-1), minlength=K * K)
-    stats = {f"cm_{i}_{j}": float(cm[i * K + j]) for i in range(K) for j in range(K)}
-    stats["loss_sum"] = float(F.cross_entropy(logits.float(), y, reduction="sum"))
-    stats["n"] = float(len(y))
-    return stats
-
-
-def classification_metrics(s: dict[str, float], K: int) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean loss from summed confusion counts."""
-    n = max(s["n"], 1.0)
-    cm = [[s.get(f"cm_{i}_{j}", 0.0) for j in range(K)] for i in range(K)]
-    correct = sum(cm[i][i] for i in range(K))
-    f1s = []
-    for k in range(K):
-        tp = cm[k][k]
-        fp = sum(cm[i][k] for i in range(K)) - tp
-        fn = sum(cm[k][j] for j in range(K)) - tp
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return {"loss": s["loss_sum"] / n, "accuracy": correct / n, "f1": sum(f1s) / K}
 
 
 def confusion_matrix(pairs: Iterable[tuple[int, int]], K: int) -> list[list[int]]:
