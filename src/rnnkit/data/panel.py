@@ -121,16 +121,21 @@ def read_number(text: Any, column: str, where: str, missing_ok: bool = True) -> 
     return value
 
 
+def csv_header(reader) -> list[str] | None:
+    """The first non-blank row of a ``csv.reader``, its fields stripped; None for a file of blank lines."""
+    for row in reader:
+        if any(h.strip() for h in row):
+            return [h.strip() for h in row]
+    return None
+
+
 def _rows_csv(path: Path, columns: list[str]):
     """(header, iterator of (where, {column: field})) of a CSV file."""
     with reading(path), open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        while header is not None and not any(h.strip() for h in header):
-            header = next(reader, None)
+        header = csv_header(reader)
         if header is None:
             raise RnnkitError(f"empty file: expected a CSV header ({', '.join(columns)}) and rows", where=str(path))
-        header = [h.strip() for h in header]
         yield header, f"{path}:{reader.line_num}"
         for row in reader:
             if not any(field.strip() for field in row):

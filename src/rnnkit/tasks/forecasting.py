@@ -103,7 +103,7 @@ from pydantic import Field, model_validator
 
 from ..config import StrictModel
 from ..data import registry
-from ..data.panel import is_long_format, parse_time, read_number, read_panel
+from ..data.panel import csv_header, is_long_format, parse_time, read_number, read_panel
 from ..data.textfile import reading
 from ..errors import RnnkitError, short_repr
 from ..fileio import atomic_write_json, atomic_write_jsonl
@@ -244,12 +244,9 @@ def read_series(path: Path, time_column: str | None, value_column: str | None, c
     times, labels, values, covs, lines = [], [], [], [], []
     with reading(path), open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        while header is not None and not any(h.strip() for h in header):
-            header = next(reader, None)
+        header = csv_header(reader)
         if header is None:
             raise RnnkitError("empty file: expected a CSV header and rows", where=str(path))
-        header = [h.strip() for h in header]
         where = f"{path}:{reader.line_num}"
         if len(header) < 2 and (time_column is None or value_column is None):
             raise RnnkitError(f"need a time and a value column, the header has {header}", where=where)
