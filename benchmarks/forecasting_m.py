@@ -51,6 +51,7 @@ from common import machine  # noqa: E402
 from rnnkit.data.competitions import SUBSETS, CompetitionSeries, load_competition  # noqa: E402
 from rnnkit.errors import RnnkitError  # noqa: E402
 from rnnkit.metrics import forecast as fm  # noqa: E402
+from rnnkit.models.statistical import ets, theta  # noqa: E402
 
 DEFAULT = [("m3", s) for s in SUBSETS["m3"]] + [("tourism", "monthly"), ("tourism", "quarterly")]
 METHODS = ["Naive1", "Seasonal naive", "Naive2", "SES", "Holt", "Damped", "Comb", "Theta", "ETS"]
@@ -63,15 +64,6 @@ PUBLISHED = {
     ("m3", "other", "Theta"): (4.41, "M3 competition, Makridakis & Hibon (2000)"),
 }
 INTERVAL = ("0.1", "0.9")  # the 80% interval rnnkit's quantiles give
-ETS_CONFIGS = [
-    (error, trend, damped, season)
-    for error in ("add", "mul")
-    for trend, damped in ((None, False), ("add", False), ("add", True))
-    for season in (None, "add", "mul")
-    if not (error == "add" and season == "mul")
-]
-
-
 # ------------------------------------------------------------------------------------------ methods
 
 
@@ -94,52 +86,6 @@ def _smoothing(y: np.ndarray, h: int, trend: str | None, damped: bool) -> np.nda
     if not np.all(np.isfinite(out)):
         raise ValueError("non-finite forecast")
     return out
-
-
-def theta(x: np.ndarray, m: int, h: int) -> np.ndarray:
-    from statsmodels.tsa.forecasting.theta import ThetaModel
-
-    return np.asarray(ThetaModel(x, period=m).fit().forecast(h), dtype=np.float64)
-
-
-def ets(x: np.ndarray, m: int, h: int, ic: str = "aic") -> tuple[np.ndarray, str]:
-    """The ETS model of lowest ``ic`` over :data:`ETS_CONFIGS` (see the module docstring): ``(forecast, name)``,
-    name like ``M,Ad,M``; raises ``ValueError`` when no configuration can be fitted."""
-    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
-
-    positive = bool(np.all(x > 0))
-    seasonal_ok = m > 1 and x.size >= 2 * m
-    best: tuple[float, np.ndarray, str] | None = None
-    for error, trend, damped, season in ETS_CONFIGS:
-        if season and not seasonal_ok:
-            continue
-        if not positive and "mul" in (error, season):
-            continue
-        try:
-            model = ETSModel(
-                x,
-                error=error,
-                trend=trend,
-                damped_trend=damped,
-                seasonal=season,
-                seasonal_periods=m if season else None,
-            )
-            fit = model.fit(disp=False)
-            score = float(getattr(fit, ic))
-            out = np.asarray(fit.forecast(h), dtype=np.float64)
-        except (ValueError, np.linalg.LinAlgError, ZeroDivisionError, OverflowError, IndexError):
-            continue
-        if not (math.isfinite(score) and np.all(np.isfinite(out))):
-            continue
-        if best is None or score < best[0]:
-            name = ",".join(
-                ["A" if error == "add" else "M", "N" if trend is None else "Ad" if damped else "A",
-                 "N" if season is None else "A" if season == "add" else "M"]
-            )  # fmt: skip
-            best = (score, out, name)
-    if best is None:
-        raise ValueError("no ETS configuration could be fitted")
-    return best[1], best[2]
 
 
 def forecast_series(series: CompetitionSeries, ic: str = "aic") -> dict:

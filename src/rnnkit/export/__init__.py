@@ -16,9 +16,10 @@
 * A many-series forecaster (``panel-forecaster``, ``panel-forecaster-ensemble``) exports to ONNX (float or int8)
   with the inputs the forecasting task feeds it (``window``, ``mask``, ``season``, ``level`` when the run's
   ``data.seasonality`` is ``holt-winters``, ``known`` / ``static`` when it has them) and its outputs
-  ``quantiles`` and ``median`` in the series' units. A run with ``model.combine: theta`` mixes that with a
-  per-series statsmodels Theta fit no graph can hold: the description's ``combine`` states the weight ``w``, the
-  period and the formula, so a consumer reproduces rnnkit's forecast (``w = 1``: the graph alone is it).
+  ``quantiles`` and ``median`` in the series' units. A run with ``model.combine: theta`` (or ``ets``) mixes that
+  with a per-series statsmodels fit no graph can hold: the description's ``combine`` (the task's
+  ``export_declaration``) states the method, the weight ``w``, the period and the formula, so a consumer
+  reproduces rnnkit's forecast (``w = 1``: the graph alone is it).
 
 Needs the ``export`` extra: ``pip install "rnnkit[export]"`` (onnx, onnxscript, onnxruntime).
 """
@@ -112,15 +113,14 @@ def check_options(format: str, quantize: str | None) -> None:
 
 
 def feeds_level(run: LoadedRun) -> bool:
-    """Whether the run's task feeds its many-series forecaster a ``level`` (the exponential-smoothing level,
-    given when the run's config has ``data.seasonality: holt-winters``; otherwise the model computes it)."""
-    data = getattr(run.config, "data", None)
-    return bool(panel_members(run.model)) and getattr(data, "seasonality", None) == "holt-winters"
+    """Whether the run's task feeds its many-series forecaster a ``level`` (the exponential-smoothing level, as
+    the task declares in ``export_declaration``; otherwise the model computes it)."""
+    return bool(panel_members(run.model)) and bool(run.task.export_declaration().get("with_level", False))
 
 
 def panel_description(run: LoadedRun, inputs: list[dict[str, Any]]) -> dict[str, Any]:
     """What a many-series forecaster's description adds: the run's window and horizon, how to feed the graph
-    and, with ``model.combine: theta``, the combination that makes rnnkit's forecast from the graph's."""
+    and, when the task declares one, the combination that makes rnnkit's forecast from the graph's."""
     state = run.meta["task_state"]
     names = ", ".join(i["name"] for i in inputs)
     out: dict[str, Any] = {
@@ -132,21 +132,10 @@ def panel_description(run: LoadedRun, inputs: list[dict[str, Any]]) -> dict[str,
             "there), season = the seasonal factors of those steps and the horizon's (1 without seasonality)"
         ),
     }
-    model_cfg = getattr(run.config, "model", None)
-    if getattr(model_cfg, "combine", "none") != "theta":
-        return out
-    w = float(state["combine_weight"])
-    period = int(state.get("season", 1))
-    how = (
-        f"forecast = w * median + (1 - w) * Theta(history, period) with w = {w:g}, period = {period}: Theta is "
-        "statsmodels' ThetaModel(history, period=period).fit().forecast(horizon) of the series' whole history "
-        "before the origin (rnnkit.models.statistical.theta_forecasts; Naive2 where it fails); every quantile "
-        "moves with the median: quantiles + (1 - w) * (Theta - median)"
-    )
-    if w >= 1:
-        how = "w = 1: the graph's outputs are the forecast (the run chose the network alone); " + how
-    out["combine"] = {"method": "theta", "weight": w, "period": period, "formula": how}
-    out["usage"] += "; then combine with Theta as 'combine' says"
+    combine = run.task.export_declaration().get("combine")
+    if combine:
+        out["combine"] = combine
+        out["usage"] += "; then combine as 'combine' says"
     return out
 
 

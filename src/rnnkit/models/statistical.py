@@ -1,29 +1,32 @@
-"""Per-series statistical forecasts: the M competitions' Naive2 and statsmodels' Theta method.
+"""Per-series statistical forecasts: the M competitions' Naive2, statsmodels' Theta method and ETS.
 
 :func:`naive2` is M4's Naive2 benchmark: the last seasonally adjusted value of the history, re-seasonalised
 (M4's seasonality test and classical multiplicative decomposition, :mod:`rnnkit.metrics.forecast`).
 
-:func:`theta_forecasts` fits ``statsmodels.tsa.forecasting.theta.ThetaModel(y, period=period)`` with its
-defaults to each history and forecasts ``horizon`` steps: the very call of the statistical benchmark
-(``benchmarks/forecasting_m.py``), so the numbers agree. Where statsmodels fails on a series (it raises, or
-returns a value that is not finite), the series gets its Naive2 forecast instead, and the caller is told
-which. statsmodels is an optional dependency (``pip install 'rnnkit[forecast]'``), imported on the first call.
+:func:`theta` fits ``statsmodels.tsa.forecasting.theta.ThetaModel(y, period=period)`` with its defaults;
+:func:`ets` fits statsmodels' ``ETSModel`` over the configurations of :data:`ETS_CONFIGS` and keeps the one of
+lowest AIC. Both are the very calls of the statistical benchmark (``benchmarks/forecasting_m.py`` imports them),
+so the numbers agree. :func:`statistical_forecasts` applies one of them (:data:`METHODS`) to many histories;
+where statsmodels fails on a series (it raises, or returns a value that is not finite), the series gets its
+Naive2 forecast instead, and the caller is told which. statsmodels is an optional dependency (``pip install
+'rnnkit[forecast]'``), imported on the first call.
 
-The forecasting task combines these forecasts with its global network (``model.combine: theta``,
+The forecasting task combines these forecasts with its global network (``model.combine: theta`` or ``ets``,
 docs/forecasting.md).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import RnnkitError
 from ..metrics import forecast as fm
 
-__all__ = ["naive2", "theta_forecasts"]
+__all__ = ["ETS_CONFIGS", "METHODS", "ets", "naive2", "statistical_forecasts", "theta", "theta_forecasts"]
 
 #: what statsmodels raises on a series it cannot fit (too short, degenerate); anything else is a bug and propagates
 FIT_ERRORS = (ValueError, ArithmeticError, IndexError, np.linalg.LinAlgError)
@@ -37,19 +40,88 @@ def naive2(x: np.ndarray, h: int, m: int) -> np.ndarray:
     return adjusted[-1] * fm.future_indices(x, m, h)
 
 
-def theta_forecasts(histories: Sequence[np.ndarray], period: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """statsmodels' Theta forecast of each history, Naive2 where it fails.
+def _statsmodels(what: str, method: str):
+    """``statsmodels.tsa`` submodule ``what``, or a one-line error naming the extra that ``method`` needs."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"statsmodels.tsa.{what}")
+    except ImportError:
+        raise RnnkitError(f"model.combine={method} needs statsmodels: pip install 'rnnkit[forecast]'") from None
+
+
+def theta(y: np.ndarray, period: int, horizon: int) -> np.ndarray:
+    """statsmodels' Theta forecast ``(horizon,)`` of ``y``: ``ThetaModel(y, period=period)`` with its defaults."""
+    model = _statsmodels("forecasting.theta", "theta").ThetaModel(y, period=period)
+    return np.asarray(model.fit().forecast(horizon), dtype=np.float64)
+
+
+#: the ETS configurations :func:`ets` chooses from: (error, trend, damped, season) over error {A, M} x trend
+#: {N, A, Ad} x season {N, A, M}, less additive error with multiplicative season (unstable, as in R's ``ets``)
+ETS_CONFIGS = [
+    (error, trend, damped, season)
+    for error in ("add", "mul")
+    for trend, damped in ((None, False), ("add", False), ("add", True))
+    for season in (None, "add", "mul")
+    if not (error == "add" and season == "mul")
+]
+
+
+def ets(y: np.ndarray, period: int, horizon: int, ic: str = "aic") -> tuple[np.ndarray, str]:
+    """The forecast ``(horizon,)`` of the statsmodels ``ETSModel`` of lowest ``ic`` (``aic``, ``aicc`` or
+    ``bic``) over :data:`ETS_CONFIGS`, and its name (``M,Ad,M``: error, trend, season). Multiplicative parts only
+    for positive data; a season only for ``period > 1`` and at least two full periods. A configuration that
+    fails or forecasts non-finite values is skipped; raises ``ValueError`` when none can be fitted."""
+    ETSModel = _statsmodels("exponential_smoothing.ets", "ets").ETSModel
+    positive = bool(np.all(y > 0))
+    seasonal_ok = period > 1 and y.size >= 2 * period
+    best: tuple[float, np.ndarray, str] | None = None
+    for error, trend, damped, season in ETS_CONFIGS:
+        if (season and not seasonal_ok) or (not positive and "mul" in (error, season)):
+            continue
+        try:
+            fit = ETSModel(
+                y, error=error, trend=trend, damped_trend=damped, seasonal=season,
+                seasonal_periods=period if season else None,
+            ).fit(disp=False)  # fmt: skip
+            score = float(getattr(fit, ic))
+            out = np.asarray(fit.forecast(horizon), dtype=np.float64)
+        except FIT_ERRORS:
+            continue
+        if not (math.isfinite(score) and out.shape == (horizon,) and np.all(np.isfinite(out))):
+            continue
+        if best is None or score < best[0]:
+            name = ",".join(
+                ["A" if error == "add" else "M", "N" if trend is None else "Ad" if damped else "A",
+                 "N" if season is None else "A" if season == "add" else "M"]
+            )  # fmt: skip
+            best = (score, out, name)
+    if best is None:
+        raise ValueError("no ETS configuration could be fitted")
+    return best[1], best[2]
+
+
+#: the per-series methods :func:`statistical_forecasts` offers: name -> f(y, period, horizon) -> (horizon,)
+METHODS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "theta": theta,
+    "ets": lambda y, period, horizon: ets(y, period, horizon)[0],
+}
+
+
+def statistical_forecasts(
+    method: str, histories: Sequence[np.ndarray], period: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The forecast of each history by ``method`` (a key of :data:`METHODS`), Naive2 where it fails.
 
     ``histories``: N 1-D arrays ``(n_i,)`` of finite values, ``period`` the seasonal period (1: none),
     ``horizon`` the steps forecast. Returns ``(forecasts (N, horizon), fell_back (N,) bool)``: ``fell_back[i]``
-    says series ``i`` got the Naive2 forecast because ``ThetaModel`` raised or gave a non-finite value.
+    says series ``i`` got the Naive2 forecast because statsmodels raised or gave a non-finite value.
     statsmodels' warnings (convergence, ill-conditioning) are silenced inside the call only. Raises
     :class:`~rnnkit.errors.RnnkitError` when statsmodels is not installed.
     """
-    try:
-        from statsmodels.tsa.forecasting.theta import ThetaModel
-    except ImportError:
-        raise RnnkitError("model.combine=theta needs statsmodels: pip install 'rnnkit[forecast]'") from None
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
+    fit = METHODS[method]
     if period < 1 or horizon < 1:
         raise ValueError(f"period and horizon must be >= 1, got {period} and {horizon}")
     out = np.empty((len(histories), horizon), dtype=np.float64)
@@ -61,7 +133,7 @@ def theta_forecasts(histories: Sequence[np.ndarray], period: int, horizon: int) 
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 try:
-                    forecast = np.asarray(ThetaModel(y, period=period).fit().forecast(horizon), dtype=np.float64)
+                    forecast = fit(y, period, horizon)
                 except FIT_ERRORS:
                     forecast = None
         if forecast is None or forecast.shape != (horizon,) or not np.isfinite(forecast).all():
@@ -71,3 +143,8 @@ def theta_forecasts(histories: Sequence[np.ndarray], period: int, horizon: int) 
             fell_back[i] = True
         out[i] = forecast
     return out, fell_back
+
+
+def theta_forecasts(histories: Sequence[np.ndarray], period: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`statistical_forecasts` with statsmodels' Theta method."""
+    return statistical_forecasts("theta", histories, period, horizon)

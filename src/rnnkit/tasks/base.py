@@ -159,6 +159,13 @@ class TaskKind(ABC):
         """Values recorded in ``task_state`` for the reader (settings the config also holds), not restored."""
         return {}
 
+    def export_declaration(self) -> dict[str, Any]:
+        """What ``rnnkit export`` needs to know of this run beyond its model, for a loaded run: ``with_level``
+        (bool: the task feeds a many-series forecaster the level it computed, so the graph takes it as an input)
+        and ``combine`` (a dict for the export description: what the task adds to the graph's output to make its
+        own forecast, which a consumer must redo; absent when nothing). Default: ``{}``."""
+        return {}
+
     def write_predictions(self, model: Model, run_dir: Path) -> None:  # noqa: B027 - optional
         """Predictions on the test split into ``run_dir`` (``predictions.jsonl``)."""
 

@@ -17,9 +17,9 @@ competitions' per-series means (``smape``, ``mase``, ``owa`` against Naive2, the
 interval between the outermost quantiles, ``loss``); ``predictions.jsonl`` has one line per series (``id``,
 ``forecast``, ``quantiles``); ``predict`` takes series names (their recent history is kept in the run's
 ``series.json``) or long-format files and forecasts from the end of each series. With ``model.combine: theta``
-every forecast is mixed with the series' statsmodels Theta forecast
-(:func:`rnnkit.models.statistical.theta_forecasts`): the median becomes ``w * network + (1 - w) * theta`` and every
-quantile moves with it; ``w`` is 1 while training, then chosen on the validation pairs alone
+(or ``ets``) every forecast is mixed with the series' statsmodels Theta (or ETS) forecast
+(:func:`rnnkit.models.statistical.statistical_forecasts`): the median becomes ``w * network + (1 - w) *
+statistical`` and every quantile moves with it; ``w`` is 1 while training, then chosen on the validation pairs alone
 (:meth:`Forecasting.calibrate`) or given by ``model.combine_weight``, and recorded in ``task_state``.
 docs/forecasting.md has the user's view. Everything below describes the single-series layout.
 
@@ -112,7 +112,7 @@ from ..models import Forecaster, ForecasterEnsemble
 from ..models.encoder import CellName
 from ..models.exponential_smoothing import holt_winters
 from ..models.forecaster import PanelForecaster, PanelForecasterEnsemble
-from ..models.statistical import naive2, theta_forecasts
+from ..models.statistical import naive2, statistical_forecasts
 from ..training import Task
 from .base import RecipeConfig, StateFile, TaskKind
 from .common import task_spec
@@ -176,8 +176,8 @@ class ForecastModelConfig(StrictModel):
     ensemble: int = Field(1, ge=1, le=64, description="forecasters trained side by side, forecasts averaged")
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], description="panel: with 0.5")
     level_steps: int | None = Field(None, ge=1, description="panel: inputs averaged for the level (default: season)")
-    combine: Literal["none", "theta"] = Field(
-        "none", description="panel: mix each forecast with the series' Theta forecast (statsmodels)"
+    combine: Literal["none", "theta", "ets"] = Field(
+        "none", description="panel: mix each forecast with the series' Theta or ETS forecast (statsmodels)"
     )
     combine_weight: float | None = Field(
         None, ge=0, le=1, allow_inf_nan=False, description="the network's share; null: chosen on validation"
@@ -529,9 +529,9 @@ class _PanelTask:
     data_path: Path | None
     panel_history: dict[str, np.ndarray] | None = None
     panel_times: dict[str, list[str]] | None = None
-    #: ``model.combine: theta``: each split's Theta forecasts (N, H), from :meth:`_panel_theta`
-    panel_theta: dict[str, np.ndarray] | None = None
-    #: the network's share in the combination with Theta: 1 while training (validation scores the network
+    #: ``model.combine: theta`` / ``ets``: each split's statistical forecasts (N, H), from :meth:`_panel_stat`
+    panel_stat: dict[str, np.ndarray] | None = None
+    #: the network's share in the combination: 1 while training (validation scores the network
     #: alone), then what :meth:`calibrate` chose; restored from ``task_state.combine_weight``
     combine_weight: float = 1.0
 
@@ -639,7 +639,7 @@ class _PanelTask:
             hist = [split.values[i][:o] for i, o in zip(idx, org, strict=True)]
             self.scored[s] = (np.array([_scale(v, m) for v in hist]), np.stack([naive2(v, H, m) for v in hist]))
         self.split = split
-        self._panel_theta()
+        self._panel_stat()
         keep = [v[-HISTORY_KEEP:].tolist() for v in split.values]
         if split.labels is not None:  # the file's own time labels; a competition's are positions
             times = [lab[: len(v)][-HISTORY_KEEP:] for lab, v in zip(split.labels, split.values, strict=True)]
@@ -664,21 +664,22 @@ class _PanelTask:
         log.info("data %s: %d series, horizon %d, %d training windows", where, N, H, windows)
         return info
 
-    def _panel_theta(self) -> None:
-        """With ``model.combine: theta``: statsmodels' Theta forecast (N, H) of every validation pair (from the
-        training part less its last ``horizon`` points) and test pair (from the whole training part), kept in
-        :attr:`panel_theta`; ``None`` otherwise."""
-        self.panel_theta = None
-        if self.config.model.combine != "theta":
+    def _panel_stat(self) -> None:
+        """With ``model.combine: theta`` or ``ets``: that statsmodels forecast (N, H) of every validation pair
+        (from the training part less its last ``horizon`` points) and test pair (from the whole training part),
+        kept in :attr:`panel_stat`; ``None`` otherwise."""
+        self.panel_stat = None
+        method = self.config.model.combine
+        if method == "none":
             return
         t0 = time.perf_counter()
-        self.panel_theta, fell_back = {}, 0
+        self.panel_stat, fell_back = {}, 0
         for s, (idx, org) in self.pairs.items():
             hist = [self.split.values[i][:o] for i, o in zip(idx, org, strict=True)]
-            self.panel_theta[s], back = theta_forecasts(hist, self.panel_season, self.config.model.horizon)
+            self.panel_stat[s], back = statistical_forecasts(method, hist, self.panel_season, self.config.model.horizon)
             fell_back += int(back.sum())
-        count = sum(len(f) for f in self.panel_theta.values())
-        log.info("theta: %d forecasts (validation and test) in %.1f s, %d fell back to Naive2", count,
+        count = sum(len(f) for f in self.panel_stat.values())
+        log.info("%s: %d forecasts (validation and test) in %.1f s, %d fell back to Naive2", method, count,
                  time.perf_counter() - t0, fell_back)  # fmt: skip
 
     # -- model and training ---------------------------------------------------------------------------
@@ -742,8 +743,8 @@ class _PanelTask:
         for s in range(0, len(idx), bs):
             b = self.arrays.batch(idx[s : s + bs], org[s : s + bs])
             b["scale"], b["naive2"] = _f64(scale[s : s + bs]), _f64(naive[s : s + bs])
-            if self.panel_theta is not None:
-                b["theta"] = _f64(self.panel_theta[split][s : s + bs])
+            if self.panel_stat is not None:
+                b["statistical"] = _f64(self.panel_stat[split][s : s + bs])
             yield b
 
     def _panel_trainer_task(self) -> Task:
@@ -757,7 +758,7 @@ class _PanelTask:
             if B == 0:
                 return dict.fromkeys(PANEL_KEYS, 0.0)
             out = model(b["window"], **_model_inputs(b))
-            q = self._combined(out["quantiles"].double(), b.get("theta"))
+            q = self._combined(out["quantiles"].double(), b.get("statistical"))
             stats = panel_sums(q, q[..., self.median_index], b["target"], b["scale"], b["naive2"], level)
             stats["loss"] = float(model.loss(b["window"], b["target"], **_model_inputs(b))) * B
             stats["windows"] = float(B)
@@ -773,16 +774,16 @@ class _PanelTask:
         )
 
     def _panel_calibrate(self, model) -> dict[str, float]:
-        """``model.combine: theta``: the network's share ``w`` (``model.combine_weight``, or the one of 0, 0.1,
-        ..., 1 with the lowest validation sMAPE, ties to the larger), from the validation pairs only."""
+        """``model.combine: theta`` / ``ets``: the network's share ``w`` (``model.combine_weight``, or the one of
+        0, 0.1, ..., 1 with the lowest validation sMAPE, ties to the larger), from the validation pairs only."""
         idx, org = self.pairs["validation"]
         q = self._panel_forecast(model, self.arrays, idx, org)  # the network's own forecasts, once
         H = self.config.model.horizon
         y = self.arrays.flat[self.arrays.off[idx][:, None] + org[:, None] + np.arange(H)]
-        theta = self.panel_theta["validation"]
+        method, stat = self.config.model.combine, self.panel_stat["validation"]
 
         def smape(w: float) -> float:
-            f = w * q[..., self.median_index] + (1 - w) * theta
+            f = w * q[..., self.median_index] + (1 - w) * stat
             return float(np.mean([fm.smape(a, b) for a, b in zip(y, f, strict=True)])) if len(y) else math.nan
 
         given = self.config.model.combine_weight
@@ -792,17 +793,17 @@ class _PanelTask:
         chosen = {
             "combine_weight": self.combine_weight,
             "validation_smape_network": scores[1.0] if 1.0 in scores else smape(1.0),
-            "validation_smape_theta": scores[0.0] if 0.0 in scores else smape(0.0),
+            f"validation_smape_{method}": scores[0.0] if 0.0 in scores else smape(0.0),
             "validation_smape_combined": scores[w],
         }
         how = "given" if given is not None else "chosen on validation"
-        log.info("combine with theta: weight %g (%s); validation sMAPE network %.4f, theta %.4f, combined %.4f",
-                 w, how, *list(chosen.values())[1:])  # fmt: skip
+        log.info("combine with %s: weight %g (%s); validation sMAPE network %.4f, %s %.4f, combined %.4f",
+                 method, w, how, *list(chosen.values())[1:2], method, *list(chosen.values())[2:])  # fmt: skip
         return chosen
 
-    def _theta(self, split: str) -> np.ndarray | None:
-        """The split's Theta forecasts (N, H) when combining, else None."""
-        return None if self.panel_theta is None else self.panel_theta[split]
+    def _stat(self, split: str) -> np.ndarray | None:
+        """The split's statistical forecasts (N, H) when combining, else None."""
+        return None if self.panel_stat is None else self.panel_stat[split]
 
     # -- outputs ----------------------------------------------------------------------------------------
     def _panel_forecast(self, model, arrays: PanelArrays, idx: np.ndarray, org: np.ndarray) -> np.ndarray:
@@ -822,14 +823,15 @@ class _PanelTask:
     def median_index(self) -> int:
         return self.config.model.quantiles.index(0.5)
 
-    def _combined(self, q, theta):
-        """Quantile forecasts ``q`` (B, H, Q) combined with Theta forecasts ``theta`` (B, H) (arrays or tensors
-        alike): the median becomes ``w * median + (1 - w) * theta`` with ``w`` = :attr:`combine_weight` and every
-        quantile moves with it, so the interval keeps the network's width. ``theta`` None or ``w = 1``: ``q``."""
+    def _combined(self, q, stat):
+        """Quantile forecasts ``q`` (B, H, Q) combined with statistical forecasts ``stat`` (B, H) (arrays or
+        tensors alike): the median becomes ``w * median + (1 - w) * stat`` with ``w`` = :attr:`combine_weight`
+        and every quantile moves with it, so the interval keeps the network's width. ``stat`` None or ``w = 1``:
+        ``q``."""
         w = self.combine_weight
-        if theta is None or w >= 1:
+        if stat is None or w >= 1:
             return q
-        return q + ((1 - w) * (theta - q[..., self.median_index]))[..., None]
+        return q + ((1 - w) * (stat - q[..., self.median_index]))[..., None]
 
     def _quantile_fields(self, q: np.ndarray) -> dict[str, Any]:
         qs = self.config.model.quantiles
@@ -840,7 +842,7 @@ class _PanelTask:
 
     def _panel_write_predictions(self, model, run_dir: Path) -> None:
         idx, org = self.pairs["test"]
-        q = self._combined(self._panel_forecast(model, self.arrays, idx, org), self._theta("test"))
+        q = self._combined(self._panel_forecast(model, self.arrays, idx, org), self._stat("test"))
         rows = [{"id": self.split.ids[i], **self._quantile_fields(q[k])} for k, i in enumerate(idx)]
         atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
 
@@ -853,8 +855,8 @@ class _PanelTask:
         k = int(np.argmax(self.split.n_train))  # the longest series
         n = int(self.split.n_train[k])
         q = self._panel_forecast(model, self.arrays, np.array([k]), np.array([n]))
-        theta = self._theta("test")
-        q = self._combined(q, None if theta is None else theta[k : k + 1])[0]
+        stat = self._stat("test")
+        q = self._combined(q, None if stat is None else stat[k : k + 1])[0]
         values = self.split.values[k][: n + self.config.model.horizon]
         title = f"series {short_repr(self.split.ids[k], 40)}: test forecast"
         if "test_smape" in metrics:
@@ -921,8 +923,9 @@ class _PanelTask:
                 split = PanelSplit([sid], [y], np.array([len(y)]), [known], np.asarray(static).reshape(1, S))
                 arrays = PanelArrays(split, d.window, H, self.panel_season, d.seasonality)
                 q = self._panel_forecast(model, arrays, np.array([0]), np.array([len(y)]))
-                if self.config.model.combine == "theta" and self.combine_weight < 1:
-                    q = self._combined(q, theta_forecasts([y], self.panel_season, H)[0])
+                method = self.config.model.combine
+                if method != "none" and self.combine_weight < 1:
+                    q = self._combined(q, statistical_forecasts(method, [y], self.panel_season, H)[0])
                 fields = self._quantile_fields(q[0])
                 qs = self.config.model.quantiles
                 keep = min(len(y), HISTORY_KEEP)
@@ -986,7 +989,7 @@ class Forecasting(_PanelTask, TaskKind):
         state = {"window": self.config.data.window, "horizon": self.config.model.horizon, "layout": self.layout}
         if self.layout == "panel":
             state["season"] = self.panel_season
-            if self.config.model.combine == "theta":
+            if self.config.model.combine != "none":
                 state["combine_weight"] = self.combine_weight
         return state
 
@@ -1000,7 +1003,7 @@ class Forecasting(_PanelTask, TaskKind):
                 raise RnnkitError(f"task_state.season: expected a positive int, got {short_repr(season)}",
                                   where=str(run_dir))  # fmt: skip
             task.panel_season = season
-            if config.model.combine == "theta":  # (a run from before model.combine reads as none: the network)
+            if config.model.combine != "none":  # (a run from before model.combine reads as none: the network)
                 w = state.get("combine_weight")
                 if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1:
                     raise RnnkitError(f"task_state.combine_weight: expected a number in [0, 1], got {short_repr(w)}",
@@ -1008,8 +1011,35 @@ class Forecasting(_PanelTask, TaskKind):
                 task.combine_weight = float(w)
         return task
 
+    def export_declaration(self) -> dict[str, Any]:
+        """Many series: the level is an input when ``data.seasonality`` is ``holt-winters``; with
+        ``model.combine`` the description states the statistical method, the run's weight and the formula."""
+        if self.layout != "panel":
+            return {}
+        out: dict[str, Any] = {"with_level": self.config.data.seasonality == "holt-winters"}
+        method = self.config.model.combine
+        if method == "none":
+            return out
+        w, period = self.combine_weight, self.panel_season
+        call = {
+            "theta": "statsmodels' ThetaModel(history, period=period).fit().forecast(horizon)",
+            "ets": "the forecast of statsmodels' ETSModel of lowest AIC over error {A, M} x trend {N, A, Ad} x season "
+            "{N, A, M} (rnnkit.models.statistical.ETS_CONFIGS)",
+        }[method]
+        name = {"theta": "Theta", "ets": "ETS"}[method]
+        how = (
+            f"forecast = w * median + (1 - w) * {name}(history, period) with w = {w:g}, period = {period}: "
+            f"{name} is {call} of the series' whole history before the origin "
+            "(rnnkit.models.statistical.statistical_forecasts; Naive2 where it fails); every quantile moves with "
+            f"the median: quantiles + (1 - w) * ({name} - median)"
+        )
+        if w >= 1:
+            how = "w = 1: the graph's outputs are the forecast (the run chose the network alone); " + how
+        out["combine"] = {"method": method, "weight": w, "period": period, "formula": how}
+        return out
+
     def calibrate(self, model, evaluate) -> dict[str, float]:
-        """``model.combine: theta`` (many series): the network's share in the combination, from the validation
+        """``model.combine: theta`` / ``ets`` (many series): the network's share in the combination, from the validation
         pairs only (:meth:`_panel_calibrate`); nothing otherwise."""
         if self.layout != "panel" or self.config.model.combine == "none":
             return {}
