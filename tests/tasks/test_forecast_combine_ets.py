@@ -149,3 +149,13 @@ def test_an_ets_combination_everywhere(tmp_path, capsys):
     assert desc["combine"]["method"] == "ets" and desc["combine"]["weight"] == pytest.approx(0.4)
     assert desc["combine"]["period"] == M and "(1 - w) * ETS(history, period)" in desc["combine"]["formula"]
     assert "ETSModel" in desc["combine"]["formula"] and "combine" in desc["usage"]
+
+
+@pytest.mark.parametrize("method", ["theta", "ets"])
+def test_fits_in_worker_processes_equal_the_fits_in_this_one(method):
+    """``jobs=2`` (forced on a few histories) gives the very same forecasts and fallbacks as one process."""
+    series = list(panel(seed=7).values()) + [np.array([3.0, 5.0, 4.0])]  # the last: too short for either
+    one = statistical_forecasts(method, series, M, H, jobs=1)
+    two = statistical_forecasts(method, series, M, H, jobs=2, parallel_from=1)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])

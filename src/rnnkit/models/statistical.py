@@ -108,37 +108,63 @@ METHODS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
 }
 
 
+def _fit_one(task: tuple[str, np.ndarray, int, int]) -> np.ndarray | None:
+    """One history's forecast by a method, or None where statsmodels cannot fit it (warnings silenced)."""
+    method, y, period, horizon = task
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            return METHODS[method](y, period, horizon)
+        except FIT_ERRORS:
+            return None
+
+
+#: the fewest histories worth fitting in worker processes (starting them costs about a second)
+PARALLEL_FROM = 64
+
+
 def statistical_forecasts(
-    method: str, histories: Sequence[np.ndarray], period: int, horizon: int
+    method: str,
+    histories: Sequence[np.ndarray],
+    period: int,
+    horizon: int,
+    jobs: int = 1,
+    parallel_from: int = PARALLEL_FROM,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The forecast of each history by ``method`` (a key of :data:`METHODS`), Naive2 where it fails.
 
     ``histories``: N 1-D arrays ``(n_i,)`` of finite values, ``period`` the seasonal period (1: none),
     ``horizon`` the steps forecast. Returns ``(forecasts (N, horizon), fell_back (N,) bool)``: ``fell_back[i]``
     says series ``i`` got the Naive2 forecast because statsmodels raised or gave a non-finite value.
-    statsmodels' warnings (convergence, ill-conditioning) are silenced inside the call only. Raises
-    :class:`~rnnkit.errors.RnnkitError` when statsmodels is not installed.
+    statsmodels' warnings (convergence, ill-conditioning) are silenced inside the call only. With ``jobs > 1``
+    and at least ``parallel_from`` histories the fits run in that many worker processes (each fit is
+    independent and single-threaded, so the result is the same). Raises :class:`~rnnkit.errors.RnnkitError`
+    when statsmodels is not installed.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
-    fit = METHODS[method]
     if period < 1 or horizon < 1:
         raise ValueError(f"period and horizon must be >= 1, got {period} and {horizon}")
-    out = np.empty((len(histories), horizon), dtype=np.float64)
-    fell_back = np.zeros(len(histories), dtype=bool)
-    for i, y in enumerate(histories):
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        forecast = None
-        if y.size:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                try:
-                    forecast = fit(y, period, horizon)
-                except FIT_ERRORS:
-                    forecast = None
+    ys = [np.asarray(y, dtype=np.float64).reshape(-1) for y in histories]
+    for i, y in enumerate(ys):
+        if not y.size:
+            raise ValueError(f"history {i} is empty: nothing to forecast from")
+    tasks = [(method, y, period, horizon) for y in ys]
+    if jobs > 1 and len(ys) >= parallel_from:
+        _statsmodels("forecasting.theta" if method == "theta" else "exponential_smoothing.ets", method)  # here first
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # a fresh server process forks the workers: none inherits this process's OpenMP or torch state
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            fitted = list(pool.map(_fit_one, tasks, chunksize=max(1, len(tasks) // (4 * jobs))))
+    else:
+        fitted = [_fit_one(t) for t in tasks]
+    out = np.empty((len(ys), horizon), dtype=np.float64)
+    fell_back = np.zeros(len(ys), dtype=bool)
+    for i, (y, forecast) in enumerate(zip(ys, fitted, strict=True)):
         if forecast is None or forecast.shape != (horizon,) or not np.isfinite(forecast).all():
-            if not y.size:
-                raise ValueError(f"history {i} is empty: nothing to forecast from")
             forecast = naive2(y, horizon, period)
             fell_back[i] = True
         out[i] = forecast

@@ -674,9 +674,12 @@ class _PanelTask:
             return
         t0 = time.perf_counter()
         self.panel_stat, fell_back = {}, 0
+        jobs = torch.get_num_threads()  # the CPU threads the user gave this run: as many fitting processes
         for s, (idx, org) in self.pairs.items():
             hist = [self.split.values[i][:o] for i, o in zip(idx, org, strict=True)]
-            self.panel_stat[s], back = statistical_forecasts(method, hist, self.panel_season, self.config.model.horizon)
+            self.panel_stat[s], back = statistical_forecasts(
+                method, hist, self.panel_season, self.config.model.horizon, jobs=jobs
+            )
             fell_back += int(back.sum())
         count = sum(len(f) for f in self.panel_stat.values())
         log.info("%s: %d forecasts (validation and test) in %.1f s, %d fell back to Naive2", method, count,
