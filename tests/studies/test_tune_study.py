@@ -125,6 +125,8 @@ def test_the_best_config_trains_with_train_config_and_final_reports_test_once(re
     saved = yaml.safe_load((reviews.parent / "runs" / "from-best" / "config.yaml").read_text())
     assert saved["model"]["hidden_size"] == params["model.hidden_size"] and saved["train"]["lr"] == params["train.lr"]
     assert saved["train"]["epochs"] == 2  # the --set of the search is part of the recipe file
+    best_number = load(folder).best_trial.number
+    assert f"(rnnkit tune, trial {best_number}: model.hidden_size={params['model.hidden_size']}" in saved["description"]
 
 
 def test_final_trains_once_when_the_best_trial_is_the_recipe_defaults(reviews, capsys, splits):

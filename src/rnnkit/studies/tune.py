@@ -476,7 +476,9 @@ def write_best_config(search: Search, folder: Path, best) -> Path:
     """``best.yaml``: the best trial's resolved config (without ``data_path``: pass ``--data`` again), with a
     header saying how it was found and how to train it."""
     _, config = search.config(best.params)
-    text = config_yaml(config.model_copy(update={"data_path": None}))
+    chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+    description = f"{config.description} (rnnkit tune, trial {best.number}: {chosen})".strip()  # not the recipe's
+    text = config_yaml(config.model_copy(update={"data_path": None, "description": description}))
     data = f" --data {search.data}" if search.data else ""
     keys = ", ".join(d.key for d in search.space)
     header = (
