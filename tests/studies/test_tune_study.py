@@ -202,6 +202,9 @@ def test_prune_after_defaults_to_a_third_of_the_epochs_and_is_recorded(reviews, 
         (SPACE, ["--trials", "0"], "positive integer"),
         (SPACE, ["--timeout", "-1"], "positive number"),
         (SPACE, ["--prune-after", "0"], "positive integer"),
+        (SPACE, ["--seeds", "x"], "--seeds expects a count (3) or seeds (0,5,9)"),
+        (SPACE, ["--seeds", "0"], "give at least one seed"),
+        (SPACE, ["--seeds", "1,1"], "give distinct seeds"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(reviews, capsys, space, extra, message):
@@ -223,20 +226,55 @@ def test_a_diverging_trial_fails_and_the_search_goes_on(reviews, capsys, monkeyp
 
     real, calls = tune_module.run_trial, {"n": 0}
 
-    def diverge_first(search, params, callbacks=()):
+    def diverge_first(search, params, callbacks=(), seed=None):
         calls["n"] += 1
         if calls["n"] == 1:
             raise NonFiniteError("training loss became nan at epoch 1, batch 2")
-        return real(search, params, callbacks)
+        return real(search, params, callbacks, seed=seed)
 
     monkeypatch.setattr(tune_module, "run_trial", diverge_first)
     assert main(tune_argv(reviews, trials=2)) == 0
     states = [t.state for t in load(reviews.parent / "runs" / "search").trials]
     assert states[0] == optuna.trial.TrialState.FAIL and len(states) == 3  # two finished trials, as asked
 
-    def always_diverge(search, params, callbacks=()):
+    def always_diverge(search, params, callbacks=(), seed=None):
         raise NonFiniteError("training loss became nan at epoch 1, batch 1")
 
     monkeypatch.setattr(tune_module, "run_trial", always_diverge)
     assert main(tune_argv(reviews, "--name", "all-fail", trials=2)) == 2  # a round of failures ends the search
     assert "no trial completed" in capsys.readouterr().err
+
+
+def test_with_seeds_every_trial_is_the_mean_over_them_and_final_trains_each(reviews, capsys, splits):
+    """``--seeds 0,1``: a trial's value is the mean of its two seeds' validation values, the seed-0 value is
+    the very value a one-seed search gets for the same settings (the recipe seed is 0), and ``--final`` trains
+    the best config and the defaults once per seed and reports mean +- sd."""
+    assert main(tune_argv(reviews, trials=1)) == 0  # one seed: the recipe defaults, seed 0
+    one = load(reviews.parent / "runs" / "search").trials[0].value
+    argv = tune_argv(reviews, "--seeds", "0,1", "--final", trials=2)
+    argv[argv.index("--name") + 1] = "seeded"
+    assert main(argv) == 0
+    folder = reviews.parent / "runs" / "seeded"
+    trials = load(folder).trials
+    for t in trials:
+        per_seed = t.user_attrs["seed_values"]
+        assert set(per_seed) == {"0", "1"} and t.value == pytest.approx((per_seed["0"] + per_seed["1"]) / 2)
+    assert trials[0].user_attrs["recipe_defaults"] and trials[0].user_attrs["seed_values"]["0"] == pytest.approx(one)
+    saved = json.loads((folder / "tune.json").read_text())
+    assert saved["seeds"] == [0, 1]
+    final = saved["final"]
+    labels = ["defaults"] if final["best"].get("same_as_defaults") else ["best", "defaults"]
+    assert splits.count("test") == 2 * len(labels)  # once per final run, never during the search
+    for label in labels:
+        result = final[label]
+        assert [Path(r).name.rsplit("-", 1)[1] for r in result["runs"]] == ["seed0", "seed1"]
+        tests = [r["test"] for r in result["per_seed"]]
+        assert result["test"] == pytest.approx(sum(tests) / 2) and result["test_sd"] is not None
+        for run, seed in zip(result["runs"], (0, 1), strict=True):
+            assert yaml.safe_load((Path(run) / "config.yaml").read_text())["train"]["seed"] == seed
+    out = capsys.readouterr().out
+    assert "per seed, mean ± sd over seeds 0, 1" in out and " ± " in out.splitlines()[-1]
+    # another --seeds is another search: the folder refuses it
+    argv[argv.index("0,1")] = "0,2"
+    assert main(argv) == 2
+    assert "different seeds" in capsys.readouterr().err
