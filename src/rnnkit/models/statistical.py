@@ -40,19 +40,23 @@ def naive2(x: np.ndarray, h: int, m: int) -> np.ndarray:
     return adjusted[-1] * fm.future_indices(x, m, h)
 
 
-def _statsmodels(what: str, method: str):
-    """``statsmodels.tsa`` submodule ``what``, or a one-line error naming the extra that ``method`` needs."""
+#: the ``statsmodels.tsa`` submodule each method fits with
+MODULES = {"theta": "forecasting.theta", "ets": "exponential_smoothing.ets"}
+
+
+def _statsmodels(method: str):
+    """The ``statsmodels.tsa`` submodule ``method`` needs, or a one-line error naming the extra that brings it."""
     import importlib
 
     try:
-        return importlib.import_module(f"statsmodels.tsa.{what}")
+        return importlib.import_module(f"statsmodels.tsa.{MODULES[method]}")
     except ImportError:
         raise RnnkitError(f"model.combine={method} needs statsmodels: pip install 'rnnkit[forecast]'") from None
 
 
 def theta(y: np.ndarray, period: int, horizon: int) -> np.ndarray:
     """statsmodels' Theta forecast ``(horizon,)`` of ``y``: ``ThetaModel(y, period=period)`` with its defaults."""
-    model = _statsmodels("forecasting.theta", "theta").ThetaModel(y, period=period)
+    model = _statsmodels("theta").ThetaModel(y, period=period)
     return np.asarray(model.fit().forecast(horizon), dtype=np.float64)
 
 
@@ -72,7 +76,7 @@ def ets(y: np.ndarray, period: int, horizon: int, ic: str = "aic") -> tuple[np.n
     ``bic``) over :data:`ETS_CONFIGS`, and its name (``M,Ad,M``: error, trend, season). Multiplicative parts only
     for positive data; a season only for ``period > 1`` and at least two full periods. A configuration that
     fails or forecasts non-finite values is skipped; raises ``ValueError`` when none can be fitted."""
-    ETSModel = _statsmodels("exponential_smoothing.ets", "ets").ETSModel
+    ETSModel = _statsmodels("ets").ETSModel
     positive = bool(np.all(y > 0))
     seasonal_ok = period > 1 and y.size >= 2 * period
     best: tuple[float, np.ndarray, str] | None = None
@@ -151,7 +155,7 @@ def statistical_forecasts(
             raise ValueError(f"history {i} is empty: nothing to forecast from")
     tasks = [(method, y, period, horizon) for y in ys]
     if jobs > 1 and len(ys) >= parallel_from:
-        _statsmodels("forecasting.theta" if method == "theta" else "exponential_smoothing.ets", method)  # here first
+        _statsmodels(method)  # a missing statsmodels is said here, not in a worker
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
