@@ -155,3 +155,37 @@ def test_size_is_checked(size):
     with pytest.raises(ValidationError, match="unknown|extra"):
         ClassifierEnsemble(member=MEMBER, size=2, members=3)
     assert isinstance(ClassifierEnsemble(member=MEMBER, size=2).members[0], Classifier)
+
+
+TOKEN_MEMBER = dict(encoder=dict(vocab_size=20, embed_dim=5, hidden_size=6, cell="lstm"), num_classes=3)
+
+
+def test_shared_embedding_is_one_table_that_trains_from_every_member(tmp_path):
+    torch.manual_seed(0)
+    ens = ClassifierEnsemble(member=TOKEN_MEMBER, size=3, share_embedding=True)
+    table = ens.members[0].encoder.embedding
+    assert all(m.encoder.embedding is table for m in ens.members)
+    own = ClassifierEnsemble(member=TOKEN_MEMBER, size=3)
+    assert ens.num_parameters() == own.num_parameters() - 2 * table.weight.numel()
+    x = torch.randint(1, 20, (4, 6))
+    lengths = torch.tensor([6, 3, 5, 1])
+    y = torch.tensor([0, 2, 1, 1])
+    ens.loss(x, lengths, y).backward()
+    # the shared table's gradient is the sum of what each member sends it
+    per_member = []
+    for m in ens.members:
+        table.weight.grad = None
+        (m.loss(x, lengths, y) / 3).backward()
+        per_member.append(table.weight.grad.clone())
+    table.weight.grad = None
+    ens.loss(x, lengths, y).backward()
+    torch.testing.assert_close(table.weight.grad, sum(per_member))
+    save_model(ens.eval(), tmp_path)
+    again = load_model(tmp_path).eval()
+    assert again.members[1].encoder.embedding is again.members[0].encoder.embedding
+    torch.testing.assert_close(again(x, lengths), ens(x, lengths), rtol=0, atol=0)
+
+
+def test_shared_embedding_needs_token_input():
+    with pytest.raises(ValidationError, match="share_embedding needs token input"):
+        ClassifierEnsemble(member=MEMBER, size=2, share_embedding=True)

@@ -38,6 +38,13 @@ def attention_run(tmp_path_factory, reviews) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ensemble_attention_run(tmp_path_factory, reviews) -> Path:
+    """A two-member text classifier ensemble with attention pooling (each member its own word embedding)."""
+    return _train(tmp_path_factory, "text-classification", reviews, "ens", "model.pooling=attention",
+                  "model.ensemble=2", "model.embed_dim=16", "model.hidden_size=16")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def max_run(tmp_path_factory, reviews) -> Path:
     """Text classification with max pooling (the page asks for gradient x input saliency)."""
     return _train(tmp_path_factory, "text-classification", reviews, "max", "model.embed_dim=16", "model.hidden_size=16")

@@ -19,6 +19,20 @@ def test_attention_weights_are_the_pooling_weights(attention_run):
     assert r["tokens"] == ["the", "plot", "is", "superb"] and len(ids) == 4
 
 
+def test_an_ensembles_attention_is_its_members_mean(ensemble_attention_run):
+    run = load_run(ensemble_attention_run)
+    a, b = run.model.members
+    assert a.encoder.embedding is not b.encoder.embedding  # trained word embeddings: one table each
+    text = "the plot is superb"
+    (r,) = run.task.predict(run.model, [text], saliency=True)
+    assert run.task.highlight(run.model) == "attention"
+    x = torch.tensor([run.task._encode([text])[0]])
+    with torch.no_grad():
+        weights = [m.forward_with_weights(x)[1][0] for m in (a, b)]
+    assert r["attention"] == pytest.approx(((weights[0] + weights[1]) / 2).tolist(), abs=1e-5)
+    assert sum(r["attention"]) == pytest.approx(1, abs=1e-5) and len(r["saliency"]) == 4
+
+
 def test_saliency_is_gradient_times_input_of_the_predicted_label(max_run):
     run = load_run(max_run)
     text = "dull plot but a superb cast"

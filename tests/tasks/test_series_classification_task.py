@@ -284,10 +284,16 @@ def test_ensemble_trains_predicts_evaluates_and_serves(tmp_path, capsys):
         served = r.json()["results"]
         assert [s["label"] for s in served] == [o["label"] for o in out]
 
-    # export does not cover ensembles: one line, exit 2, nothing written
-    assert main(["export", str(run)]) == 2
-    err = capsys.readouterr().err
-    assert "'classifier-ensemble' does not export" in err and err.count("\n") == 1
+    # export writes the whole ensemble as one graph: ONNX Runtime gives the members' mean probabilities
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "exported" / "m.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    feed = {"features": test["x"].float().numpy(), "lengths": test["lengths"].numpy()}
+    logits = torch.from_numpy(session.run(None, feed)[0])
+    torch.testing.assert_close(logits.softmax(-1), p.float(), atol=1e-5, rtol=1e-4)
     assert not (run / "export").exists()
 
 

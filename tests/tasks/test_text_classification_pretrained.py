@@ -189,6 +189,7 @@ def test_fine_tuned_embeddings_move(fake_minilm, tmp_path):
         (["model.pretrained_embeddings=null", "model.freeze_embeddings=true"], "need model.pretrained_embeddings"),
         (["model.embed_dim=32"], "model.embed_dim=32, but minilm-wordpiece vectors have 8 dimensions"),
         (["model.pretrained_embeddings=rotten-tomatoes"], "is a split dataset, not embeddings"),
+        (["model.ensemble=0"], "model.ensemble: Input should be greater than or equal to 1"),
     ],
 )
 def test_pretrained_config_errors_are_one_line(fake_minilm, tmp_path, capsys, extra, message):
@@ -224,3 +225,97 @@ def test_sentiment_recipe_one_epoch_on_the_real_data(tmp_path, capsys):
     assert main(["predict", str(runs / "rt"), "a moving, beautifully acted film", "dull, clumsy and far too long"]) == 0
     labels = [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
     assert labels == ["fresh", "rotten"]
+
+
+# -- ensembles (model.ensemble) -------------------------------------------------------------------------------
+def test_an_ensemble_over_frozen_embeddings_shares_one_pretrained_table(fake_minilm, tmp_path):
+    from rnnkit.models import ClassifierEnsemble
+
+    task = pretrained_task(tmp_path, "model.freeze_embeddings=true", "model.ensemble=3")
+    model = task.build_model()
+    assert isinstance(model, ClassifierEnsemble) and model.config.size == 3 and model.config.share_embedding
+    tables = [m.encoder.embedding for m in model.members]
+    assert tables[1] is tables[0] and tables[2] is tables[0]
+    single = pretrained_task(tmp_path / "one", "model.freeze_embeddings=true").build_model()
+    torch.testing.assert_close(tables[0].weight, single.encoder.embedding.weight, rtol=0, atol=0)
+    assert not tables[0].weight.requires_grad
+    # one table counted once; each member's own recurrent layer and head
+    per_member = single.num_parameters(trainable_only=True)
+    assert model.num_parameters() == tables[0].weight.numel() + 3 * per_member
+    assert not torch.equal(model.members[0].head[-1].weight, model.members[1].head[-1].weight)
+
+
+def test_an_ensemble_over_trained_embeddings_gives_each_member_its_own_copy(fake_minilm, tmp_path):
+    task = pretrained_task(tmp_path, "model.ensemble=2", "model.embedding_lr_scale=0.5")
+    model = task.build_model()
+    a, b = (m.encoder.embedding.weight for m in model.members)
+    assert a is not b and not model.config.share_embedding
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # both start from the pretrained rows
+    assert a.requires_grad and a.lr_scale == 0.5 and b.lr_scale == 0.5
+
+
+def test_ensemble_run_saves_the_table_once_and_predicts_the_members_mean(fake_minilm, tmp_path, capsys):
+    assert pretrained_train(tmp_path, "model.freeze_embeddings=true", "model.ensemble=3", "train.epochs=8") == 0
+    run = tmp_path / "runs" / "r"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["model"]["kind"] == "classifier-ensemble" and meta["metrics"]["test"]["accuracy"] > 0.9
+    names = load_file(run / "model.safetensors").keys()
+    assert [k for k in names if "embedding" in k] == ["members.0.encoder.embedding.weight"]
+    loaded = load_run(run)
+    members = loaded.model.members
+    assert members[2].encoder.embedding is members[0].encoder.embedding  # shared again after loading
+    capsys.readouterr()
+    texts = ["a great film", "dull plot", "superb cast"]
+    assert main(["predict", str(run), *texts]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["pos", "neg", "pos"]
+    ids = loaded.task._encode(texts)
+    for row, x in zip(rows, ids, strict=True):
+        x = torch.tensor([x])
+        mean = torch.stack([m(x).softmax(-1)[0] for m in members]).mean(0)  # by hand, member by member
+        got = [row["probabilities"][label] for label in loaded.task.labels]
+        torch.testing.assert_close(torch.tensor(got), mean, rtol=0, atol=2e-6)
+
+
+def test_ensemble_saliency_is_gradient_times_input_of_the_whole_mixture(fake_minilm, tmp_path):
+    assert pretrained_train(tmp_path, "model.freeze_embeddings=true", "model.ensemble=2") == 0
+    loaded = load_run(tmp_path / "runs" / "r")
+    model, task = loaded.model, loaded.task
+    texts = ["a great film with a superb cast", "dull plot"]
+    rows = task.predict(model, texts, saliency=True)
+    table = model.members[0].encoder.embedding
+    for text, row in zip(texts, rows, strict=True):
+        x = torch.tensor([task._encode([text])[0]])
+        leaf = table(x).detach().requires_grad_(True)  # one embedded input that every member reads
+
+        class Fixed(torch.nn.Module):
+            def __init__(self, value):
+                super().__init__()
+                self.value = value
+
+            def forward(self, ids):
+                return self.value
+
+        for m in model.members:
+            m.encoder.embedding = Fixed(leaf)
+        try:
+            logp = model(x).log_softmax(-1)[0, task.labels.index(row["label"])]
+            (grad,) = torch.autograd.grad(logp, leaf)
+        finally:
+            for m in model.members:
+                m.encoder.embedding = table
+        expected = (grad * leaf.detach()).sum(-1)[0]
+        torch.testing.assert_close(torch.tensor(row["saliency"]), expected, rtol=0, atol=2e-6)
+
+
+def test_an_ensemble_over_a_frozen_table_exports_it_once(fake_minilm, tmp_path, capsys):
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    assert pretrained_train(tmp_path, "model.freeze_embeddings=true", "model.ensemble=2", "train.epochs=1") == 0
+    run = tmp_path / "runs" / "r"
+    out = tmp_path / "export" / "m.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    rows = load_run(run).model.members[0].encoder.embedding.num_embeddings
+    tables = [t for t in onnx.load(str(out)).graph.initializer if list(t.dims) == [rows, DIM]]
+    assert len(tables) == 1

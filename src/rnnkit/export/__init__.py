@@ -45,7 +45,7 @@ from ..fileio import TMP_MARK, fsync_dir
 from ..formats import EXPORT_FORMATS, QUANTIZE
 from ..paths import rnnkit_home
 from ..runfolder import LoadedRun, open_regular
-from .graph import EXPORTABLE, TORCHSCRIPT_KINDS, panel_members
+from .graph import EXPORTABLE, TORCHSCRIPT_KINDS, first_member, panel_members
 
 FORMATS = EXPORT_FORMATS
 #: part of the int8 cache's folder names: bump it when the exported graph changes
@@ -191,7 +191,7 @@ def export_run(
 
             graph_for(run.model, backend="torchscript")  # refuses a model it does not cover, before writing
         except TypeError:
-            cells = sorted({run.model.encoder.config.cell})
+            cells = sorted({first_member(run.model).encoder.config.cell})
             raise RnnkitError(
                 f"--format torchscript covers lstm/gru/rnn layers without zoneout or LSTM projection, not this "
                 f"run's ({', '.join(cells)}); use --format onnx"

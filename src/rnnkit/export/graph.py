@@ -34,7 +34,8 @@ from torch._higher_order_ops.scan import scan
 
 from ..layers import Recurrent
 from ..layers.masking import reverse_padded
-from ..models.classifier import Classifier
+from ..models.base import mixture_log_probs
+from ..models.classifier import Classifier, ClassifierEnsemble
 from ..models.encoder import SequenceEncoder
 from ..models.forecaster import Z_CLAMP, PanelForecaster, PanelForecasterEnsemble
 from ..models.language_model import LanguageModel
@@ -318,6 +319,27 @@ class ClassifierGraph(nn.Module):
         return m.head(pooled)
 
 
+class ClassifierEnsembleGraph(nn.Module):
+    """A :class:`~rnnkit.models.ClassifierEnsemble`: each member's :class:`ClassifierGraph` on the same inputs,
+    combined as the model combines them: ``logits`` = log of the members' mean probabilities (softmax of it gives
+    them back), ``values`` = the members' mean; ``attention`` = the members' mean weights. A shared embedding
+    table is one initializer in the graph."""
+
+    def __init__(self, model: ClassifierEnsemble, backend: str = "onnx") -> None:
+        super().__init__()
+        self.model = model
+        self.members = nn.ModuleList(ClassifierGraph(m, backend) for m in model.members)
+
+    def forward(self, x: Tensor, lengths: Tensor):
+        outs = [g(x, lengths) for g in self.members]
+        attention = isinstance(outs[0], tuple)
+        scores = [o[0] for o in outs] if attention else outs
+        combined = mixture_log_probs(scores) if self.model.is_classifier else torch.stack(scores).mean(0)
+        if attention:
+            return combined, torch.stack([o[1] for o in outs]).mean(0)
+        return combined
+
+
 class TaggerGraph(nn.Module):
     """``tokens``/``features``, ``lengths`` -> ``emissions`` (B, T, K), zero past each length (with a CRF,
     Viterbi-decode them with the transitions written beside the model)."""
@@ -447,13 +469,32 @@ def graph_for(model: nn.Module, backend: str = "onnx", with_level: bool = False)
     ``with_level``: a many-series forecaster takes the series' level as an input (the run's ES level)."""
     if panel_members(model):
         return PanelForecasterGraph(model, backend, with_level).eval()
-    for cls, graph in ((Classifier, ClassifierGraph), (Tagger, TaggerGraph), (LanguageModel, LanguageModelGraph)):
+    kinds = (
+        (Classifier, ClassifierGraph),
+        (ClassifierEnsemble, ClassifierEnsembleGraph),
+        (Tagger, TaggerGraph),
+        (LanguageModel, LanguageModelGraph),
+    )
+    for cls, graph in kinds:
         if isinstance(model, cls):
             return graph(model, backend).eval()
     raise TypeError(type(model).__name__)
 
 
 #: the model kinds that export, for messages
-EXPORTABLE = ("classifier", "tagger", "language_model", "panel-forecaster", "panel-forecaster-ensemble")
+EXPORTABLE = (
+    "classifier",
+    "classifier-ensemble",
+    "tagger",
+    "language_model",
+    "panel-forecaster",
+    "panel-forecaster-ensemble",
+)
 #: the kinds ``--format torchscript`` covers (the panel forecasters export to ONNX only)
-TORCHSCRIPT_KINDS = ("classifier", "tagger", "language_model")
+TORCHSCRIPT_KINDS = ("classifier", "classifier-ensemble", "tagger", "language_model")
+
+
+def first_member(model: nn.Module) -> nn.Module:
+    """The model whose encoder and head an export describes: an ensemble's first member (every member has the
+    same architecture), else the model itself."""
+    return model.members[0] if isinstance(model, ClassifierEnsemble) else model

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..models.classifier import Classifier
 from ..models.language_model import LanguageModel
-from .graph import graph_for, onnx_rnn_translation, panel_members
+from .graph import first_member, graph_for, onnx_rnn_translation, panel_members
 
 #: the opset the exported graphs use (ONNX Runtime >= 1.17 runs it)
 OPSET = 18
@@ -64,7 +64,8 @@ def signature(model: nn.Module, with_level: bool = False) -> tuple[list[dict[str
     ``window`` for a many-series forecaster, whose ``with_level`` says whether it takes a ``level``)."""
     if panel_members(model):
         return panel_signature(model, with_level)
-    enc = model.encoder.config
+    member = first_member(model)
+    enc = member.encoder.config
     if enc.vocab_size is not None:
         x = _io("tokens", "int64", ["batch", "time"], "token ids, 0 = padding")
     else:
@@ -84,13 +85,13 @@ def signature(model: nn.Module, with_level: bool = False) -> tuple[list[dict[str
             what = s["description"].replace("zeros to start", "after each row's last real step")
             outputs.append(_io("next_" + s["name"], s["dtype"], s["shape"], what))
         inputs += state
-    elif isinstance(model, Classifier):
-        C = model.config.num_classes or model.config.output_size
-        if model.is_classifier:
+    elif isinstance(member, Classifier):
+        C = member.config.num_classes or member.config.output_size
+        if member.is_classifier:
             outputs = [_io("logits", "float32", ["batch", C], "class scores (softmax: probabilities)")]
         else:
             outputs = [_io("values", "float32", ["batch", C], "predicted values")]
-        if model.config.pooling == "attention":
+        if member.config.pooling == "attention":
             outputs.append(_io("attention", "float32", ["batch", "time"], "attention pooling weights (0 on padding)"))
     else:
         K = model.config.num_tags
@@ -121,7 +122,7 @@ def panel_example_args(model: nn.Module, with_level: bool = False, batch: int = 
 
 def example_args(model: nn.Module, batch: int = 2, time: int = 5) -> tuple[torch.Tensor, ...]:
     """Inputs that trace every path: ragged lengths, batch and length > 1 (so neither axis specialises)."""
-    enc = model.encoder.config
+    enc = first_member(model).encoder.config
     g = torch.Generator().manual_seed(0)
     p = next(model.parameters())
     if enc.vocab_size is not None:

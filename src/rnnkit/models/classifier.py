@@ -139,6 +139,15 @@ class Classifier(Model):
 class ClassifierEnsembleConfig(StrictModel):
     member: ClassifierConfig
     size: int = Field(ge=1, le=64, description="members, each initialised at random on its own")
+    share_embedding: bool = Field(
+        False, description="token input: the members read one embedding table (member 0's) instead of one each"
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.share_embedding and not self.member.encoder.vocab_size:
+            raise ValueError("share_embedding needs token input (member.encoder.vocab_size)")
+        return self
 
 
 class ClassifierEnsemble(Model):
@@ -148,7 +157,10 @@ class ClassifierEnsemble(Model):
     ``log(mean_k softmax(logits_k))`` (B, C), so argmax, softmax and cross-entropy downstream are those of the
     averaged probabilities. Regression: the mean of the members' values. ``loss`` is the mean of the members'
     *own* losses (not the mixture's): each member learns on its own, its gradient being its own loss's divided
-    by ``size``. Members share no parameter; the task trains them side by side on the same batches.
+    by ``size``. Members share no parameter, except with ``share_embedding``: then every member reads member 0's
+    token embedding (one table in memory and on disk; meant for a frozen pretrained table, which makes the members
+    exactly those of an ensemble of separate models over it). The task trains them side by side on the same
+    batches.
     """
 
     config_class = ClassifierEnsembleConfig
@@ -158,6 +170,9 @@ class ClassifierEnsemble(Model):
     def __init__(self, config: ClassifierEnsembleConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
         self.members = nn.ModuleList(Classifier(self.config.member) for _ in range(self.config.size))
+        if self.config.share_embedding:
+            for m in self.members[1:]:
+                m.encoder.embedding = self.members[0].encoder.embedding
 
     @property
     def is_classifier(self) -> bool:

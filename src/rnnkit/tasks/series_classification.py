@@ -24,8 +24,8 @@ batches, each from its own random initialisation (:class:`~rnnkit.models.Classif
 with the mean of their class probabilities. The members share no parameter; the training loss is the mean of
 the members' own losses, while evaluation's ``loss`` is the cross-entropy of the averaged probabilities. It is
 meant for the tiny UCR training sets (50-200 cases), where two trainings with the same settings gave 53.7% and
-78.3% test accuracy on ArrowHead (docs/results.md). ``rnnkit export`` (and ``predict --quantize int8``) do not cover
-ensembles.
+78.3% test accuracy on ArrowHead (docs/results.md). ``rnnkit export`` (and ``predict --quantize int8``) write the
+whole ensemble as one graph.
 
 Metrics: accuracy, macro-F1, loss; plots: the confusion matrix. ``predict`` takes ``.ts`` files (class labels
 optional) and gives one ``{"input": "file:line", "label", "probability", "probabilities"}`` per case.

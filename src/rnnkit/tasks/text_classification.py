@@ -13,6 +13,12 @@ split only and saved as ``tokenizer.json`` in the run), or, with ``model.pretrai
 matrix (``model.freeze_embeddings`` keeps them fixed, ``model.embedding_lr_scale`` trains them slower;
 ``model.trim_embeddings`` keeps only the pieces seen in train). The run's ``tokenizer.json`` and
 ``model.safetensors`` hold everything ``predict`` needs; the cache is read only when training.
+Ensembles: ``model.ensemble: N`` trains N classifiers side by side on the same batches, each from its own
+random initialisation, and predicts with the mean of their class probabilities
+(:class:`~rnnkit.models.ClassifierEnsemble`; the training loss is the mean of the members' own losses). Over
+frozen pretrained embeddings the members read one shared table, so the run folder (and an exported graph) holds
+it once.
+
 Metrics: accuracy, macro-F1, loss; plots: the confusion matrix. ``predict`` takes raw texts.
 """
 
@@ -46,7 +52,7 @@ from ..data.text import (
 from ..data.text import save_tokenizer as _save_tokenizer
 from ..data.textfile import reading
 from ..errors import RnnkitError
-from ..models import Classifier
+from ..models import Classifier, ClassifierEnsemble
 from ..models.base import eval_mode
 from ..models.encoder import CellName
 from ..training import Task
@@ -83,6 +89,7 @@ class TextModelConfig(StrictModel):
     dropout: float = Field(0.3, ge=0, lt=1, description="on embeddings (locked), between layers, on pooled features")
     pooling: Literal["last", "mean", "max", "attention"] = "max"
     head_hidden: list[int] = Field(default_factory=list)
+    ensemble: int = Field(1, ge=1, le=64, description="classifiers trained side by side, probabilities averaged")
 
 
 class TextClassificationConfig(RecipeConfig):
@@ -136,6 +143,21 @@ def load_pretrained_embeddings(name: str, train_texts: list[str], trim: bool) ->
             f"{PAD} has id {tokenizer.token_to_id(PAD)}, not {PAD_ID}; set model.trim_embeddings", where=where
         )
     return tokenizer, weight
+
+
+def _members(model: Classifier | ClassifierEnsemble) -> list[Classifier]:
+    """An ensemble's members (also through the int8 stand-in, which forwards attributes), or the model itself."""
+    members = getattr(model, "members", None)
+    return list(members) if members is not None else [model]
+
+
+def _embeddings(model: Classifier | ClassifierEnsemble) -> list[torch.nn.Embedding]:
+    """Each member's token embedding (a shared table once per member that reads it)."""
+    return [m.encoder.embedding for m in _members(model)]
+
+
+def _pooling(model: Classifier | ClassifierEnsemble) -> str:
+    return _members(model)[0].config.pooling
 
 
 def read_text_file(path: Path, text_column: str, label_column: str) -> list[dict[str, str]]:
@@ -318,7 +340,7 @@ class TextClassification(ClassificationTask):
         return {"max_length": self.config.data.max_length}
 
     # -- model and training ---------------------------------------------------------------------------
-    def build_model(self) -> Classifier:
+    def build_model(self) -> Classifier | ClassifierEnsemble:
         m = self.config.model
         pretrained = self.pretrained
         encoder = encoder_args(m, self.tokenizer.get_vocab_size(), bidirectional=m.bidirectional)
@@ -330,22 +352,30 @@ class TextClassification(ClassificationTask):
                     f"{pretrained.shape[1]} dimensions (leave embed_dim unset)"
                 )
             encoder["embed_dim"] = pretrained.shape[1]
-        model = Classifier(
+        member = dict(
             encoder=encoder,
             num_classes=len(self.labels),
             pooling=m.pooling,
             head_hidden=m.head_hidden,
             dropout=m.dropout,
         )
+        if m.ensemble > 1:
+            frozen = pretrained is not None and m.freeze_embeddings
+            model: Classifier | ClassifierEnsemble = ClassifierEnsemble(
+                member=member, size=m.ensemble, share_embedding=frozen
+            )
+        else:
+            model = Classifier(member)
         if pretrained is not None:
-            weight = model.encoder.embedding.weight
-            with torch.no_grad():
-                weight.copy_(pretrained)
-                weight[PAD_ID].zero_()  # the padding row, as nn.Embedding keeps it
-            if m.freeze_embeddings:
-                weight.requires_grad_(False)
-            elif m.embedding_lr_scale != 1.0:
-                weight.lr_scale = m.embedding_lr_scale  # read by the trainer's optimizer
+            for embedding in {id(e): e for e in _embeddings(model)}.values():
+                weight = embedding.weight
+                with torch.no_grad():
+                    weight.copy_(pretrained)
+                    weight[PAD_ID].zero_()  # the padding row, as nn.Embedding keeps it
+                if m.freeze_embeddings:
+                    weight.requires_grad_(False)
+                elif m.embedding_lr_scale != 1.0:
+                    weight.lr_scale = m.embedding_lr_scale  # read by the trainer's optimizer
         return model
 
     def _batches(self, split: str, epoch: int):
@@ -384,7 +414,7 @@ class TextClassification(ClassificationTask):
         return ({"text": t} for t in self.splits["test"]["texts"])
 
     def highlight(self, model) -> Literal["attention", "saliency"]:
-        return "attention" if model.config.pooling == "attention" else "saliency"
+        return "attention" if _pooling(model) == "attention" else "saliency"
 
     def predict(self, model, inputs: list[str], *, saliency: bool = False) -> list[dict[str, Any]]:
         """``text``, ``label``, ``probability``, ``probabilities`` per text; and, to show which words mattered:
@@ -398,7 +428,7 @@ class TextClassification(ClassificationTask):
         """
         ids = self._encode(inputs)
         out = [{"text": text} | r for text, r in zip(inputs, self.predicted(model, ids, len(ids)), strict=True)]
-        attention = model.config.pooling == "attention"
+        attention = _pooling(model) == "attention"
         if attention or saliency:
             for row, (tokens, offsets) in zip(out, self._token_spans(inputs), strict=True):
                 row["tokens"], row["offsets"] = tokens, offsets
@@ -443,25 +473,27 @@ class TextClassification(ClassificationTask):
 
         return self._batched(model, ids, weights)
 
-    def _saliency(self, model: Classifier, ids: list[list[int]], targets: list[int]) -> list[list[float]]:
-        embedding = model.encoder.embedding
+    def _saliency(self, model: Classifier | ClassifierEnsemble, ids: list[list[int]], targets: list[int]):
+        tables = list({id(e): e for e in _embeddings(model)}.values())
 
         def scores(x, lengths, idx):
-            captured: list[torch.Tensor] = []
+            captured: list[torch.Tensor] = []  # one embedded input per member (a shared table: one per call)
 
             def hook(module, args, output):  # the embedded input becomes a leaf to differentiate against
                 leaf = output.detach().requires_grad_(True)
                 captured.append(leaf)
                 return leaf
 
-            handle = embedding.register_forward_hook(hook)
+            handles = [table.register_forward_hook(hook) for table in tables]
             try:  # cuDNN's RNN backward runs in training mode only
                 with torch.enable_grad(), eval_mode(model), torch.backends.cudnn.flags(enabled=False):
                     logp = model(x, lengths).float().log_softmax(-1)
                     y = torch.tensor([targets[i] for i in idx], device=logp.device)
-                    (grad,) = torch.autograd.grad(logp.gather(1, y[:, None]).sum(), captured[0])
+                    grads = torch.autograd.grad(logp.gather(1, y[:, None]).sum(), captured)
             finally:
-                handle.remove()
-            return (grad * captured[0].detach()).sum(-1)
+                for handle in handles:
+                    handle.remove()
+            # gradient x input of the whole model: the sum over the members' embedded inputs
+            return sum((g * leaf.detach()).sum(-1) for g, leaf in zip(grads, captured, strict=True))
 
         return self._batched(model, ids, scores)
