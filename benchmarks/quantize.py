@@ -59,8 +59,8 @@ def torch_int8(model):
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*deprecated.*")
     model = copy.deepcopy(model).eval()
-    stacks = model.encoder.stacks
-    for i, stack in enumerate(stacks):
+    members = getattr(model, "members", [model])  # an ensemble: each member's stacks
+    for i, stack, stacks in ((i, s, m.encoder.stacks) for m in members for i, s in enumerate(m.encoder.stacks)):
         plain_cls = nn.LSTM if stack.mode == "LSTM" else nn.GRU
         plain = plain_cls(stack.input_size, stack.hidden_size, stack.num_layers, batch_first=True,
                           bidirectional=stack.bidirectional)  # fmt: skip

@@ -139,4 +139,5 @@ def test_sentiment_imdb_recipe_matches_the_sentiment_model():
     _, rt = resolve_config("sentiment")
     assert imdb.task == "text-classification" and imdb.data.dataset == "imdb"
     assert (imdb.data.text_column, imdb.data.label_column) == ("review", "sentiment") and imdb.data.replace_br
-    assert imdb.model == rt.model
+    assert rt.model.ensemble == 3 and imdb.model.ensemble == 1  # one member of the sentiment ensemble
+    assert imdb.model == rt.model.model_copy(update={"ensemble": 1})
