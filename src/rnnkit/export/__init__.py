@@ -13,6 +13,8 @@
   own ``predict`` (tokenization, batching, labels) works unchanged.
 * ``--format torchscript`` (:mod:`.torchscript`): the same wrappers traced around a ``torch.jit.script``-ed
   time loop, for classic LSTM/GRU/RNN layers (torch 2.13 deprecates TorchScript: ONNX is the main format).
+* A classifier ensemble (``model.ensemble`` of the text and series tasks) exports as one graph: every member on
+  the same inputs, ``logits`` the log of their mean probabilities, a shared embedding table stored once.
 * A many-series forecaster (``panel-forecaster``, ``panel-forecaster-ensemble``) exports to ONNX (float or int8)
   with the inputs the forecasting task feeds it (``window``, ``mask``, ``season``, ``level`` when the run's
   ``data.seasonality`` is ``holt-winters``, ``known`` / ``static`` when it has them) and its outputs
