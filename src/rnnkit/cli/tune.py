@@ -80,7 +80,7 @@ def space_argument(items: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnkit.studies.tune import tune
+    from rnnkit.studies.tune import describe_params, tune
 
     check_runs_dir(args.runs_dir)
     try:
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     metric, counts = out["metric"], ", ".join(f"{n} {k}" for k, n in out["trials"].items())
     print(f"trials: {counts}")
     for t in out["top"]:
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        params = describe_params(t["params"], sep=" ")
         mark = " (recipe defaults)" if out["recipe_defaults"] and out["recipe_defaults"]["trial"] == t["trial"] else ""
         print(f"trial {t['trial']}: validation {metric} {t['value']:.4f}  {params}{mark}")
     print(f"best config: {out['best_config']}")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import statistics
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -49,6 +48,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..runfolder import RunLock, check_run_name, read_meta
 from ..tasks import runner
 from ..training import Callback, NonFiniteError, Trainer, seed_everything
+from . import stats
 
 log = logging.getLogger("rnnkit")
 
@@ -270,6 +270,11 @@ def _only_warnings():
         log.removeFilter(keep)
 
 
+def describe_params(params: Mapping[str, Any], sep: str = ", ") -> str:
+    """``model.cell=gru, train.lr=0.005356``: a trial's values as the log, the summary and best.yaml show them."""
+    return sep.join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def run_trial(
     search: Search, params: Mapping[str, Any], callbacks: Sequence[Callback] = (), seed: int | None = None
 ) -> dict[str, Any]:
@@ -437,8 +442,7 @@ def _optimize(study, search: Search, metric: str, trials: int, timeout: float | 
     def objective(trial) -> float:
         t0 = time.perf_counter()
         params = {d.key: d.suggest(trial) for d in search.space}
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-        log.info("trial %d: %s", trial.number, shown)
+        log.info("trial %d: %s", trial.number, describe_params(params))
         outs = []
         try:  # the pruner follows the first seed's epochs; the others train to the end
             for i, seed in enumerate(search.seeds or (None,)):
@@ -498,7 +502,7 @@ def write_best_config(search: Search, folder: Path, best) -> Path:
     """``best.yaml``: the best trial's resolved config (without ``data_path``: pass ``--data`` again), with a
     header saying how it was found and how to train it."""
     _, config = search.config(best.params)
-    chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+    chosen = describe_params(best.params)
     description = f"{config.description} (rnnkit tune, trial {best.number}: {chosen})".strip()  # not the recipe's
     text = config_yaml(config.model_copy(update={"data_path": None, "description": description}))
     data = f" --data {search.data}" if search.data else ""
@@ -548,8 +552,9 @@ def _final(search: Search, folder: Path, best, metric: str, quiet: bool) -> dict
             out[label] = {"runs": [r["run"] for r in runs], "seeds": list(search.seeds), "per_seed": runs}
             for key in ("validation", "test"):
                 values = [r[key] for r in runs if r[key] is not None]
-                out[label][key] = statistics.fmean(values) if values else None
-                out[label][f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+                summary = stats.summarize(values) if values else None
+                out[label][key] = summary["mean"] if summary else None
+                out[label][f"{key}_sd"] = summary["sd"] if summary and summary["n"] > 1 else None
         else:
             out[label] = runs[0]
     if same:

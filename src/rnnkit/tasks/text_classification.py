@@ -152,8 +152,8 @@ def _members(model: Classifier | ClassifierEnsemble) -> list[Classifier]:
 
 
 def _embeddings(model: Classifier | ClassifierEnsemble) -> list[torch.nn.Embedding]:
-    """Each member's token embedding (a shared table once per member that reads it)."""
-    return [m.encoder.embedding for m in _members(model)]
+    """The distinct token embedding tables of the members (one when they share it)."""
+    return list({id(e): e for e in (m.encoder.embedding for m in _members(model))}.values())
 
 
 def _pooling(model: Classifier | ClassifierEnsemble) -> str:
@@ -367,7 +367,7 @@ class TextClassification(ClassificationTask):
         else:
             model = Classifier(member)
         if pretrained is not None:
-            for embedding in {id(e): e for e in _embeddings(model)}.values():
+            for embedding in _embeddings(model):
                 weight = embedding.weight
                 with torch.no_grad():
                     weight.copy_(pretrained)
@@ -474,7 +474,7 @@ class TextClassification(ClassificationTask):
         return self._batched(model, ids, weights)
 
     def _saliency(self, model: Classifier | ClassifierEnsemble, ids: list[list[int]], targets: list[int]):
-        tables = list({id(e): e for e in _embeddings(model)}.values())
+        tables = _embeddings(model)
 
         def scores(x, lengths, idx):
             captured: list[torch.Tensor] = []  # one embedded input per member (a shared table: one per call)
