@@ -16,8 +16,11 @@ node instead:
 What it does not remove is the per-op cost of ~9 small kernels per step forward and ~15 backward,
 where torch's fused kernel runs one. So on the CPU, in float32/float64 and without zoneout, the same
 forward and backward run as one C++ loop (:mod:`rnnkit.layers.native`, built on first use): one matmul
-and one pass over the rows per step. :data:`BACKEND` picks (``"auto"``: native when it built,
-``"python"``: always this module's loop); :data:`last_backend` says which ran.
+and one pass over the rows per step; for :class:`~rnnkit.cells.LayerNormLSTMCell` that pass also normalises the
+input side (``LN_ih(W_ih x)``, which the Python loop takes precomputed over all steps), so its LayerNorm over all
+``B x T x 4H`` values, forward and backward, costs no extra sweeps of memory. :data:`BACKEND` picks
+(``"auto"``: native when it built, ``"python"``: always this module's loop); :data:`last_backend` says which
+ran.
 
 The hooks the layer's regularisers need are built in: ``weight_hh`` (weight drop: any tensor,
 gradients flow back to it), ``h_mask`` (recurrent dropout), zoneout (training: the per-step masks
@@ -95,34 +98,40 @@ def why_not(cell: RecurrentCell, x: Tensor, native: bool = False) -> str | None:
     return None
 
 
+def _biases(cell: RecurrentCell) -> Tensor | None:
+    """``bias_ih + bias_hh`` (the reference adds ``bias_hh`` at every step; the loops add both once), or the one
+    there is, or None."""
+    if cell.bias_ih is None or cell.bias_hh is None:
+        return cell.bias_ih if cell.bias_hh is None else cell.bias_hh
+    return cell.bias_ih + cell.bias_hh
+
+
 def project_input(cell: RecurrentCell, x: Tensor) -> Tensor:
     """``cell.project_input(x) + bias_hh`` in one pass (the reference adds ``bias_hh`` at every step)."""
-    if cell.bias_hh is None:
-        return cell.project_input(x)
     if type(cell) is LSTMCell:
-        return F.linear(x, cell.weight_ih, cell.bias_ih + cell.bias_hh)
-    return cell.ln_ih(F.linear(x, cell.weight_ih)) + (cell.bias_ih + cell.bias_hh)
+        return F.linear(x, cell.weight_ih, _biases(cell))
+    xp = cell.ln_ih(F.linear(x, cell.weight_ih))
+    bias = _biases(cell)
+    return xp if bias is None else xp + bias
 
 
 def run_lstm(
     cell: RecurrentCell,
-    xp: Tensor,
+    x: Tensor,
     state: State,
     mask: Tensor | None,
     hooks: StepHooks | None = None,
     *,
-    xp_has_bias_hh: bool = False,
     native: bool | None = None,
 ) -> tuple[Tensor, State]:
-    """:func:`~rnnkit.layers.paths.run_cell`'s contract for the cells :func:`supports` accepts:
-    ``xp`` (B, T, 4H) from ``cell.project_input`` (or from :func:`project_input`, with
-    ``xp_has_bias_hh=True``), ``state`` ``(h0, c0)``, ``mask`` (B, T) bool or None, the regularisers'
-    ``hooks`` -> outputs (B, T, H), ``(h_T, c_T)``. ``native``: run the C++ loop (True), the Python one
-    (False), or whichever :func:`native_reason` allows (None)."""
+    """:func:`~rnnkit.layers.paths.run_cell`'s contract for the cells :func:`supports` accepts: the input ``x``
+    (B, T, I), ``state`` ``(h0, c0)``, ``mask`` (B, T) bool or None, the regularisers' ``hooks`` -> outputs
+    (B, T, H), ``(h_T, c_T)``. ``native``: run the C++ loop (True), the Python one (False), or whichever
+    :func:`native_reason` allows (None). The input projection runs here over all steps at once
+    (:func:`project_input`), except ``LayerNormLSTMCell``'s input norm on the C++ loop, which normalises each
+    row of ``W_ih x`` inside the loop."""
     hooks = StepHooks() if hooks is None else hooks
     w = cell.weight_hh if hooks.weight_hh is None else hooks.weight_hh
-    if cell.bias_hh is not None and not xp_has_bias_hh:
-        xp = xp + cell.bias_hh  # added at every step by the reference; once here
     ln = type(cell) is LayerNormLSTMCell
     g_hh = cell.ln_hh.weight if ln else None
     g_c = cell.ln_c.weight if ln else None
@@ -132,13 +141,17 @@ def run_lstm(
     run = LoopRun(h_mask, mask, float(hooks.zoneout), bool(hooks.training), cell.eps if ln else 0.0)
     global last_backend
     if native is None:
-        native = native_reason(xp, hooks.zoneout) is None
+        native = native_reason(x, hooks.zoneout) is None
     if native:
         last_backend = "native"
-        out, h, c = NativeLSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, run)
+        if ln:  # LN_ih(W_ih x) * g_ih + bias row by row in the loop
+            u, g_ih, bias = F.linear(x, cell.weight_ih), cell.ln_ih.weight, _biases(cell)
+        else:
+            u, g_ih, bias = project_input(cell, x), None, None
+        out, h, c = NativeLSTMLoop.apply(u, h0, c0, w, g_hh, g_c, b_c, g_ih, bias, run)
         return out, (h, c)
     last_backend = "python"
-    out, h, c = LSTMLoop.apply(xp, h0, c0, w, g_hh, g_c, b_c, run)
+    out, h, c = LSTMLoop.apply(project_input(cell, x), h0, c0, w, g_hh, g_c, b_c, run)
     return out, (h, c)
 
 
@@ -326,20 +339,21 @@ def native_reason(x: Tensor, zoneout: float) -> str | None:
 
 
 class NativeLSTMLoop(torch.autograd.Function):
-    """:class:`LSTMLoop`'s contract (without zoneout) on the C++ loop of ``csrc/lstm_loop.cpp``."""
+    """:class:`LSTMLoop`'s contract (without zoneout) on the C++ loop of ``csrc/lstm_loop.cpp``, plus the input
+    norm: with ``g_ih`` (the norms' case only), ``xp`` is ``W_ih x`` and the loop takes
+    ``LN(xp) * g_ih + bias`` in its place (:func:`autograd_native_lstm_loop` in autograd ops)."""
 
     @staticmethod
-    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, run: LoopRun):
+    def forward(ctx, xp, h0, c0, w, g_hh, g_c, b_c, g_ih, bias, run: LoopRun):
         from . import native
 
         h_mask, mask, eps = run.h_mask, run.mask, run.eps
         dtype = xp.dtype
         h0_in, c0_in, w_in = h0, c0, w
         h0, c0, w = h0.to(dtype), c0.to(dtype), w.to(dtype)
-        res = native.ops().lstm_forward(xp, h0, c0, w, g_hh, g_c, b_c, h_mask, mask, float(eps))
+        res = native.ops().lstm_forward(xp, h0, c0, w, g_hh, g_c, b_c, g_ih, bias, h_mask, mask, float(eps))
         out, h, c, saved = res[0], res[1], res[2], res[3:]
-        ctx.save_for_backward(xp, h0_in, c0_in, w_in, w, g_hh, g_c, b_c, h_mask, mask, *saved)
-        ctx.b_c_none = b_c is None
+        ctx.save_for_backward(xp, h0_in, c0_in, w_in, w, g_hh, g_c, b_c, g_ih, bias, h_mask, mask, *saved)
         ctx.eps = eps
         return out, h, c
 
@@ -347,25 +361,18 @@ class NativeLSTMLoop(torch.autograd.Function):
     def backward(ctx, d_out, d_hT, d_cT):
         from . import native
 
-        xp, h0, c0, w_in, w, g_hh, g_c, b_c, h_mask, mask, *saved = ctx.saved_tensors
+        xp, h0, c0, w_in, w, g_hh, g_c, b_c, g_ih, bias, h_mask, mask, *saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiable gradients, by recomputation
-            inputs = (xp, h0, c0, w_in, g_hh, g_c, b_c)
+            inputs = (xp, h0, c0, w_in, g_hh, g_c, b_c, g_ih, bias)
             run = LoopRun(h_mask, mask, 0.0, False, ctx.eps)
-            return (*_recompute_grads(ctx.needs_input_grad, inputs, run, (d_out, d_hT, d_cT)), None)
-        d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc = native.ops().lstm_backward(
-            d_out, d_hT, d_cT, w, g_hh, g_c, b_c, h_mask, mask, *saved
-        )
-        ln = g_hh is not None
-        return (
-            d_xp,
-            dh,
-            dc,
-            d_w,
-            d_ghh if ln else None,
-            d_gc if ln else None,
-            d_bc if ln and not ctx.b_c_none else None,
-            None,
-        )
+            grads = _recompute_grads(
+                ctx.needs_input_grad, inputs, run, (d_out, d_hT, d_cT), loop=autograd_native_lstm_loop
+            )
+            return (*grads, None)
+        grads = native.ops().lstm_backward(d_out, d_hT, d_cT, w, g_hh, g_c, b_c, g_ih, bias, xp, h_mask, mask, *saved)
+        # the optional parameters' gradients come back empty where the parameter is None
+        params = (g_hh, g_c, b_c, g_ih, bias)
+        return (*grads[:4], *(g if p is not None else None for g, p in zip(grads[4:], params, strict=True)), None)
 
 
 def run_gru(
@@ -446,6 +453,16 @@ def autograd_gru_loop(xp, h0, w, b_hh, g_hh, run: LoopRun):
             ys.append(hv)
             h = hv
     return torch.stack(ys, 1), h
+
+
+def autograd_native_lstm_loop(xp, h0, c0, w, g_hh, g_c, b_c, g_ih, bias, run: LoopRun):
+    """:class:`NativeLSTMLoop`'s equations with plain autograd ops: the input norm (with ``g_ih``), then
+    :func:`autograd_loop`."""
+    if g_ih is not None:
+        xp = F.layer_norm(xp, (xp.shape[-1],), g_ih, None, run.eps)
+        if bias is not None:
+            xp = xp + bias
+    return autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, run)
 
 
 def autograd_loop(xp, h0, c0, w, g_hh, g_c, b_c, run: LoopRun, zone_masks=(None, None)):

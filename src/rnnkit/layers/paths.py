@@ -252,9 +252,7 @@ class NativeLoop(LoopPath):
     def run(self, cell, x, state, mask, hooks):
         if cell.fast_loop == "gru":
             return fastloop.run_gru(cell, cell.project_input(x), state, mask, hooks)
-        return fastloop.run_lstm(
-            cell, fastloop.project_input(cell, x), state, mask, hooks, xp_has_bias_hh=True, native=True
-        )
+        return fastloop.run_lstm(cell, x, state, mask, hooks, native=True)
 
 
 class FastLoop(LoopPath):
@@ -266,9 +264,7 @@ class FastLoop(LoopPath):
         return fastloop.why_not(cell, x)
 
     def run(self, cell, x, state, mask, hooks):
-        return fastloop.run_lstm(
-            cell, fastloop.project_input(cell, x), state, mask, hooks, xp_has_bias_hh=True, native=False
-        )
+        return fastloop.run_lstm(cell, x, state, mask, hooks, native=False)
 
 
 class Scan(LoopPath):

@@ -60,11 +60,11 @@ void tanh_inplace(T* __restrict a, int64_t n) {
   for (int64_t j = 0; j < n; ++j) a[j] = tanh_act(a[j]);
 }
 
-// LayerNorm statistics of one row as torch.native_layer_norm computes them: biased variance,
-// rstd = 1 / sqrt(var + eps), accumulated in T (as torch does on the CPU for float); two passes,
-// vectorised reductions.
+// LayerNorm statistics of one row as torch.native_layer_norm computes them: the mean, and rstd =
+// 1 / sqrt(var + eps) with the biased variance, accumulated in T (as torch does on the CPU for float);
+// two passes, vectorised reductions.
 template <typename T>
-inline void row_norm(const T* __restrict x, T* __restrict xhat, int64_t n, double eps, T* rstd_out) {
+inline void row_stats(const T* __restrict x, int64_t n, double eps, T* mean_out, T* rstd_out) {
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < n; ++j) s += x[j];
@@ -72,7 +72,15 @@ inline void row_norm(const T* __restrict x, T* __restrict xhat, int64_t n, doubl
   T v = 0;
 #pragma omp simd reduction(+ : v)
   for (int64_t j = 0; j < n; ++j) v += (x[j] - mean) * (x[j] - mean);
-  const T rstd = T(1) / std::sqrt(v / T(n) + T(eps));
+  *mean_out = mean;
+  *rstd_out = T(1) / std::sqrt(v / T(n) + T(eps));
+}
+
+// row_stats, then the normalised row xhat = (x - mean) * rstd.
+template <typename T>
+inline void row_norm(const T* __restrict x, T* __restrict xhat, int64_t n, double eps, T* rstd_out) {
+  T mean, rstd;
+  row_stats(x, n, eps, &mean, &rstd);
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) xhat[j] = (x[j] - mean) * rstd;
   *rstd_out = rstd;

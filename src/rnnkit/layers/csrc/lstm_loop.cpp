@@ -1,7 +1,7 @@
 // rnnkit's native LSTM time loop: the forward and the hand-written backward of rnnkit.layers.fastloop
 // (LSTMCell without projection, LayerNormLSTMCell) with the whole loop in C++.
 //
-// Per step the forward runs one matmul through ATen (addmm, or mm then the norm) and one pass of plain
+// Per step the forward runs one matmul through ATen (addmm, or mm then the norms) and one pass of plain
 // C++ over the batch rows for the activations, the cell update, the norms and the padding mask; the
 // backward one pass over the rows (the LSTM adjoint, LayerNorm backward) and one matmul for dh. The
 // gradient of W_hh is one large matmul over all steps at the end. This removes the ~9 forward and ~15
@@ -9,7 +9,14 @@
 //
 // Built on first use by rnnkit.layers.native (torch.utils.cpp_extension) and registered as
 // torch.ops.rnnkit_native.lstm_forward / lstm_backward. Zoneout and reduced precision stay on the
-// Python loop. Layouts: xp (B, T, 4H) with b_hh already added; W_hh (4H, H); mask (B, T) bool.
+// Python loop. Layouts: xp (B, T, 4H), W_ih x + b_ih + b_hh without norms, W_ih x alone with them; W_hh
+// (4H, H); mask (B, T) bool.
+//
+// With norms (LayerNormLSTMCell) the input side runs here too: xp is W_ih x alone, and the step's pass over the
+// rows forms LN(xp) * g_ih + bias + LN(hp) * g_hh in one sweep after the two rows' statistics (bias = b_ih +
+// b_hh); the backward takes both norms' gradients in two sweeps of the row. This replaces a LayerNorm over all
+// B x T x 4H values outside the loop, forward and backward, and the bias add. The backward recomputes LN(xp)
+// from the saved mean and rstd instead of keeping it.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -26,11 +33,74 @@ namespace {
 using at::Tensor;
 using namespace rnnkit_native;
 
+// gates = LN(u) * g_ih + bias + LN(hp) * g_hh for one row (bias may be null); keeps LN(hp) in xh_hh and the
+// statistics the backward needs.
+template <typename T_>
+void gates_forward(const T_* __restrict u, const T_* __restrict hp, const T_* __restrict g_ih,
+                   const T_* __restrict bias, const T_* __restrict g_hh, int64_t G, double eps, T_* __restrict gates,
+                   T_* __restrict xh_hh, T_* mu_ih, T_* rs_ih, T_* rs_hh) {
+  T_ mh, rh, mi, ri;
+  row_stats(hp, G, eps, &mh, &rh);
+  row_stats(u, G, eps, &mi, &ri);
+  if (bias) {
+    _Pragma("omp simd")
+    for (int64_t j = 0; j < G; ++j) {
+      const T_ xh = (hp[j] - mh) * rh;
+      xh_hh[j] = xh;
+      gates[j] = (u[j] - mi) * ri * g_ih[j] + bias[j] + xh * g_hh[j];
+    }
+  } else {
+    _Pragma("omp simd")
+    for (int64_t j = 0; j < G; ++j) {
+      const T_ xh = (hp[j] - mh) * rh;
+      xh_hh[j] = xh;
+      gates[j] = (u[j] - mi) * ri * g_ih[j] + xh * g_hh[j];
+    }
+  }
+  *mu_ih = mi;
+  *rs_ih = ri;
+  *rs_hh = rh;
+}
+
+// gates_forward's backward for one row: ds (the gates' gradient) -> the gradient of hp in d_hp and that of u in
+// ds itself; adds to the gains' and the bias' gradients (d_bias: the sum of ds, also when the bias is absent).
+// LayerNorm's backward (row_norm_backward) for both norms, sharing the sweeps over ds.
+template <typename T_>
+void gates_backward(T_* ds, const T_* __restrict u, T_ mi, T_ ri, const T_* __restrict xh_hh, T_ rh,
+                    const T_* __restrict g_ih, const T_* __restrict g_hh, int64_t G, T_* __restrict d_hp,
+                    T_* __restrict d_gih, T_* __restrict d_ghh, T_* __restrict d_bias) {
+  T_ h1 = 0, h2 = 0, i1 = 0, i2 = 0;
+  _Pragma("omp simd reduction(+ : h1, h2, i1, i2)")
+  for (int64_t j = 0; j < G; ++j) {
+    const T_ d = ds[j], xi = (u[j] - mi) * ri, xh = xh_hh[j];
+    const T_ dh = d * g_hh[j], di = d * g_ih[j];
+    h1 += dh;
+    h2 += dh * xh;
+    i1 += di;
+    i2 += di * xi;
+    d_ghh[j] += d * xh;
+    d_gih[j] += d * xi;
+    d_bias[j] += d;
+  }
+  h1 /= T_(G);
+  h2 /= T_(G);
+  i1 /= T_(G);
+  i2 /= T_(G);
+  _Pragma("omp simd")
+  for (int64_t j = 0; j < G; ++j) {
+    const T_ d = ds[j], xi = (u[j] - mi) * ri;
+    d_hp[j] = rh * (d * g_hh[j] - h1 - xh_hh[j] * h2);
+    ds[j] = ri * (d * g_ih[j] - i1 - xi * i2);
+  }
+}
+
 // -> [out (B,T,H), h_T, c_T, acts (T,B,4H), hins (B,T,H), cs (T,B,H), tcs (T,B,H),
-//     xhat_hh (T,B,4H), rstd_hh (T,B), xhat_c (T,B,H), rstd_c (T,B)]   (the last four empty without norms)
+//     xhat_hh (T,B,4H), rstd_hh (T,B), xhat_c (T,B,H), rstd_c (T,B),   (these four empty without norms)
+//     mean_ih (T,B), rstd_ih (T,B)]                                    (empty without g_ih)
 std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Tensor& c0, const Tensor& w,
                                  const std::optional<Tensor>& g_hh_in, const std::optional<Tensor>& g_c_in,
-                                 const std::optional<Tensor>& b_c_in, const std::optional<Tensor>& h_mask_in,
+                                 const std::optional<Tensor>& b_c_in, const std::optional<Tensor>& g_ih_in,
+                                 const std::optional<Tensor>& bias_in, const std::optional<Tensor>& h_mask_in,
                                  const std::optional<Tensor>& mask_in, double eps) {
   TORCH_CHECK(xp_in.dim() == 3 && xp_in.device().is_cpu(), "lstm_forward: xp must be a (B, T, 4H) CPU tensor");
   const Tensor xp = xp_in.contiguous();
@@ -39,9 +109,14 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
   const bool ln = g_hh_in.has_value() && g_hh_in->defined();
   const auto opts = xp.options();
   const Tensor g_hh = opt_or_empty(g_hh_in, xp), g_c = opt_or_empty(g_c_in, xp), b_c = opt_or_empty(b_c_in, xp);
+  const Tensor g_ih = opt_or_empty(g_ih_in, xp), bias = opt_or_empty(bias_in, xp);
+  TORCH_CHECK(ln == (g_ih.numel() > 0), "lstm_forward: the norms come together: g_ih with g_hh");
+  TORCH_CHECK((!ln || (g_ih.numel() == G && g_hh.numel() == G)) && (bias.numel() == 0 || (ln && bias.numel() == G)),
+              "lstm_forward: g_ih, g_hh and bias must have 4H values, and bias comes with the norms");
   const Tensor hm = opt_or_empty(h_mask_in, xp);
   const Tensor mk = mask_in.has_value() && mask_in->defined() ? mask_in->to(at::kBool).contiguous() : Tensor();
   Tensor out = at::empty({B, T, H}, opts), acts = pooled({T, B, G}, opts);
+  Tensor mu_ih = at::empty({ln ? T : 0, B}, opts), rs_ih = at::empty({ln ? T : 0, B}, opts);
   Tensor hins = pooled({B, T, H}, opts), cs = pooled({T, B, H}, opts), tcs = pooled({T, B, H}, opts);
   Tensor xh_hh = pooled({ln ? T : 0, B, G}, opts), rs_hh = at::empty({ln ? T : 0, B}, opts);
   Tensor xh_c = pooled({ln ? T : 0, B, H}, opts), rs_c = at::empty({ln ? T : 0, B}, opts);
@@ -66,6 +141,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
     const T_* ghh = ln ? g_hh.data_ptr<T_>() : nullptr;
     const T_* gc = ln ? g_c.data_ptr<T_>() : nullptr;
     const T_* bc = ln && has_bc ? b_c.data_ptr<T_>() : nullptr;
+    const T_* gih = ln ? g_ih.data_ptr<T_>() : nullptr;
+    const T_* bsd = bias.numel() > 0 ? bias.data_ptr<T_>() : nullptr;
     for (int64_t t = 0; t < T; ++t) {
       // h as it enters the hidden product (recurrent dropout's mask applied), kept for dW_hh
       for (int64_t b = 0; b < B; ++b) {
@@ -91,12 +168,11 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
       at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           T_* a = actd + (t * B + b) * G;
-          if (ln) {  // gates = xp + LN(hp) * g_hh
-            T_* xh = xh_hh.data_ptr<T_>() + (t * B + b) * G;
-            row_norm(hpd + b * G, xh, G, eps, rs_hh.data_ptr<T_>() + t * B + b);
-            const T_* x = xpd + (b * T + t) * G;
-            _Pragma("omp simd")
-            for (int64_t j = 0; j < G; ++j) a[j] = x[j] + xh[j] * ghh[j];
+          if (ln) {  // gates = LN(xp) * g_ih + bias + LN(hp) * g_hh
+            const int64_t k = t * B + b;
+            gates_forward(xpd + (b * T + t) * G, hpd + b * G, gih, bsd, ghh, G, eps, a,
+                          xh_hh.data_ptr<T_>() + k * G, mu_ih.data_ptr<T_>() + k, rs_ih.data_ptr<T_>() + k,
+                          rs_hh.data_ptr<T_>() + k);
           }
           sigmoid_inplace(a, 2 * H);  // i, f
           tanh_inplace(a + 2 * H, H);  // g
@@ -144,21 +220,29 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
       });
     }
   });
-  return {out, h, c, acts, hins, cs, tcs, xh_hh, rs_hh, xh_c, rs_c};
+  return {out, h, c, acts, hins, cs, tcs, xh_hh, rs_hh, xh_c, rs_c, mu_ih, rs_ih};
 }
 
-// -> [d_xp (B,T,4H), d_h0, d_c0, d_W_hh, d_g_hh, d_g_c, d_b_c]   (the last three empty without norms)
+// -> [d_xp (B,T,4H), d_h0, d_c0, d_W_hh, d_g_hh, d_g_c, d_b_c, d_g_ih, d_bias]   (the last five empty without
+//     norms; d_b_c without b_c)
 std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const std::optional<Tensor>& d_hT,
                                   const std::optional<Tensor>& d_cT, const Tensor& w,
                                   const std::optional<Tensor>& g_hh_in, const std::optional<Tensor>& g_c_in,
-                                  const std::optional<Tensor>& b_c_in, const std::optional<Tensor>& h_mask_in,
-                                  const std::optional<Tensor>& mask_in, const Tensor& acts, const Tensor& hins,
-                                  const Tensor& cs, const Tensor& tcs, const Tensor& xh_hh, const Tensor& rs_hh,
-                                  const Tensor& xh_c, const Tensor& rs_c) {
+                                  const std::optional<Tensor>& b_c_in, const std::optional<Tensor>& g_ih_in,
+                                  const std::optional<Tensor>& bias_in, const std::optional<Tensor>& xp_in,
+                                  const std::optional<Tensor>& h_mask_in, const std::optional<Tensor>& mask_in,
+                                  const Tensor& acts, const Tensor& hins, const Tensor& cs, const Tensor& tcs,
+                                  const Tensor& xh_hh, const Tensor& rs_hh, const Tensor& xh_c, const Tensor& rs_c,
+                                  const Tensor& mu_ih, const Tensor& rs_ih) {
   const int64_t T = acts.size(0), B = acts.size(1), G = acts.size(2), H = G / 4;
   const auto opts = acts.options();
   const bool ln = g_hh_in.has_value() && g_hh_in->defined();
   const Tensor g_hh = opt_or_empty(g_hh_in, acts), g_c = opt_or_empty(g_c_in, acts), b_c = opt_or_empty(b_c_in, acts);
+  const Tensor g_ih = opt_or_empty(g_ih_in, acts), bias = opt_or_empty(bias_in, acts);
+  const Tensor xp = ln ? opt_or_empty(xp_in, acts) : Tensor();
+  TORCH_CHECK(!ln || (g_ih.numel() == G && xp.numel() == B * T * G && mu_ih.numel() == T * B),
+              "lstm_backward: the norms need g_ih, the forward's xp and its statistics");
+  Tensor d_gih = at::zeros({ln ? G : 0}, opts), d_bias = at::zeros({ln ? G : 0}, opts);
   const Tensor hm = opt_or_empty(h_mask_in, acts);
   const Tensor mk = mask_in.has_value() && mask_in->defined() ? mask_in->to(at::kBool).contiguous() : Tensor();
   const Tensor d_out = d_out_in.has_value() && d_out_in->defined() ? d_out_in->contiguous() : Tensor();
@@ -228,9 +312,13 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
             ds[2 * H + j] = dct * i * (T_(1) - g * g);
             dcb[j] = dct * f;
           }
-          if (ln)  // gates = xp + LN(hp) * g_hh
-            row_norm_backward(ds, xh_hh.data_ptr<T_>() + (t * B + b) * G, g_hh.data_ptr<T_>(),
-                              rs_hh.data_ptr<T_>()[t * B + b], G, dhp, d_ghh.data_ptr<T_>(), static_cast<T_*>(nullptr));
+          if (ln) {  // gates = LN(xp) * g_ih + bias + LN(hp) * g_hh: ds becomes the gradient of xp
+            const int64_t k = t * B + b;
+            gates_backward(ds, xp.data_ptr<T_>() + (b * T + t) * G, mu_ih.data_ptr<T_>()[k], rs_ih.data_ptr<T_>()[k],
+                           xh_hh.data_ptr<T_>() + k * G, rs_hh.data_ptr<T_>()[k], g_ih.data_ptr<T_>(),
+                           g_hh.data_ptr<T_>(), G, dhp, d_gih.data_ptr<T_>(), d_ghh.data_ptr<T_>(),
+                           d_bias.data_ptr<T_>());
+          }
         }
       });
       at::mm_out(dh_prev, d_hp.select(1, t), w);
@@ -250,7 +338,7 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
     }
   });
   Tensor d_w = at::mm(d_hp.view({B * T, G}).t(), hins.view({B * T, H}));
-  return {d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc};
+  return {d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc, d_gih, d_bias};
 }
 
 }  // namespace
@@ -258,11 +346,11 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
 TORCH_LIBRARY(rnnkit_native, m) {
   m.def(
       "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor w, Tensor? g_hh, Tensor? g_c, Tensor? b_c, "
-      "Tensor? h_mask, Tensor? mask, float eps) -> Tensor[]");
+      "Tensor? g_ih, Tensor? bias, Tensor? h_mask, Tensor? mask, float eps) -> Tensor[]");
   m.def(
       "lstm_backward(Tensor? d_out, Tensor? d_hT, Tensor? d_cT, Tensor w, Tensor? g_hh, Tensor? g_c, Tensor? b_c, "
-      "Tensor? h_mask, Tensor? mask, Tensor acts, Tensor hins, Tensor cs, Tensor tcs, Tensor xh_hh, Tensor rs_hh, "
-      "Tensor xh_c, Tensor rs_c) -> Tensor[]");
+      "Tensor? g_ih, Tensor? bias, Tensor? xp, Tensor? h_mask, Tensor? mask, Tensor acts, Tensor hins, Tensor cs, "
+      "Tensor tcs, Tensor xh_hh, Tensor rs_hh, Tensor xh_c, Tensor rs_c, Tensor mu_ih, Tensor rs_ih) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(rnnkit_native, CPU, m) {
