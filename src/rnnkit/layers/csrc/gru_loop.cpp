@@ -151,7 +151,7 @@ std::vector<Tensor> gru_backward(const std::optional<Tensor>& d_out_in, const st
   const Tensor mk = mask_in.has_value() && mask_in->defined() ? mask_in->to(at::kBool).contiguous() : Tensor();
   const Tensor d_out = d_out_in.has_value() && d_out_in->defined() ? d_out_in->contiguous() : Tensor();
   Tensor dh = d_hT.has_value() && d_hT->defined() ? d_hT->contiguous().clone() : at::zeros({B, H}, opts);
-  Tensor d_xp = at::empty({B, T, G}, opts), d_hp = pooled({B, T, G}, opts);
+  Tensor d_xp = pooled({B, T, G}, opts), d_hp = pooled({B, T, G}, opts);
   Tensor d_g = at::zeros({ln ? G : 0}, opts), d_b = at::zeros({ln && has_b ? G : 0}, opts);
   Tensor dh_prev = at::empty({B, H}, opts);
   const bool has_hm = hm.numel() > 0;

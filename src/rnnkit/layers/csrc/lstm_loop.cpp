@@ -40,8 +40,7 @@ void gates_forward(const T_* __restrict u, const T_* __restrict hp, const T_* __
                    const T_* __restrict bias, const T_* __restrict g_hh, int64_t G, double eps, T_* __restrict gates,
                    T_* __restrict xh_hh, T_* mu_ih, T_* rs_ih, T_* rs_hh) {
   T_ mh, rh, mi, ri;
-  row_stats(hp, G, eps, &mh, &rh);
-  row_stats(u, G, eps, &mi, &ri);
+  row_stats2(hp, u, G, eps, &mh, &rh, &mi, &ri);
   if (bias) {
     _Pragma("omp simd")
     for (int64_t j = 0; j < G; ++j) {
@@ -143,6 +142,14 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
     const T_* bc = ln && has_bc ? b_c.data_ptr<T_>() : nullptr;
     const T_* gih = ln ? g_ih.data_ptr<T_>() : nullptr;
     const T_* bsd = bias.numel() > 0 ? bias.data_ptr<T_>() : nullptr;
+    // the norms' buffers (null without norms): data_ptr() checks the tensor at each call, so once here
+    T_* xhhd = ln ? xh_hh.data_ptr<T_>() : nullptr;
+    T_* rshd = ln ? rs_hh.data_ptr<T_>() : nullptr;
+    T_* muid = ln ? mu_ih.data_ptr<T_>() : nullptr;
+    T_* rsid = ln ? rs_ih.data_ptr<T_>() : nullptr;
+    T_* xhcd = ln ? xh_c.data_ptr<T_>() : nullptr;
+    T_* rscd = ln ? rs_c.data_ptr<T_>() : nullptr;
+    T_* hpd = ln ? hp.data_ptr<T_>() : nullptr;
     for (int64_t t = 0; t < T; ++t) {
       // h as it enters the hidden product (recurrent dropout's mask applied), kept for dW_hh
       for (int64_t b = 0; b < B; ++b) {
@@ -164,15 +171,13 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
       } else {
         at::addmm_out(gates, xp.select(1, t), hin_t, wt);
       }
-      T_* hpd = ln ? hp.data_ptr<T_>() : nullptr;
       at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
           T_* a = actd + (t * B + b) * G;
           if (ln) {  // gates = LN(xp) * g_ih + bias + LN(hp) * g_hh
             const int64_t k = t * B + b;
-            gates_forward(xpd + (b * T + t) * G, hpd + b * G, gih, bsd, ghh, G, eps, a,
-                          xh_hh.data_ptr<T_>() + k * G, mu_ih.data_ptr<T_>() + k, rs_ih.data_ptr<T_>() + k,
-                          rs_hh.data_ptr<T_>() + k);
+            gates_forward(xpd + (b * T + t) * G, hpd + b * G, gih, bsd, ghh, G, eps, a, xhhd + k * G, muid + k,
+                          rsid + k, rshd + k);
           }
           sigmoid_inplace(a, 2 * H);  // i, f
           tanh_inplace(a + 2 * H, H);  // g
@@ -190,8 +195,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
           }
           T_* tc = tcd + (t * B + b) * H;
           if (ln) {  // tc = tanh(LN(cn) * g_c + b_c)
-            T_* xh = xh_c.data_ptr<T_>() + (t * B + b) * H;
-            row_norm(cn, xh, H, eps, rs_c.data_ptr<T_>() + t * B + b);
+            T_* xh = xhcd + (t * B + b) * H;
+            row_norm(cn, xh, H, eps, rscd + t * B + b);
             _Pragma("omp simd")
             for (int64_t j = 0; j < H; ++j) tc[j] = xh[j] * gc[j];
             if (bc)
@@ -248,7 +253,7 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
   const Tensor d_out = d_out_in.has_value() && d_out_in->defined() ? d_out_in->contiguous() : Tensor();
   Tensor dh = d_hT.has_value() && d_hT->defined() ? d_hT->contiguous().clone() : at::zeros({B, H}, opts);
   Tensor dc = d_cT.has_value() && d_cT->defined() ? d_cT->contiguous().clone() : at::zeros({B, H}, opts);
-  Tensor d_xp = at::empty({B, T, G}, opts);
+  Tensor d_xp = pooled({B, T, G}, opts);
   Tensor d_hp = ln ? pooled({B, T, G}, opts) : d_xp;
   Tensor d_ghh = at::zeros({ln ? G : 0}, opts), d_gc = at::zeros({ln ? H : 0}, opts);
   Tensor d_bc = at::zeros({ln && b_c.numel() > 0 ? H : 0}, opts);
@@ -269,6 +274,22 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
     T_* dhpd = d_hp.data_ptr<T_>();
     T_* dpd = dh_prev.data_ptr<T_>();
     T_* dtcd = dtc_buf.data_ptr<T_>();
+    // the norms' inputs and gradients (null without norms), out of the loops: data_ptr() checks at each call
+    const T_* xpn = ln ? xp.data_ptr<T_>() : nullptr;
+    const T_* muid = ln ? mu_ih.data_ptr<T_>() : nullptr;
+    const T_* rsid = ln ? rs_ih.data_ptr<T_>() : nullptr;
+    const T_* xhhd = ln ? xh_hh.data_ptr<T_>() : nullptr;
+    const T_* rshd = ln ? rs_hh.data_ptr<T_>() : nullptr;
+    const T_* xhcd = ln ? xh_c.data_ptr<T_>() : nullptr;
+    const T_* rscd = ln ? rs_c.data_ptr<T_>() : nullptr;
+    const T_* gih = ln ? g_ih.data_ptr<T_>() : nullptr;
+    const T_* ghh = ln ? g_hh.data_ptr<T_>() : nullptr;
+    const T_* gc = ln ? g_c.data_ptr<T_>() : nullptr;
+    T_* d_gihd = ln ? d_gih.data_ptr<T_>() : nullptr;
+    T_* d_ghhd = ln ? d_ghh.data_ptr<T_>() : nullptr;
+    T_* d_biasd = ln ? d_bias.data_ptr<T_>() : nullptr;
+    T_* d_gcd = ln ? d_gc.data_ptr<T_>() : nullptr;
+    T_* d_bcd = d_bc.numel() > 0 ? d_bc.data_ptr<T_>() : nullptr;
     // With norms the rows share the gains' gradient accumulators: run them in order (a parallel
     // version would need per-thread partial sums); without norms the rows are independent.
     const int64_t row_grain = ln ? B : grain(G);
@@ -298,11 +319,7 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
             ds[3 * H + j] = dhn * tc[j] * o * (T_(1) - o);
             dtc[j] = dhn * o * (T_(1) - tc[j] * tc[j]);
           }
-          if (ln) {
-            T_* d_shift = b_c.numel() > 0 ? d_bc.data_ptr<T_>() : nullptr;
-            row_norm_backward(dtc, xh_c.data_ptr<T_>() + (t * B + b) * H, g_c.data_ptr<T_>(),
-                              rs_c.data_ptr<T_>()[t * B + b], H, dtc, d_gc.data_ptr<T_>(), d_shift);
-          }
+          if (ln) row_norm_backward(dtc, xhcd + (t * B + b) * H, gc, rscd[t * B + b], H, dtc, d_gcd, d_bcd);
           _Pragma("omp simd")
           for (int64_t j = 0; j < H; ++j) {  // c = f * c_old + i * g
             const T_ i = a[j], f = a[H + j], g = a[2 * H + j];
@@ -314,10 +331,8 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
           }
           if (ln) {  // gates = LN(xp) * g_ih + bias + LN(hp) * g_hh: ds becomes the gradient of xp
             const int64_t k = t * B + b;
-            gates_backward(ds, xp.data_ptr<T_>() + (b * T + t) * G, mu_ih.data_ptr<T_>()[k], rs_ih.data_ptr<T_>()[k],
-                           xh_hh.data_ptr<T_>() + k * G, rs_hh.data_ptr<T_>()[k], g_ih.data_ptr<T_>(),
-                           g_hh.data_ptr<T_>(), G, dhp, d_gih.data_ptr<T_>(), d_ghh.data_ptr<T_>(),
-                           d_bias.data_ptr<T_>());
+            gates_backward(ds, xpn + (b * T + t) * G, muid[k], rsid[k], xhhd + k * G, rshd[k], gih, ghh, G, dhp,
+                           d_gihd, d_ghhd, d_biasd);
           }
         }
       });
