@@ -127,6 +127,60 @@ def test_native_lstm_op_refuses_one_norm_without_the_other(built):
     assert out.shape == (2, 4, Hs) and torch.isfinite(out).all()
 
 
+def _step(T, H=128, B=8, seed=0):
+    """One native LayerNorm-LSTM training step at length T (B x T x 4H floats per saved buffer: above the pool's
+    1 MiB floor)."""
+    torch.manual_seed(seed)
+    m = Recurrent(LayerNormLSTMCell, 4, H, implementation="loop")
+    m(torch.randn(B, T, 4))[0].sum().backward()
+    assert fastloop.last_backend == "native"
+
+
+def test_pool_shares_blocks_between_nearby_lengths(built, monkeypatch):
+    """Blocks come in size classes: a batch a few steps shorter reuses the longer one's blocks instead of
+    allocating (and page-faulting) its own."""
+    monkeypatch.setattr(fastloop, "BACKEND", "auto")
+    _step(100)
+    _, _, hits, misses = native.ops().pool_stats()
+    _step(97)  # 97/100 of each buffer: the same classes
+    _, _, hits2, misses2 = native.ops().pool_stats()
+    assert misses2 == misses and hits2 > hits
+
+
+POOL_SCRIPT = """
+import torch
+from rnnkit.cells import LayerNormLSTMCell
+from rnnkit.layers import Recurrent, fastloop, native
+assert native.available()
+def step(T):
+    m = Recurrent(LayerNormLSTMCell, 4, 128, implementation="loop")
+    m(torch.randn(8, T, 4))[0].sum().backward()
+    assert fastloop.last_backend == "native"
+for T in (300, 400, 500):  # lengths of an earlier workload fill the pool past its limit
+    step(T)
+kept, _, _, _ = native.ops().pool_stats()
+step(150)
+_, _, hits, misses = native.ops().pool_stats()
+step(150)
+kept2, _, hits2, misses2 = native.ops().pool_stats()
+print(kept <= 16 << 20, kept2 <= 16 << 20, misses2 == misses, hits2 > hits)
+"""
+
+
+def test_pool_keeps_its_limit_and_follows_the_sizes_in_use(built, tmp_path):
+    """With RNNKIT_NATIVE_POOL_MB=16, blocks of earlier lengths fill the pool; a new length's blocks then push the
+    oldest out (the pool stays within its limit) and are reused from the next step on, rather than going back to
+    the system every step."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RNNKIT_NATIVE_POOL_MB": "16", "RNNKIT_NATIVE": "1"}
+    done = subprocess.run([sys.executable, "-c", POOL_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"] * 4
+
+
 def test_native_propagates_nan(built, monkeypatch):
     m = make("lstm", torch.float32)
     x = torch.randn(2, 4, I)

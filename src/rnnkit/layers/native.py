@@ -10,7 +10,10 @@ compiler, or with ``RNNKIT_NATIVE=0``, the LSTM runs the Python loop instead and
 same results, slower.
 ``RNNKIT_NATIVE=1`` makes a failed build an error instead of a warning. The buffers the forward saves
 for the backward come from a pool that keeps freed blocks for reuse (so a training step does not page-fault
-fresh memory in): at most ``RNNKIT_NATIVE_POOL_MB`` (default 512) MiB are kept; ``0`` turns the pool off.
+fresh memory in), in size classes a sixteenth of a power of two apart (so batches of nearby lengths share them):
+at most ``RNNKIT_NATIVE_POOL_MB`` (default 512) MiB are kept, the oldest given back first; ``0`` turns the pool
+off. ``torch.ops.rnnkit_native.pool_stats()`` says what it holds: bytes and blocks kept, blocks reused, blocks
+allocated.
 
 Build it ahead of time with ``python -m rnnkit.layers.native``.
 """

@@ -9,10 +9,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
+#include <list>
 #include <mutex>
 #include <new>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 namespace rnnkit_native {
@@ -147,8 +148,11 @@ inline int64_t grain(int64_t row_size) {
 
 // The buffers the forward saves for the backward are large (the gates of every step) and freed after
 // each backward; fresh from the system every step, their first touch costs a page fault per 4 KiB,
-// which measured at a quarter of the loop's time. They come from this pool instead: freed blocks are
-// kept by size (at most RNNKIT_NATIVE_POOL_MB, default 512 MiB, in all) and reused by the next step.
+// which measured at a quarter of the loop's time. They come from this pool instead. Blocks are sized in
+// classes (the size rounded up to a sixteenth of the power of two above it, so at most 1/8 is spare), so
+// batches whose lengths differ a little share blocks; freed blocks are kept, newest last, up to
+// RNNKIT_NATIVE_POOL_MB (default 512 MiB) in all, and past that the oldest go back to the system, so the
+// pool follows the sizes in use instead of filling with those of an earlier model or length.
 class BufferPool {
  public:
   static BufferPool& get() {
@@ -156,16 +160,29 @@ class BufferPool {
     return *pool;
   }
 
+  static size_t size_class(size_t bytes) {
+    size_t p = 4096;
+    while (p < bytes) p <<= 1;
+    const size_t step = std::max<size_t>(p / 16, 4096);
+    return (bytes + step - 1) / step * step;
+  }
+
   Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& opts) {
     int64_t n = 1;
     for (int64_t s : sizes) n *= s;
     const size_t bytes = static_cast<size_t>(n) * opts.dtype().itemsize();
     if (bytes < (size_t(1) << 20) || limit_ == 0) return at::empty(sizes, opts);
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = take(rounded);
-    if (p == nullptr) p = std::aligned_alloc(64, rounded);
+    const size_t block = size_class(bytes);
+    void* p = take(block);
+    if (p == nullptr) p = std::aligned_alloc(64, block);
     if (p == nullptr) throw std::bad_alloc();
-    return at::from_blob(p, sizes, [this, rounded](void* q) { give(q, rounded); }, opts);
+    return at::from_blob(p, sizes, [this, block](void* q) { give(q, block); }, opts);
+  }
+
+  // [bytes kept, blocks kept, blocks reused, blocks allocated]: what the pool holds and has done
+  std::vector<int64_t> stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return {static_cast<int64_t>(cached_), static_cast<int64_t>(kept_.size()), hits_, misses_};
   }
 
  private:
@@ -173,29 +190,37 @@ class BufferPool {
     const char* env = std::getenv("RNNKIT_NATIVE_POOL_MB");
     limit_ = (env != nullptr ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) : size_t(512)) << 20;
   }
-  void* take(size_t bytes) {
+  void* take(size_t block) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.find(bytes);
-    if (it == free_.end() || it->second.empty()) return nullptr;
-    void* p = it->second.back();
-    it->second.pop_back();
-    cached_ -= bytes;
-    return p;
+    for (auto it = kept_.rbegin(); it != kept_.rend(); ++it) {  // the newest block of this class
+      if (it->first != block) continue;
+      void* p = it->second;
+      kept_.erase(std::next(it).base());
+      cached_ -= block;
+      ++hits_;
+      return p;
+    }
+    ++misses_;
+    return nullptr;
   }
-  void give(void* p, size_t bytes) {
+  void give(void* p, size_t block) {
+    std::vector<void*> drop;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (cached_ + bytes <= limit_) {
-        free_[bytes].push_back(p);
-        cached_ += bytes;
-        return;
+      kept_.emplace_back(block, p);
+      cached_ += block;
+      while (cached_ > limit_) {  // the oldest first (the one just given last of all)
+        cached_ -= kept_.front().first;
+        drop.push_back(kept_.front().second);
+        kept_.pop_front();
       }
     }
-    std::free(p);
+    for (void* q : drop) std::free(q);
   }
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::list<std::pair<size_t, void*>> kept_;  // (class, block), oldest first
   size_t cached_ = 0, limit_ = 0;
+  int64_t hits_ = 0, misses_ = 0;
 };
 
 inline Tensor pooled(at::IntArrayRef sizes, const at::TensorOptions& opts) {

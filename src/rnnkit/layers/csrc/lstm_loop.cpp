@@ -356,9 +356,14 @@ std::vector<Tensor> lstm_backward(const std::optional<Tensor>& d_out_in, const s
   return {d_xp, dh, dc, d_w, d_ghh, d_gc, d_bc, d_gih, d_bias};
 }
 
+// The buffer pool's [bytes kept, blocks kept, blocks reused, blocks allocated] (loop_common.h), for tests and
+// for looking at what a workload does with it.
+std::vector<int64_t> pool_stats() { return BufferPool::get().stats(); }
+
 }  // namespace
 
 TORCH_LIBRARY(rnnkit_native, m) {
+  m.def("pool_stats() -> int[]", &pool_stats);
   m.def(
       "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor w, Tensor? g_hh, Tensor? g_c, Tensor? b_c, "
       "Tensor? g_ih, Tensor? bias, Tensor? h_mask, Tensor? mask, float eps) -> Tensor[]");
