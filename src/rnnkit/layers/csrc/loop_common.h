@@ -111,33 +111,35 @@ inline void row_norm(const T* __restrict x, T* __restrict xhat, int64_t n, doubl
   *rstd_out = rstd;
 }
 
+// row_norm_backward's first sweep: the two sums it needs, and the parameters' gradients on the way (the shift's
+// only with kShift, decided at compile time so the loop stays one vectorised body).
+template <typename T, bool kShift>
+inline void norm_backward_sums(const T* dy, const T* __restrict xhat, const T* __restrict gain, int64_t n,
+                               T* __restrict d_gain, T* __restrict d_shift, T* m1_out, T* m2_out) {
+  T m1 = 0, m2 = 0;
+#pragma omp simd reduction(+ : m1, m2)
+  for (int64_t j = 0; j < n; ++j) {
+    const T dxh = dy[j] * gain[j];
+    m1 += dxh;
+    m2 += dxh * xhat[j];
+    d_gain[j] += dy[j] * xhat[j];
+    if constexpr (kShift) d_shift[j] += dy[j];
+  }
+  *m1_out = m1 / T(n);
+  *m2_out = m2 / T(n);
+}
+
 // LayerNorm backward for one row, given the normalised input xhat and rstd: dy (the gradient of the
 // norm's output) -> dx in `out` (which may be dy itself); adds dy * xhat to the gain's gradient (and
 // dy to the shift's).
 template <typename T>
 inline void row_norm_backward(const T* dy, const T* __restrict xhat, const T* __restrict gain, T rstd, int64_t n,
                               T* out, T* __restrict d_gain, T* __restrict d_shift) {
-  T m1 = 0, m2 = 0;  // the sums, and the parameters' gradients in the same sweep
-  if (d_shift) {
-#pragma omp simd reduction(+ : m1, m2)
-    for (int64_t j = 0; j < n; ++j) {
-      const T dxh = dy[j] * gain[j];
-      m1 += dxh;
-      m2 += dxh * xhat[j];
-      d_gain[j] += dy[j] * xhat[j];
-      d_shift[j] += dy[j];
-    }
-  } else {
-#pragma omp simd reduction(+ : m1, m2)
-    for (int64_t j = 0; j < n; ++j) {
-      const T dxh = dy[j] * gain[j];
-      m1 += dxh;
-      m2 += dxh * xhat[j];
-      d_gain[j] += dy[j] * xhat[j];
-    }
-  }
-  m1 /= T(n);
-  m2 /= T(n);
+  T m1, m2;
+  if (d_shift)
+    norm_backward_sums<T, true>(dy, xhat, gain, n, d_gain, d_shift, &m1, &m2);
+  else
+    norm_backward_sums<T, false>(dy, xhat, gain, n, d_gain, d_shift, &m1, &m2);
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) out[j] = rstd * (dy[j] * gain[j] - m1 - xhat[j] * m2);
 }
