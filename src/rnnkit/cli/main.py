@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 import rnnkit
+from rnnkit import settings
 from rnnkit.cli import compare, config, datasets, evaluate, export, generate, predict, quickstart, serve, train, tune
 from rnnkit.errors import RnnkitError
 
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        try:
+            settings.check()  # RNNKIT_NATIVE and the like: refused now, not after the data has loaded
+        except ValueError as e:
+            raise RnnkitError(str(e), where="environment") from None
         with cli_logging(getattr(args, "quiet", False)):
             return args.run(args)
     except RnnkitError as e:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from .. import settings
 from ..paths import rnnkit_home
 
 log = logging.getLogger("rnnkit")
@@ -42,10 +43,8 @@ _state: dict[str, object] = {}  # "ok": bool once tried, "error": str when the b
 
 
 def _mode() -> str:
-    mode = os.environ.get("RNNKIT_NATIVE", "auto").strip().lower() or "auto"
-    if mode not in ("0", "1", "auto"):
-        raise ValueError(f"RNNKIT_NATIVE must be 0, 1 or auto, got {mode!r}")
-    return mode
+    settings.native_pool_mb()  # checked here too: the C++ pool reads it itself, and would take a bad value as 0
+    return settings.native_mode()
 
 
 def _isa_flags() -> tuple[str, list[str]]:
