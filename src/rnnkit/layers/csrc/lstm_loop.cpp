@@ -95,7 +95,7 @@ void gates_backward(T_* ds, const T_* __restrict u, T_ mi, T_ ri, const T_* __re
 
 // -> [out (B,T,H), h_T, c_T, acts (T,B,4H), hins (B,T,H), cs (T,B,H), tcs (T,B,H),
 //     xhat_hh (T,B,4H), rstd_hh (T,B), xhat_c (T,B,H), rstd_c (T,B),   (these four empty without norms)
-//     mean_ih (T,B), rstd_ih (T,B)]                                    (empty without g_ih)
+//     mean_ih (T,B), rstd_ih (T,B)]                                    (empty without norms)
 std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Tensor& c0, const Tensor& w,
                                  const std::optional<Tensor>& g_hh_in, const std::optional<Tensor>& g_c_in,
                                  const std::optional<Tensor>& b_c_in, const std::optional<Tensor>& g_ih_in,
