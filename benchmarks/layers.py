@@ -13,9 +13,10 @@ For each size it times one training step (forward, a scalar loss over every outp
   ``nn.GRU``), and ``Recurrent(LayerNormGRUCell)`` on the same loop (target ≤ 1.3× ``nn.GRU``);
 * ``Recurrent(MinGRUCell)`` — the chunked linear-space scan, against ``nn.GRU``;
 
-and prints ratios to the peer plus the achieved GFLOP/s of the matmuls against a measured matmul
-ceiling. Run: ``python benchmarks/layers.py`` (``--quick`` for a smoke run, ``--device cuda`` on a GPU;
-``--clock cpu`` with ``OMP_NUM_THREADS=1`` times CPU time, for a shared machine).
+and prints ratios to the peer plus the achieved GFLOP/s of the matmuls against a measured matmul ceiling; then
+the loops' own per-step matmuls timed alone, the most a loop could reach at each size.
+Run: ``python benchmarks/layers.py`` (``--quick`` for a smoke run, ``--device cuda`` on a GPU; ``--clock cpu``
+with ``OMP_NUM_THREADS=1`` times CPU time, for a shared machine).
 """
 
 from __future__ import annotations
@@ -105,7 +106,34 @@ def main(argv=None) -> int:
                 perf = "— | —"  # minGRU does no hidden-to-hidden matmul: FLOPs are not comparable
             print(f"| {B} | {T} | {I} | {H} | {k} | {1e3 * t:.1f} | {ratio} | {perf} |")
         sys.stdout.flush()
+    step_products(sizes, args, ceiling)
     return 0
+
+
+def step_products(sizes, args, ceiling) -> None:
+    """The loops' own per-step matmuls, timed alone: for each step the forward's ``h (B, H) @ W_hh^T`` and the
+    backward's ``dG (B, G) @ W_hh``, T times, for the GRU (G = 3H) and the LSTM (G = 4H). What a native loop
+    could reach if its row passes cost nothing; the input products and dW_hh (large matmuls) are left out."""
+    print("\nThe loops' per-step matmuls alone (forward h @ W_hh^T and backward dG @ W_hh, T steps):\n")
+    print("| B | T | H | G | ms for T steps | GFLOP/s | % of ceiling |")
+    print("|---|---|---|---|---|---|---|")
+    for B, T, _, H in sizes:
+        fns, flops = {}, {}
+        for G in (3 * H, 4 * H):
+            dev = args.device
+            h, w, d = torch.randn(B, H, device=dev), torch.randn(G, H, device=dev), torch.randn(B, G, device=dev)
+            o1, o2 = torch.empty(B, G, device=dev), torch.empty(B, H, device=dev)
+
+            def run(h=h, w=w, d=d, o1=o1, o2=o2, T=T):
+                for _ in range(T):
+                    torch.mm(h, w.t(), out=o1)
+                    torch.mm(d, w, out=o2)
+
+            fns[G], flops[G] = run, 2 * 2 * B * H * G * T
+        times = time_interleaved(fns, args.repeats, device=args.device, clock=args.clock)
+        for G, t in times.items():
+            gf = flops[G] / t / 1e9
+            print(f"| {B} | {T} | {H} | {G} | {1e3 * t:.1f} | {gf:.1f} | {100 * gf / ceiling:.0f}% |")
 
 
 if __name__ == "__main__":
