@@ -59,15 +59,16 @@ def torch_int8(model):
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*deprecated.*")
     model = copy.deepcopy(model).eval()
-    members = getattr(model, "members", [model])  # an ensemble: each member's stacks
-    for i, stack, stacks in ((i, s, m.encoder.stacks) for m in members for i, s in enumerate(m.encoder.stacks)):
-        plain_cls = nn.LSTM if stack.mode == "LSTM" else nn.GRU
-        plain = plain_cls(stack.input_size, stack.hidden_size, stack.num_layers, batch_first=True,
-                          bidirectional=stack.bidirectional)  # fmt: skip
-        plain.load_state_dict(stack.state_dict())
-        plain.qconfig = default_dynamic_qconfig
-        stacks[i] = Packed(nnqd.LSTM.from_float(plain) if stack.mode == "LSTM" else nnqd.GRU.from_float(plain),
-                           stack.mode)  # fmt: skip
+    for member in getattr(model, "members", [model]):  # an ensemble: each member's stacks
+        stacks = member.encoder.stacks
+        for i, stack in enumerate(stacks):
+            plain_cls = nn.LSTM if stack.mode == "LSTM" else nn.GRU
+            plain = plain_cls(stack.input_size, stack.hidden_size, stack.num_layers, batch_first=True,
+                              bidirectional=stack.bidirectional)  # fmt: skip
+            plain.load_state_dict(stack.state_dict())
+            plain.qconfig = default_dynamic_qconfig
+            quantized = nnqd.LSTM.from_float(plain) if stack.mode == "LSTM" else nnqd.GRU.from_float(plain)
+            stacks[i] = Packed(quantized, stack.mode)
     return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
 
 
