@@ -43,7 +43,6 @@ _state: dict[str, object] = {}  # "ok": bool once tried, "error": str when the b
 
 
 def _mode() -> str:
-    settings.native_pool_mb()  # checked here too: the C++ pool reads it itself, and would take a bad value as 0
     return settings.native_mode()
 
 
@@ -109,6 +108,8 @@ def available() -> bool:
         return bool(_state["ok"])
     with _lock:
         if "ok" not in _state:
+            # the C++ pool reads this itself on first use (a bad value would read as 0): checked once, first
+            settings.native_pool_mb()
             try:
                 _build()
                 _state["ok"] = True

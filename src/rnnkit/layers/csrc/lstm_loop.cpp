@@ -33,28 +33,21 @@ namespace {
 using at::Tensor;
 using namespace rnnkit_native;
 
-// gates = LN(u) * g_ih + bias + LN(hp) * g_hh for one row (bias may be null); keeps LN(hp) in xh_hh and the
-// statistics the backward needs.
-template <typename T_>
+// gates = LN(u) * g_ih + bias + LN(hp) * g_hh for one row (the bias with kBias, decided at compile time so the
+// sweep stays one vectorised loop); keeps LN(hp) in xh_hh and the statistics the backward needs.
+template <typename T_, bool kBias>
 void gates_forward(const T_* __restrict u, const T_* __restrict hp, const T_* __restrict g_ih,
                    const T_* __restrict bias, const T_* __restrict g_hh, int64_t G, double eps, T_* __restrict gates,
                    T_* __restrict xh_hh, T_* mu_ih, T_* rs_ih, T_* rs_hh) {
   T_ mh, rh, mi, ri;
   row_stats2(hp, u, G, eps, &mh, &rh, &mi, &ri);
-  if (bias) {
-    _Pragma("omp simd")
-    for (int64_t j = 0; j < G; ++j) {
-      const T_ xh = (hp[j] - mh) * rh;
-      xh_hh[j] = xh;
-      gates[j] = (u[j] - mi) * ri * g_ih[j] + bias[j] + xh * g_hh[j];
-    }
-  } else {
-    _Pragma("omp simd")
-    for (int64_t j = 0; j < G; ++j) {
-      const T_ xh = (hp[j] - mh) * rh;
-      xh_hh[j] = xh;
-      gates[j] = (u[j] - mi) * ri * g_ih[j] + xh * g_hh[j];
-    }
+  _Pragma("omp simd")
+  for (int64_t j = 0; j < G; ++j) {
+    const T_ xh = (hp[j] - mh) * rh;
+    xh_hh[j] = xh;
+    T_ g = (u[j] - mi) * ri * g_ih[j] + xh * g_hh[j];
+    if constexpr (kBias) g += bias[j];
+    gates[j] = g;
   }
   *mu_ih = mi;
   *rs_ih = ri;
@@ -176,8 +169,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xp_in, const Tensor& h0, const Te
           T_* a = actd + (t * B + b) * G;
           if (ln) {  // gates = LN(xp) * g_ih + bias + LN(hp) * g_hh
             const int64_t k = t * B + b;
-            gates_forward(xpd + (b * T + t) * G, hpd + b * G, gih, bsd, ghh, G, eps, a, xhhd + k * G, muid + k,
-                          rsid + k, rshd + k);
+            auto row = bsd ? gates_forward<T_, true> : gates_forward<T_, false>;
+            row(xpd + (b * T + t) * G, hpd + b * G, gih, bsd, ghh, G, eps, a, xhhd + k * G, muid + k, rsid + k,
+                rshd + k);
           }
           sigmoid_inplace(a, 2 * H);  // i, f
           tanh_inplace(a + 2 * H, H);  // g
